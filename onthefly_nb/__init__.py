@@ -1,0 +1,33 @@
+"""onthefly-nb: steer PyTorch training live from a Jupyter notebook."""
+
+from .api import Trainer, in_kernel, quickstart
+from .control import RunState
+from .errors import (
+    BatchFormatError,
+    ConfigurationError,
+    EmptyLoaderError,
+    NonFiniteLossError,
+    OnTheFlyError,
+    PerSampleLossError,
+    SliceQueryError,
+)
+from .magics import load_ipython_extension
+from .session import Session
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchFormatError",
+    "ConfigurationError",
+    "EmptyLoaderError",
+    "NonFiniteLossError",
+    "OnTheFlyError",
+    "PerSampleLossError",
+    "RunState",
+    "Session",
+    "SliceQueryError",
+    "Trainer",
+    "in_kernel",
+    "load_ipython_extension",
+    "quickstart",
+]

@@ -1,0 +1,143 @@
+"""Batches keyed by dataset index: a loader wrapper, batch unpacking and device moves.
+
+The training loader is rebuilt around :class:`IndexedDataset`, whose ``__getitems__``
+hands the batch's dataset indices to :class:`IndexedCollate` alongside the samples.
+The index therefore travels with its batch through shuffling, worker processes and
+custom ``collate_fn`` functions, at the cost of one extra call per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import BatchFormatError, ConfigurationError, EmptyLoaderError
+
+INPUT_KEYS = ("inputs", "input", "x", "features", "image", "images", "pixel_values", "input_ids")
+TARGET_KEYS = ("targets", "target", "labels", "label", "y")
+
+Unpack = Callable[[Any], tuple[Any, Any]]
+
+
+class IndexedItems(NamedTuple):
+    """The samples of one batch and their dataset indices, before collation."""
+
+    indices: list[int]
+    items: list[Any]
+
+
+class IndexedDataset(Dataset):
+    """Wraps a map-style dataset so that each fetched batch carries its indices."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+    def __getitems__(self, indices: list[int]) -> IndexedItems:
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(indices) if getitems else [self.dataset[i] for i in indices]
+        return IndexedItems(list(indices), items)
+
+
+class IndexedCollate:
+    """Collates samples with the user's ``collate_fn`` and returns ``(indices, batch)``."""
+
+    def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, fetched: IndexedItems) -> tuple[torch.Tensor, Any]:
+        return torch.as_tensor(fetched.indices, dtype=torch.int64), self.collate_fn(fetched.items)
+
+
+def check_loader(loader: Any, name: str) -> DataLoader:
+    """Check that ``loader`` is a batched DataLoader over a non-empty, sized dataset."""
+    if not isinstance(loader, DataLoader):
+        raise ConfigurationError(
+            f"{name} must be a torch.utils.data.DataLoader, got {type(loader).__name__}. "
+            f"Wrap your dataset: DataLoader(dataset, batch_size=..., shuffle=...)."
+        )
+    try:
+        size = len(loader.dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigurationError(
+            f"{name}'s dataset ({type(loader.dataset).__name__}) has no length. Per-sample "
+            f"losses are keyed by dataset index, so onthefly_nb needs a map-style dataset "
+            f"with __len__ and __getitem__ (not an IterableDataset)."
+        ) from None
+    if loader.batch_sampler is None:
+        raise ConfigurationError(
+            f"{name} was built with batch_size=None; per-sample losses need batches. "
+            f"Pass batch_size=... (or a batch_sampler) to the DataLoader."
+        )
+    if size == 0 or len(loader) == 0:
+        raise EmptyLoaderError(
+            f"{name} yields no batches (dataset of {size} samples, batch_size="
+            f"{loader.batch_size}, drop_last={loader.drop_last}). Give it data, or lower "
+            f"batch_size / set drop_last=False."
+        )
+    return loader
+
+
+def indexed_loader(loader: DataLoader) -> DataLoader:
+    """A DataLoader like ``loader`` whose batches come as ``(indices, batch)``.
+
+    It shares the original batch sampler (so shuffling, its generator and drop_last
+    are unchanged) and keeps workers, pinning, timeouts and worker init functions.
+    """
+    options: dict[str, Any] = {
+        "batch_sampler": loader.batch_sampler,
+        "num_workers": loader.num_workers,
+        "collate_fn": IndexedCollate(loader.collate_fn),
+        "pin_memory": loader.pin_memory,
+        "timeout": loader.timeout,
+        "worker_init_fn": loader.worker_init_fn,
+        "multiprocessing_context": loader.multiprocessing_context,
+        "generator": loader.generator,
+        "persistent_workers": loader.persistent_workers,
+    }
+    if loader.num_workers > 0:
+        options["prefetch_factor"] = loader.prefetch_factor
+    for optional in ("pin_memory_device", "in_order"):
+        if hasattr(loader, optional):
+            options[optional] = getattr(loader, optional)
+    return DataLoader(IndexedDataset(loader.dataset), **options)
+
+
+def default_unpack(batch: Any) -> tuple[Any, Any]:
+    """Split a batch into ``(inputs, targets)``: a pair, a longer tuple, or a dict."""
+    if isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    if isinstance(batch, Mapping):
+        inputs = next((batch[k] for k in INPUT_KEYS if k in batch), None)
+        targets = next((batch[k] for k in TARGET_KEYS if k in batch), None)
+        if inputs is not None and targets is not None:
+            return inputs, targets
+        raise BatchFormatError(
+            f"cannot find inputs and targets in a dict batch with keys {sorted(batch)}. "
+            f"Name them one of {INPUT_KEYS} and {TARGET_KEYS}, or pass "
+            f"unpack=lambda batch: (batch['my_inputs'], batch['my_targets'])."
+        )
+    raise BatchFormatError(
+        f"cannot split a batch of type {type(batch).__name__} into inputs and targets. "
+        f"Yield (inputs, targets) pairs, or pass unpack=lambda batch: (inputs, targets)."
+    )
+
+
+def to_device(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """Move every tensor in a (nested) tuple, list or dict to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=non_blocking)
+    if isinstance(value, Mapping):
+        return {k: to_device(v, device, non_blocking) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        moved = [to_device(v, device, non_blocking) for v in value]
+        return type(value)(*moved) if hasattr(value, "_fields") else type(value)(moved)
+    return value

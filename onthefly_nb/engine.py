@@ -1,0 +1,156 @@
+"""The training loop, run on the session's background thread."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .batches import Unpack, indexed_loader, to_device
+from .control import Controller
+from .losses import LossFn, reduce_to_samples
+from .recorder import Recorder, is_classification
+
+FLUSH_SECONDS = 0.1
+MAX_PENDING_STEPS = 64
+
+
+@dataclass
+class Schedule:
+    """How long to train and what to run around the epochs."""
+
+    max_epochs: int
+    max_steps: int | None
+    do_test_after: bool
+    scheduler_interval: str
+
+
+def evaluate(model: nn.Module, loader: DataLoader, loss_fn: LossFn, unpack: Unpack,
+             device: torch.device) -> dict[str, Any]:
+    """Mean loss (and accuracy for classification) over ``loader``, leaving the RNG as it was."""
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    was_training = model.training
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count, classification = 0, False
+    with torch.random.fork_rng(devices=rng_devices), torch.no_grad():
+        model.eval()
+        try:
+            for batch in loader:
+                inputs, targets = unpack(batch)
+                inputs, targets = to_device(inputs, device), to_device(targets, device)
+                outputs = model(inputs)
+                losses = reduce_to_samples(loss_fn(outputs, targets), _batch_size(targets, outputs))
+                total += losses.double().sum()
+                count += losses.shape[0]
+                if is_classification(outputs, targets):
+                    classification = True
+                    correct += (outputs.argmax(1) == targets).sum()
+        finally:
+            model.train(was_training)
+    if count == 0:
+        return {"loss": None, "accuracy": None, "samples": 0}
+    accuracy = float(correct) / count if classification else None
+    return {"loss": float(total) / count, "accuracy": accuracy, "samples": count}
+
+
+def _batch_size(targets: Any, outputs: Any) -> int:
+    for value in (targets, outputs):
+        if isinstance(value, torch.Tensor) and value.ndim > 0:
+            return int(value.shape[0])
+    raise ValueError("cannot tell the batch size: neither targets nor outputs are batched tensors")
+
+
+class TrainingLoop:
+    """Epochs of steps over an index-keyed loader, with control at every step boundary."""
+
+    def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+                 train_loader: DataLoader, scheduler: Any, device: torch.device, unpack: Unpack,
+                 schedule: Schedule, controller: Controller, recorder: Recorder,
+                 on_epoch_end: Callable[[int], None], on_flush: Callable[[], None]) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.loader = indexed_loader(train_loader)
+        self.scheduler = scheduler
+        self.device = device
+        self.unpack = unpack
+        self.schedule = schedule
+        self.ctl = controller
+        self.recorder = recorder
+        self.on_epoch_end = on_epoch_end
+        self.on_flush = on_flush
+        self.non_blocking = bool(train_loader.pin_memory) and device.type == "cuda"
+        self.step = 0
+        self.epoch = 0
+        self.samples_per_sec: float | None = None
+        self._clock = time.monotonic()
+        self._clock_samples = 0
+        self._next_flush = self._clock + FLUSH_SECONDS
+
+    def run(self) -> None:
+        """Train until the schedule ends or a stop is asked for; exceptions propagate."""
+        if self.ctl.at_boundary(self.step):
+            return
+        while self.epoch < self.schedule.max_epochs and not self._reached_max_steps():
+            if self._run_epoch():
+                return
+            self.epoch += 1
+            self.flush()
+            self.on_epoch_end(self.epoch)
+            self.restart_clock()
+            if self.ctl.at_boundary(self.step):
+                return
+
+    def _run_epoch(self) -> bool:
+        """One pass over the loader; True when a stop was asked for."""
+        step_scheduler = self.scheduler is not None and self.schedule.scheduler_interval == "step"
+        for indices, batch in self.loader:
+            self._train_step(indices, batch)
+            if step_scheduler:
+                self.scheduler.step()
+            self.step += 1
+            if len(self.recorder) >= MAX_PENDING_STEPS or time.monotonic() >= self._next_flush:
+                self.flush()
+            if self.ctl.at_boundary(self.step):
+                return True
+            if self._reached_max_steps():
+                break
+        return False
+
+    def _train_step(self, indices: torch.Tensor, batch: Any) -> None:
+        inputs, targets = self.unpack(batch)
+        inputs = to_device(inputs, self.device, self.non_blocking)
+        targets = to_device(targets, self.device, self.non_blocking)
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = self.model(inputs)
+        losses = reduce_to_samples(self.loss_fn(outputs, targets), indices.shape[0])
+        losses.mean().backward()
+        self.optimizer.step()
+        self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
+
+    def _reached_max_steps(self) -> bool:
+        return self.schedule.max_steps is not None and self.step >= self.schedule.max_steps
+
+    def flush(self) -> None:
+        """Fold recorded steps into the store and update the throughput estimate."""
+        before = self.recorder.samples
+        self.recorder.flush()
+        now = time.monotonic()
+        self._clock_samples += self.recorder.samples - before
+        elapsed = now - self._clock
+        if elapsed > 0.05 and self._clock_samples:
+            rate = self._clock_samples / elapsed
+            self.samples_per_sec = rate if self.samples_per_sec is None else 0.7 * self.samples_per_sec + 0.3 * rate
+            self._clock, self._clock_samples = now, 0
+        self._next_flush = now + FLUSH_SECONDS
+        self.on_flush()
+
+    def restart_clock(self) -> None:
+        """Leave pauses and evaluations out of the throughput estimate."""
+        self._clock, self._clock_samples = time.monotonic(), 0

@@ -1,0 +1,41 @@
+"""The session's event log: numbered, append-only, JSON-serialisable records."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class EventLog:
+    """Every control action and state change, in order. Safe to append from any thread."""
+
+    def __init__(self, on_append: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._on_append = on_append
+
+    def append(self, kind: str, step: int, **data: Any) -> dict[str, Any]:
+        """Record an event; ``data`` must hold JSON-serialisable values only."""
+        with self._lock:
+            event = {"seq": len(self._events), "time": time.time(), "step": step, "kind": kind, **data}
+            self._events.append(event)
+        if self._on_append is not None:
+            self._on_append(event)
+        return event
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(e) for e in self._events]
+
+    def tail(self, n: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(e) for e in self._events[-n:]]
+
+    def kinds(self) -> list[str]:
+        with self._lock:
+            return [e["kind"] for e in self._events]

@@ -1,0 +1,55 @@
+"""``%load_ext onthefly`` registers ``%onthefly``, which steers the current session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .session import Session
+
+USAGE = """%onthefly [command]
+
+Steers the most recently created onthefly session.
+
+  %onthefly            show the session's dashboard
+  %onthefly status     print the status, step and epoch
+  %onthefly pause      pause at the next step boundary
+  %onthefly resume     resume a paused run
+  %onthefly step N     run N steps, then pause
+  %onthefly stop       stop at the next step boundary
+  %onthefly validate   evaluate on the validation loader now
+  %onthefly test       evaluate on the test loader now
+"""
+
+
+def onthefly_magic(line: str) -> Any:
+    session = Session.current()
+    if session is None:
+        raise RuntimeError("no onthefly session yet: start one with onthefly.Trainer(...).fit(...)")
+    words = line.split()
+    command, args = (words[0], words[1:]) if words else ("dashboard", [])
+    if command == "dashboard":
+        return session.dashboard()
+    if command == "status":
+        print(session)
+        return None
+    if command == "step":
+        if len(args) != 1 or not args[0].isdigit() or int(args[0]) < 1:
+            raise ValueError("usage: %onthefly step N   (N a whole number >= 1)")
+        session.step(int(args[0]))
+        print(session)
+        return None
+    if command in ("pause", "resume", "stop"):
+        getattr(session, command)()
+        print(session)
+        return None
+    if command in ("validate", "test"):
+        return getattr(session, command)()
+    raise ValueError(f"unknown %onthefly command {command!r}.\n\n{USAGE}")
+
+
+onthefly_magic.__doc__ = USAGE
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ``%onthefly`` in an IPython shell (``%load_ext onthefly``)."""
+    ipython.register_magic_function(onthefly_magic, magic_kind="line", magic_name="onthefly")

@@ -1,0 +1,124 @@
+"""Per-sample losses recorded on the training thread, folded into the store in batches.
+
+The hot path only appends detached tensors to a list. Every ``flush`` (about ten times a
+second) concatenates them, moves them to the CPU in one copy, computes classification
+margins and per-step quantiles with a few vectorised operations, and updates the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import NonFiniteLossError
+from .store import STEP_COLUMNS, SampleStore, StepHistory, loss_quantiles
+
+
+@dataclass
+class _Step:
+    step: int
+    epoch: int
+    indices: torch.Tensor
+    losses: torch.Tensor
+    outputs: torch.Tensor | None
+    targets: torch.Tensor | None
+
+
+def is_classification(outputs: object, targets: object) -> bool:
+    """Logits of shape [N, C>1] with integer class targets of shape [N]."""
+    return (
+        isinstance(outputs, torch.Tensor)
+        and isinstance(targets, torch.Tensor)
+        and outputs.ndim == 2
+        and outputs.shape[1] > 1
+        and outputs.is_floating_point()
+        and targets.ndim == 1
+        and not targets.is_floating_point()
+        and not targets.is_complex()
+    )
+
+
+class Recorder:
+    """Collects each step's per-sample losses and folds them into a store and history."""
+
+    def __init__(self, store: SampleStore, history: StepHistory, lock: threading.Lock,
+                 stop_on_nonfinite: bool = True) -> None:
+        self.store = store
+        self.history = history
+        self.lock = lock
+        self.stop_on_nonfinite = stop_on_nonfinite
+        self._pending: list[_Step] = []
+        self._classification: bool | None = None
+        self.samples = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def record(self, step: int, epoch: int, indices: torch.Tensor, losses: torch.Tensor,
+               outputs: object, targets: object) -> None:
+        """Keep this step's values for the next flush (detached; no device sync)."""
+        if self._classification is None:
+            self._classification = is_classification(outputs, targets)
+        if self._classification:
+            self._pending.append(_Step(step, epoch, indices, losses.detach(),
+                                       outputs.detach(), targets))  # type: ignore[union-attr]
+        else:
+            self._pending.append(_Step(step, epoch, indices, losses.detach(), None, None))
+
+    def flush(self) -> int:
+        """Fold pending steps into the store; returns how many steps were folded."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return 0
+        losses_t = torch.cat([p.losses for p in pending]).float()
+        classes = _classify(pending) if self._classification else None
+        losses = losses_t.cpu().numpy()
+        indices = torch.cat([p.indices for p in pending]).numpy()
+        sizes = np.fromiter((len(p.indices) for p in pending), dtype=np.int64, count=len(pending))
+        steps = np.repeat(np.fromiter((p.step for p in pending), dtype=np.int64, count=len(pending)), sizes)
+        if self.stop_on_nonfinite and not np.isfinite(losses).all():
+            raise _nonfinite_error(losses, indices, steps)
+        rows = _step_rows(pending, losses, sizes)
+        with self.lock:
+            self.store.update(indices, losses, steps, *(classes or ()))
+            self.history.extend(rows)
+            self.samples += len(indices)
+        return len(pending)
+
+
+def _classify(pending: list[_Step]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, predictions and margins (true logit minus best other logit) for pending steps."""
+    logits = torch.cat([p.outputs for p in pending]).float()  # type: ignore[misc]
+    labels = torch.cat([p.targets for p in pending]).to(logits.device).long()  # type: ignore[misc]
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+    stacked = torch.stack([labels.float(), logits.argmax(1).float(), true - others]).cpu().numpy()
+    return stacked[0].astype(np.int32), stacked[1].astype(np.int32), stacked[2].astype(np.float32)
+
+
+def _step_rows(pending: list[_Step], losses: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """One row of (step, epoch, quantiles..., max, mean) per pending step."""
+    rows = np.empty((len(pending), len(STEP_COLUMNS)), dtype=np.float64)
+    rows[:, 0] = [p.step for p in pending]
+    rows[:, 1] = [p.epoch for p in pending]
+    bounds = np.r_[0, np.cumsum(sizes)]
+    for size in np.unique(sizes):
+        which = np.flatnonzero(sizes == size)
+        block = np.stack([losses[bounds[i] : bounds[i] + size] for i in which]) if len(which) < len(pending) \
+            else losses.reshape(len(pending), size)
+        rows[which, 2:] = loss_quantiles(block.astype(np.float64), axis=1)
+    return rows
+
+
+def _nonfinite_error(losses: np.ndarray, indices: np.ndarray, steps: np.ndarray) -> NonFiniteLossError:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    first_step = int(steps[bad[0]])
+    samples = indices[bad][steps[bad] == first_step][:5].tolist()
+    return NonFiniteLossError(
+        f"the loss became {losses[bad[0]]} at step {first_step} (samples {samples}). "
+        f"Check the learning rate, the inputs of those samples, or log/division operations in "
+        f"the model or loss; pass stop_on_nan=False to keep training through non-finite losses."
+    )

@@ -1,0 +1,346 @@
+"""The Session: a model, its data and optimizer, trained on a background thread you steer."""
+
+from __future__ import annotations
+
+import math
+import threading
+import traceback
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .batches import Unpack, check_loader, default_unpack
+from .control import TERMINAL, Controller, RunState
+from .engine import Schedule, TrainingLoop, evaluate
+from .errors import ConfigurationError
+from .events import EventLog
+from .losses import per_sample_loss
+from .recorder import Recorder
+from .slices import apply_query, store_frame
+from .store import STEP_COLUMNS, SampleStore, StepHistory
+
+if TYPE_CHECKING:
+    from .widget import Dashboard
+
+DEFAULT_WAIT = 60.0
+
+
+class Session:
+    """Owns one training run and lets you pause, step, resume, stop and inspect it.
+
+    Training starts with :meth:`start` (``onthefly.Trainer.fit`` calls it) and runs on a
+    daemon thread. Every control call takes effect at a step boundary, never mid-step.
+    """
+
+    _current: ClassVar[Session | None] = None
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Any,
+        train_loader: DataLoader,
+        val_loader: DataLoader | None = None,
+        test_loader: DataLoader | None = None,
+        *,
+        scheduler: Any = None,
+        scheduler_interval: str = "epoch",
+        device: str | torch.device | None = None,
+        max_epochs: int = 1,
+        max_steps: int | None = None,
+        do_test_after: bool = False,
+        stop_on_nan: bool = True,
+        unpack: Unpack | None = None,
+        project: str = "default",
+        run_name: str = "run",
+    ) -> None:
+        _check_types(model, optimizer, scheduler, scheduler_interval, max_epochs, max_steps, unpack)
+        self.project, self.run_name = project, run_name
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.train_loader = check_loader(train_loader, "train_loader")
+        self.val_loader = None if val_loader is None else check_loader(val_loader, "val_loader")
+        self.test_loader = None if test_loader is None else check_loader(test_loader, "test_loader")
+        self.device = _resolve_device(model, device)
+        self.loss_fn = per_sample_loss(loss_fn)
+        self.unpack: Unpack = unpack or default_unpack
+        self.schedule = Schedule(max_epochs, max_steps, do_test_after, scheduler_interval)
+
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._log = EventLog(on_append=lambda _event: self._changed.set())
+        self.store = SampleStore(len(train_loader.dataset))  # type: ignore[arg-type]
+        self._history = StepHistory()
+        self._metrics: dict[str, list[dict[str, Any]]] = {"validation": [], "test": []}
+        self._controller = Controller(self._on_control)
+        recorder = Recorder(self.store, self._history, self._lock, stop_on_nonfinite=stop_on_nan)
+        self._loop = TrainingLoop(
+            model=model, optimizer=optimizer, loss_fn=self.loss_fn, train_loader=train_loader,
+            scheduler=scheduler, device=self.device, unpack=self.unpack, schedule=self.schedule,
+            controller=self._controller, recorder=recorder, on_epoch_end=self._on_epoch_end,
+            on_flush=self._changed.set,
+        )
+        self._controller.on_enter = self._loop.flush
+        self._controller.on_leave = self._loop.restart_clock
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.traceback: str | None = None
+        self._dashboard: Dashboard | None = None
+        Session._current = self
+
+    # ---- lifecycle -------------------------------------------------------------------
+    @classmethod
+    def current(cls) -> Session | None:
+        """The most recently created session, if any."""
+        return cls._current
+
+    def start(self, paused: bool = False) -> Session:
+        """Start training on a background thread; with ``paused=True`` it waits before step 1."""
+        if self._thread is not None:
+            raise RuntimeError(f"session {self.run_name!r} was already started; it is {self.status}.")
+        if paused:
+            self._controller.request_pause()
+        self._thread = threading.Thread(target=self._train, name=f"onthefly-{self.run_name}", daemon=True)
+        self._controller.begin()
+        self._thread.start()
+        return self
+
+    def _train(self) -> None:
+        end, error = RunState.FINISHED, None
+        try:
+            self._loop.run()
+            self._loop.flush()
+            if self._controller.state is RunState.STOPPING:
+                end = RunState.STOPPED
+            elif self.schedule.do_test_after and self.test_loader is not None:
+                self._evaluate("test")
+        except BaseException as exc:  # noqa: BLE001 - kept, shown, and re-raised by wait()
+            self._error = exc
+            self.traceback = "".join(traceback.format_exception(exc))
+            end, error = RunState.FAILED, f"{type(exc).__name__}: {exc}"
+        self._controller.end(end, error)
+
+    def wait(self, timeout: float | None = None) -> Session:
+        """Block until training ends; re-raises the exception that failed the run."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"training still {self.status} after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    # ---- control -----------------------------------------------------------------------
+    def pause(self, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Session:
+        """Pause at the next step boundary (and, by default, wait until paused)."""
+        self._controller.request_pause()
+        self._wait_for(lambda s: s is RunState.PAUSED or s in TERMINAL, wait, timeout, "pause")
+        return self
+
+    def resume(self) -> Session:
+        """Continue a paused run (also cancels a pending ``step(n)``)."""
+        self._controller.request_resume()
+        return self
+
+    def step(self, n: int = 1, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Session:
+        """Run ``n`` more steps, then pause."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"step(n) needs a whole number of steps >= 1, got {n!r}")
+        target = self._controller.request_steps(n)
+        self._wait_for(lambda s: (s is RunState.PAUSED and self.global_step >= target) or s in TERMINAL,
+                       wait, timeout, f"step({n})")
+        return self
+
+    def stop(self, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Session:
+        """Stop at the next step boundary, paused or not (and, by default, wait for the end)."""
+        self._controller.request_stop()
+        if self._thread is None:
+            self._controller.end(RunState.STOPPED)
+        elif wait and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        return self
+
+    def _wait_for(self, done: Any, wait: bool, timeout: float, what: str) -> None:
+        if not wait or self._thread is None or threading.current_thread() is self._thread:
+            return
+        if not self._controller.wait_until(done, timeout):
+            raise TimeoutError(f"{what} did not take effect within {timeout} s (status: {self.status})")
+
+    def validate(self, wait: bool = True) -> dict[str, Any] | Future:
+        """Evaluate on the validation loader at the next step boundary; training then continues."""
+        return self._request_evaluation("validation", wait)
+
+    def test(self, wait: bool = True) -> dict[str, Any] | Future:
+        """Evaluate on the test loader at the next step boundary; training then continues."""
+        return self._request_evaluation("test", wait)
+
+    def _request_evaluation(self, kind: str, wait: bool) -> dict[str, Any] | Future:
+        loader = self.val_loader if kind == "validation" else self.test_loader
+        if loader is None:
+            arg = "val_loader" if kind == "validation" else "test_loader"
+            raise ConfigurationError(f"this session has no {arg}; pass {arg}=... to create it.")
+        future = self._controller.submit(lambda: self._evaluate(kind))
+        return future.result() if wait else future
+
+    def _evaluate(self, kind: str) -> dict[str, Any]:
+        loader = self.val_loader if kind == "validation" else self.test_loader
+        assert loader is not None
+        result = evaluate(self.model, loader, self.loss_fn, self.unpack, self.device)
+        result = {"step": self.global_step, "epoch": self.epoch, **result}
+        for key in ("loss", "accuracy"):
+            if result[key] is not None and not math.isfinite(result[key]):
+                result[key] = None
+        with self._lock:
+            self._metrics[kind].append(result)
+        self._log.append(kind, self.global_step, **{k: v for k, v in result.items() if k != "step"})
+        return result
+
+    def _on_epoch_end(self, epoch: int) -> None:
+        self._log.append("epoch_end", self.global_step, epoch=epoch)
+        if self.val_loader is not None:
+            self._evaluate("validation")
+        if self.scheduler is not None and self.schedule.scheduler_interval == "epoch":
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                latest = self._metrics["validation"][-1:] or [{"loss": None}]
+                if latest[0]["loss"] is not None:
+                    self.scheduler.step(latest[0]["loss"])
+            else:
+                self.scheduler.step()
+
+    def _on_control(self, kind: str, step: int, data: dict[str, Any]) -> None:
+        self._log.append(kind, step, **data)
+
+    # ---- state -------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """One of idle, running, paused, stopping, finished, stopped, failed."""
+        return str(self._controller.state)
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps completed so far."""
+        return self._loop.step
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed so far."""
+        return self._loop.epoch
+
+    @property
+    def samples_per_sec(self) -> float | None:
+        return self._loop.samples_per_sec
+
+    @property
+    def total_steps(self) -> int:
+        """Steps the schedule will run if nobody stops it."""
+        total = self.schedule.max_epochs * len(self.train_loader)
+        return min(total, self.schedule.max_steps) if self.schedule.max_steps is not None else total
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event so far (numbered, JSON-serialisable), oldest first."""
+        return self._log.all()
+
+    @property
+    def metrics(self) -> dict[str, list[dict[str, Any]]]:
+        """Validation and test results so far, oldest first."""
+        with self._lock:
+            return {k: list(v) for k, v in self._metrics.items()}
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Per-step train loss quantiles (p1..p99, max, mean) from each batch."""
+        with self._lock:
+            rows = self._history.rows()
+        frame = pd.DataFrame(rows, columns=list(STEP_COLUMNS))
+        return frame.astype({"step": np.int64, "epoch": np.int64})
+
+    def slice(self, query: str | None = None) -> pd.DataFrame:
+        """One row per sample seen, filtered by a pandas query such as ``"loss > 2"``."""
+        with self._lock:
+            frame = store_frame(self.store)
+        return apply_query(frame, query)
+
+    def dashboard(self) -> Dashboard:
+        """The session's live dashboard widget (one per session; display it anywhere)."""
+        if self._dashboard is None:
+            from .widget import Dashboard
+
+            self._dashboard = Dashboard(self)
+        return self._dashboard
+
+    def snapshot(self, max_rows: int = 1000) -> dict[str, Any]:
+        """A consistent copy of what the dashboard shows, taken under the store lock."""
+        with self._lock:
+            curve = self._history.downsampled(max_rows)
+            metrics = {k: list(v) for k, v in self._metrics.items()}
+            seen = int(self._loop.recorder.samples)
+        rate = self.samples_per_sec
+        left = max(self.total_steps - self.global_step, 0)
+        batch = self.train_loader.batch_size or 1
+        return {
+            "run": {
+                "project": self.project, "run_name": self.run_name, "state": self.status,
+                "step": self.global_step, "epoch": self.epoch, "max_epochs": self.schedule.max_epochs,
+                "steps_per_epoch": len(self.train_loader), "total_steps": self.total_steps,
+                "samples_per_sec": rate, "eta_sec": (left * batch / rate) if rate else None,
+                "device": str(self.device), "error": self.traceback,
+                "val": _latest(metrics["validation"]), "test": _latest(metrics["test"]),
+                "task": "classification" if self.store.is_classification else (
+                    "regression" if seen else None),
+                "seen": seen, "n_samples": self.store.size,
+            },
+            "curve": curve,
+            "val_curve": [[m["step"], m["loss"]] for m in metrics["validation"] if m["loss"] is not None],
+            "events": self._log.tail(50),
+        }
+
+    def __repr__(self) -> str:
+        return (f"<onthefly_nb.Session {self.project}/{self.run_name}: {self.status}, "
+                f"step {self.global_step}/{self.total_steps}, epoch {self.epoch}>")
+
+
+def _latest(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not results:
+        return None
+    last = results[-1]
+    return {"step": last["step"], "loss": last["loss"], "accuracy": last["accuracy"]}
+
+
+def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is None:
+        first = next(model.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+    resolved = torch.device(device)
+    model.to(resolved)
+    return resolved
+
+
+def _check_types(model: Any, optimizer: Any, scheduler: Any, scheduler_interval: str,
+                 max_epochs: Any, max_steps: Any, unpack: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise ConfigurationError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}. Wrap plain functions "
+            f"in a Module subclass whose forward() computes the outputs."
+        )
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigurationError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}, "
+            f"e.g. torch.optim.Adam(model.parameters(), lr=1e-3)."
+        )
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise ConfigurationError(f"scheduler must have a step() method, got {type(scheduler).__name__}.")
+    if scheduler_interval not in ("epoch", "step"):
+        raise ConfigurationError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}.")
+    if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
+        raise ConfigurationError(f"max_epochs must be a whole number >= 1, got {max_epochs!r}.")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+        raise ConfigurationError(f"max_steps must be None or a whole number >= 1, got {max_steps!r}.")
+    if unpack is not None and not callable(unpack):
+        raise ConfigurationError(f"unpack must be a callable batch -> (inputs, targets), got {type(unpack).__name__}.")
