@@ -1,0 +1,55 @@
+"""Shared fixtures: small real datasets and models made in the test, never downloaded."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from onthefly_nb import Session
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def classification_data(n: int = 256, dim: int = 8, classes: int = 3, seed: int = 0) -> TensorDataset:
+    """Gaussian inputs with labels from a random linear rule."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=g)
+    w = torch.randn(dim, classes, generator=g)
+    return TensorDataset(x, (x @ w).argmax(1))
+
+
+def small_model(dim: int = 8, classes: int = 3, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(dim, 16), nn.ReLU(), nn.Linear(16, classes))
+
+
+def make_session(n: int = 256, batch_size: int = 8, max_epochs: int = 50, lr: float = 1e-2,
+                 **kwargs: Any) -> Session:
+    data = classification_data(n)
+    model = small_model()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True)
+    return Session(model, torch.optim.SGD(model.parameters(), lr=lr), nn.CrossEntropyLoss(), loader,
+                   max_epochs=max_epochs, **kwargs)
+
+
+@pytest.fixture
+def session_factory():
+    """Builds sessions and guarantees every training thread is gone after the test."""
+    made: list[Session] = []
+
+    def factory(**kwargs: Any) -> Session:
+        session = make_session(**kwargs)
+        made.append(session)
+        return session
+
+    yield factory
+    for session in made:
+        session.stop(timeout=10)
+        assert session._thread is None or not session._thread.is_alive(), "training thread left running"
