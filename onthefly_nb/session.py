@@ -281,13 +281,15 @@ class Session:
             curve = self._history.downsampled(max_rows)
             metrics = {k: list(v) for k, v in self._metrics.items()}
             seen = int(self._loop.recorder.samples)
-        rate = self.samples_per_sec
+        state = self._controller.state
+        rate = self.samples_per_sec if state is RunState.RUNNING else None
         left = max(self.total_steps - self.global_step, 0)
         batch = self.train_loader.batch_size or 1
+        epoch = self.epoch if state in TERMINAL else min(self.epoch + 1, self.schedule.max_epochs)
         return {
             "run": {
-                "project": self.project, "run_name": self.run_name, "state": self.status,
-                "step": self.global_step, "epoch": self.epoch, "max_epochs": self.schedule.max_epochs,
+                "project": self.project, "run_name": self.run_name, "state": str(state),
+                "step": self.global_step, "epoch": epoch, "max_epochs": self.schedule.max_epochs,
                 "steps_per_epoch": len(self.train_loader), "total_steps": self.total_steps,
                 "samples_per_sec": rate, "eta_sec": (left * batch / rate) if rate else None,
                 "device": str(self.device), "error": self.traceback,
