@@ -25,8 +25,9 @@ def in_kernel() -> bool:
 class Trainer:
     """``Trainer(project=, run_name=, max_epochs=).fit(model=, optimizer=, loss_fn=, ...)``.
 
-    In a notebook ``fit`` returns the running Session at once and displays its dashboard;
-    in a plain script it blocks until training ends and returns the finished Session.
+    In a notebook ``fit`` displays the dashboard, trains on a background thread and returns
+    the running Session at once; in a plain script it trains on the calling thread and
+    returns the finished Session (re-raising the error if the run failed).
     """
 
     def __init__(self, project: str = "default", run_name: str = "run", max_epochs: int = 1, *,
@@ -55,14 +56,9 @@ class Trainer:
             from IPython.display import display
 
             display(self.session.dashboard())
-        self.session.start()
-        if not notebook:
-            try:
-                self.session.wait()
-            except KeyboardInterrupt:
-                self.session.stop()
-                raise
-        return self.session
+        if notebook:
+            return self.session.start()
+        return self.session.run()
 
 
 def quickstart(*, project: str = "default", run_name: str = "run", model: nn.Module,

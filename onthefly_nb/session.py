@@ -89,6 +89,7 @@ class Session:
         self._controller.on_enter = self._loop.flush
         self._controller.on_leave = self._loop.restart_clock
         self._thread: threading.Thread | None = None
+        self._done = threading.Event()
         self._error: BaseException | None = None
         self.traceback: str | None = None
         self._dashboard: Dashboard | None = None
@@ -102,14 +103,27 @@ class Session:
 
     def start(self, paused: bool = False) -> Session:
         """Start training on a background thread; with ``paused=True`` it waits before step 1."""
-        if self._thread is not None:
-            raise RuntimeError(f"session {self.run_name!r} was already started; it is {self.status}.")
+        self._claim(threading.Thread(target=self._train, name=f"onthefly-{self.run_name}", daemon=True))
         if paused:
             self._controller.request_pause()
-        self._thread = threading.Thread(target=self._train, name=f"onthefly-{self.run_name}", daemon=True)
         self._controller.begin()
-        self._thread.start()
+        self._thread.start()  # type: ignore[union-attr]
         return self
+
+    def run(self) -> Session:
+        """Train on the calling thread until the end (what a plain script wants); then like ``wait``.
+
+        Other threads can still pause, step or stop it. Ctrl-C stops the run and propagates.
+        """
+        self._claim(threading.current_thread())
+        self._controller.begin()
+        self._train()
+        return self.wait()
+
+    def _claim(self, thread: threading.Thread) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"session {self.run_name!r} was already started; it is {self.status}.")
+        self._thread = thread
 
     def _train(self) -> None:
         end, error = RunState.FINISHED, None
@@ -120,21 +134,37 @@ class Session:
                 end = RunState.STOPPED
             elif self.schedule.do_test_after and self.test_loader is not None:
                 self._evaluate("test")
+        except KeyboardInterrupt as exc:
+            self._error, end = exc, RunState.STOPPED
         except BaseException as exc:  # noqa: BLE001 - kept, shown, and re-raised by wait()
             self._error = exc
             self.traceback = "".join(traceback.format_exception(exc))
             end, error = RunState.FAILED, f"{type(exc).__name__}: {exc}"
-        self._controller.end(end, error)
+        finally:
+            self._controller.end(end, error)
+            self._done.set()
 
     def wait(self, timeout: float | None = None) -> Session:
         """Block until training ends; re-raises the exception that failed the run."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise TimeoutError(f"training still {self.status} after {timeout} s")
+        if self._thread is not None and not self._wait_done(timeout):
+            raise TimeoutError(f"training still {self.status} after {timeout} s")
         if self._error is not None:
             raise self._error
         return self
+
+    def _wait_done(self, timeout: float | None) -> bool:
+        """Wait for the end of the run and, for a background run, for its thread to exit."""
+        if not self._done.wait(timeout):
+            return False
+        thread = self._thread
+        if thread is not None and thread.daemon and thread is not threading.current_thread():
+            thread.join()
+        return True
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended (finished, stopped or failed)."""
+        return self._done.is_set()
 
     # ---- control -----------------------------------------------------------------------
     def pause(self, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Session:
@@ -162,8 +192,9 @@ class Session:
         self._controller.request_stop()
         if self._thread is None:
             self._controller.end(RunState.STOPPED)
+            self._done.set()
         elif wait and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+            self._wait_done(timeout)
         return self
 
     def _wait_for(self, done: Any, wait: bool, timeout: float, what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,4 +53,10 @@ def session_factory():
     yield factory
     for session in made:
         session.stop(timeout=10)
-        assert session._thread is None or not session._thread.is_alive(), "training thread left running"
+    assert no_training_threads(), "a training thread was left running"
+
+
+def no_training_threads() -> bool:
+    """No background training thread of any session is alive."""
+    return not [t for t in threading.enumerate() if t.name.startswith("onthefly-") and
+                not t.name.startswith("onthefly-publish") and t.is_alive()]

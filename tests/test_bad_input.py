@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
-from conftest import classification_data, small_model
+from conftest import classification_data, no_training_threads, small_model
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
@@ -26,10 +24,6 @@ def args(**override):
                 loss_fn=nn.CrossEntropyLoss(), train_loader=DataLoader(classification_data(32), batch_size=8))
     base.update(override)
     return base
-
-
-def no_training_threads() -> bool:
-    return not [t for t in threading.enumerate() if t.name.startswith("onthefly-") and t.is_alive()]
 
 
 def test_model_must_be_a_module():

@@ -58,7 +58,7 @@ def test_stop_while_paused_ends_cleanly(session_factory):
     session.stop()
     assert session.status == "stopped"
     assert session.global_step == k
-    assert not session._thread.is_alive()
+    assert session.done
     assert session.events[-1]["kind"] == "stopped"
     session.wait()  # a stopped run is not an error
 
@@ -122,7 +122,7 @@ def test_random_control_sequences_never_deadlock(session_factory, seed):
         else:
             time.sleep(rng.random() * 0.01)
     session.stop(timeout=10)
-    assert not session._thread.is_alive()
+    assert session.done
     assert session.status in ("stopped", "finished")
     kinds = [e["kind"] for e in session.events]
     assert kinds[0] == "started" and kinds[-1] in ("stopped", "finished")

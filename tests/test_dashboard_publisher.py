@@ -112,5 +112,5 @@ def test_browser_commands_reach_the_trainer(session_factory, recording_comm):
         dashboard._on_message(dashboard, junk, [])
     assert session.status == "paused" and session.global_step == k + 3
     dashboard._on_message(dashboard, {"type": "command", "name": "stop"}, [])
-    session._thread.join(10)
+    session.wait(timeout=10)
     assert session.status == "stopped"

@@ -1,0 +1,47 @@
+# Every target sets up what it needs on a fresh machine: .venv, the package, the JS bundle.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+TORCH := torch==2.13.0
+CHROMIUM := /usr/bin/chromium
+PORT ?= 8888
+
+.PHONY: install build demo test bench chromium clean
+
+$(VENV)/.installed: pyproject.toml onthefly_nb/static/widget.js
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+onthefly_nb/static/widget.js: node_modules/.package-lock.json js/*.ts js/*.css js/build.mjs
+	npm run build
+
+build: onthefly_nb/static/widget.js
+
+install: $(VENV)/.installed
+
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+demo: install
+	@TOKEN=$$($(PY) -c "import secrets; print(secrets.token_hex(16))"); \
+	echo "JupyterLab: http://127.0.0.1:$(PORT)/lab/tree/quickstart.ipynb?token=$$TOKEN"; \
+	$(PY) -m jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) --ServerApp.port_retries=0 \
+	  --IdentityProvider.token=$$TOKEN --ServerApp.root_dir=notebooks
+
+test: install chromium
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf $(VENV) node_modules onthefly_nb/static
