@@ -1,0 +1,86 @@
+"""The per-sample store and step history: vectorised, correct with repeated indices, 32 bytes a sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from conftest import classification_data, small_model
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from onthefly_nb import Session
+from onthefly_nb.store import QUANTILES, SampleStore, StepHistory, occurrence_rank
+
+
+def test_occurrence_rank_counts_earlier_repeats():
+    assert occurrence_rank(np.array([5, 3, 5, 5, 3, 9])).tolist() == [0, 0, 1, 2, 1, 0]
+    assert occurrence_rank(np.array([], dtype=np.int64)).tolist() == []
+
+
+def test_repeated_indices_in_one_update_are_applied_in_order():
+    rng = np.random.default_rng(0)
+    indices = rng.integers(0, 20, size=500)
+    losses = rng.random(500).astype(np.float32)
+    store = SampleStore(20)
+    store.update(indices, losses, np.arange(500))
+    for i in range(20):
+        mine = losses[indices == i]
+        assert store.seen[i] == len(mine)
+        if len(mine):
+            assert store.loss[i] == mine[-1]
+            assert store.last_step[i] == np.flatnonzero(indices == i)[-1]
+            np.testing.assert_allclose(store.loss_mean[i], mine.mean(), rtol=1e-5)
+            np.testing.assert_allclose(store.loss_std()[i], mine.std(), rtol=1e-3, atol=1e-6)
+
+
+def test_sampler_with_replacement_records_every_draw():
+    data = classification_data(40)
+    model = small_model()
+    sampler = RandomSampler(data, replacement=True, num_samples=400)
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=16, sampler=sampler)).start().wait(timeout=60)
+    assert int(session.store.seen.sum()) == 400
+    assert session.store.seen.max() > 1
+
+
+def test_store_costs_at_most_32_bytes_per_sample_and_summaries_match_numpy():
+    store = SampleStore(1000)
+    rng = np.random.default_rng(1)
+    idx = rng.permutation(1000)[:800]
+    losses = rng.exponential(size=800).astype(np.float32)
+    store.update(idx, losses, np.zeros(800, dtype=np.int64), labels=np.zeros(800, np.int32),
+                 predictions=np.ones(800, np.int32), margins=-losses)
+    assert store.nbytes / store.size <= 32
+    q = store.quantiles()
+    np.testing.assert_allclose([q[k] for k in ("p1", "p50", "p99")],
+                               np.quantile(losses.astype(np.float64), [0.01, 0.5, 0.99]))
+    assert q["max"] == losses.max() and np.isclose(q["mean"], losses.mean())
+    counts, edges = store.histogram(bins=64)
+    assert counts.sum() == 800 and len(edges) == 65 and edges[0] == 0 and edges[-1] == losses.max()
+
+
+def test_step_history_grows_and_downsamples_keeping_the_last_row():
+    history = StepHistory(capacity=4)
+    rows = np.arange(5000 * 11, dtype=np.float64).reshape(5000, 11)
+    for chunk in np.array_split(rows, 37):
+        history.extend(chunk)
+    assert len(history) == 5000
+    np.testing.assert_array_equal(history.rows(), rows)
+    small = history.downsampled(1000)
+    assert len(small) <= 1000 and (small[-1] == rows[-1]).all() and (small[0] == rows[0]).all()
+
+
+def test_per_step_quantiles_come_from_each_batch():
+    data = classification_data(50)
+    model = small_model()
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=16, shuffle=False)).start().wait(timeout=60)
+    history = session.history
+    assert list(history["step"]) == [0, 1, 2, 3]
+    with torch.no_grad():
+        losses = nn.functional.cross_entropy(model(data.tensors[0]), data.tensors[1], reduction="none").numpy()
+    last = losses[48:]  # the short final batch of 2 samples
+    expected = np.quantile(last.astype(np.float64), QUANTILES)
+    np.testing.assert_allclose(history.iloc[3][["p1", "p5", "p25", "p50", "p75", "p95", "p99"]], expected,
+                               rtol=1e-5)
+    np.testing.assert_allclose(history.iloc[0]["mean"], losses[:16].mean(), rtol=1e-5)
