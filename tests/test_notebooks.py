@@ -1,0 +1,142 @@
+"""Notebooks executed in a real kernel with nbclient.
+
+The quickstart notebook never blocks: training goes on in the background after its
+last cell ran. The cells appended here check the live session from inside the kernel,
+then stop it, so the kernel shuts down with no training thread left.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import nbformat
+import pytest
+
+from jupyter_helpers import NOTEBOOKS, QUICKSTART, WIDGET_STATE, WIDGET_VIEW, error_outputs, find_cell, output_text
+
+nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed")
+
+FACTS = "ONTHEFLY_FACTS "
+
+CHECK_PAUSE = """
+import json, time
+status_before = session.status
+assert status_before in ("running", "paused", "finished"), status_before
+session.pause()
+paused_status = session.status
+step_a = session.global_step
+time.sleep(0.3)
+step_b = session.global_step
+assert paused_status == "paused", paused_status
+assert step_a == step_b, f"step moved while paused: {step_a} -> {step_b}"
+"""
+
+CHECK_STOP = """
+session.stop()
+assert session.status == "stopped", session.status
+frame = session.slice()
+missing = {"index", "loss", "label", "prediction", "margin"} - set(frame.columns)
+assert not missing, f"slice lacks columns {missing}: {list(frame.columns)}"
+assert len(frame) > 0
+# let the publisher push the final state, so the saved widget state shows it
+deadline = time.monotonic() + 5
+while session.dashboard().run.get("state") != "stopped" and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.3)
+print(FACTS + json.dumps({
+    "status_before": status_before, "paused_status": paused_status, "step_a": step_a,
+    "step_b": step_b, "final_status": session.status, "columns": list(frame.columns),
+    "rows": len(frame), "dashboard_state": session.dashboard().run.get("state"),
+}))
+"""
+
+
+def execute(nb: nbformat.NotebookNode, timeout: int = 120) -> nbformat.NotebookNode:
+    client = nbclient.NotebookClient(
+        nb, timeout=timeout, startup_timeout=60, kernel_name="python3", allow_errors=True,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    client.execute()  # starts a kernel and always shuts it down
+    return nb
+
+
+def test_quickstart_notebook_runs_and_steers_the_session():
+    nb = nbformat.read(QUICKSTART, as_version=4)
+    n_original = len(nb.cells)
+    nb.cells.append(nbformat.v4.new_code_cell(CHECK_PAUSE))
+    nb.cells.append(nbformat.v4.new_code_cell(f"FACTS = {FACTS!r}\n" + CHECK_STOP))
+    execute(nb)
+    original = nb.cells[:n_original]
+
+    errors = error_outputs(nb)
+    assert not errors, "cells raised:\n" + "\n\n".join(errors)
+
+    facts_lines = [line for line in output_text(nb.cells[-1]).splitlines() if line.startswith(FACTS)]
+    assert facts_lines, f"the check cell printed no facts: {output_text(nb.cells[-1])!r}"
+    facts = json.loads(facts_lines[-1][len(FACTS):])
+    assert facts["status_before"] in ("running", "paused", "finished"), facts
+    assert facts["paused_status"] == "paused", facts
+    assert facts["step_a"] == facts["step_b"] > 0, facts
+    assert facts["final_status"] == "stopped", facts
+    assert {"index", "loss", "label", "prediction", "margin"} <= set(facts["columns"]), facts
+    assert facts["rows"] > 0, facts
+
+    dashboard_cell = find_cell(original, "quickstart(")
+    kinds = [set(o.get("data", {})) for o in dashboard_cell.outputs]
+    assert any(WIDGET_VIEW in k for k in kinds), f"no widget view in the quickstart cell outputs: {kinds}"
+
+    slice_cell = find_cell(original, "session.slice(")
+    html = [o["data"]["text/html"] for o in slice_cell.outputs if "text/html" in o.get("data", {})]
+    assert html and "<table" in html[0], f"slice cell shows no DataFrame table: {slice_cell.outputs}"
+
+    magic_cell = find_cell(original, "%onthefly status")
+    assert "mnist-demo/baseline" in output_text(magic_cell), output_text(magic_cell)
+
+    states = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    dashboards = [m["state"] for m in states.values()
+                  if str(m.get("state", {}).get("_anywidget_id", "")).endswith("Dashboard")]
+    assert len(dashboards) == 1, f"expected one Dashboard model in the saved widget state, got {len(dashboards)}"
+    run = dashboards[0]["run"]
+    assert isinstance(run, dict) and run["project"] == "mnist-demo", run
+    assert run["run_name"] == "baseline", run
+    assert run["state"] == "stopped", f"saved dashboard state is not the final one: {run['state']}"
+
+
+def test_scalar_loss_fails_the_run_but_not_the_kernel():
+    cells = [
+        """
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        import onthefly
+
+        torch.manual_seed(0)
+        data = TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,)))
+        model = torch.nn.Linear(4, 2)
+        session = onthefly.Trainer(project="p", run_name="r").fit(
+            model=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            loss_fn=lambda out, y: torch.nn.functional.cross_entropy(out, y),
+            train_loader=DataLoader(data, batch_size=8),
+        )
+        """,
+        """
+        try:
+            session.wait(timeout=60)
+            print("no exception")
+        except Exception as exc:
+            print(type(exc).__name__)
+        print(session.status)
+        """,
+        "print(1+1)",
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(src).strip()) for src in cells]
+    execute(nb, timeout=90)
+
+    errors = error_outputs(nb)
+    assert not errors, "cells raised:\n" + "\n\n".join(errors)
+    waited = output_text(nb.cells[1]).split()
+    assert waited == ["PerSampleLossError", "failed"], waited
+    assert output_text(nb.cells[2]).strip() == "2", "the kernel did not survive the failed run"
