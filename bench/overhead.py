@@ -4,7 +4,14 @@ Both train the same tiny MLP on the same data with the same loader settings, int
 round by round in one process, so machine noise hits both alike. Each round trains
 ``--epochs`` epochs; the printed figure is the median time per optimizer step over rounds.
 
-    .venv/bin/python bench/overhead.py [--device cuda] [--rounds 15] [--epochs 3]
+Two pairs are measured:
+- script: the plain loop and ``Session.run()`` on the calling thread (``python train.py``);
+- notebook: the plain loop on a background thread and ``Session.start()`` (what a kernel does).
+The notebook pair compares like with like: with GNU OpenMP, once the main thread has run
+parallel torch work, parallel work on any other thread is throttled, whoever runs it; the
+printed thread penalty (plain loop on a thread / on the calling thread) shows that cost.
+
+    .venv/bin/python bench/overhead.py [--device cuda] [--rounds 20] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import threading
 import time
 
 import torch
@@ -30,11 +38,12 @@ def make_problem(samples: int, seed: int = 0) -> tuple[TensorDataset, nn.Module]
     return TensorDataset(x, y), model
 
 
-def plain_loop(model: nn.Module, loader: DataLoader, epochs: int, device: torch.device) -> int:
-    """The loop a user writes by hand: the baseline."""
+def plain_loop(model: nn.Module, loader: DataLoader, epochs: int, device: torch.device) -> float:
+    """The loop a user writes by hand (the baseline); returns seconds per step."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     steps = 0
+    start = time.perf_counter()
     for _ in range(epochs):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
@@ -45,52 +54,75 @@ def plain_loop(model: nn.Module, loader: DataLoader, epochs: int, device: torch.
             steps += 1
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return steps
+    return (time.perf_counter() - start) / steps
 
 
-def onthefly_loop(model: nn.Module, loader: DataLoader, epochs: int, device: torch.device) -> int:
+def plain_on_thread(model: nn.Module, loader: DataLoader, epochs: int, device: torch.device) -> float:
+    """The plain loop on a background thread, as a kernel would have to run it."""
+    result: list[float] = []
+    thread = threading.Thread(target=lambda: result.append(plain_loop(model, loader, epochs, device)))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def onthefly_loop(model: nn.Module, loader: DataLoader, epochs: int, device: torch.device,
+                  background: bool) -> float:
     """The same training through a Session, recording every sample's loss."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     session = Session(model, optimizer, nn.CrossEntropyLoss(), loader, max_epochs=epochs, device=device)
-    session.start().wait()
+    start = time.perf_counter()
+    session.start().wait() if background else session.run()
     if device.type == "cuda":
         torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
     assert int(session.store.seen.sum()) == epochs * len(loader.dataset)
-    return session.global_step
+    return seconds / session.global_step
 
 
-def timed(run, *args) -> float:
-    start = time.perf_counter()
-    steps = run(*args)
-    return (time.perf_counter() - start) / steps
+PAIRS = {
+    "script": {"plain (calling thread)": plain_loop,
+               "onthefly_nb run()": lambda *a: onthefly_loop(*a, background=False)},
+    "notebook": {"plain (background thread)": plain_on_thread,
+                 "onthefly_nb start()": lambda *a: onthefly_loop(*a, background=True)},
+}
+
+
+def measure(runs: dict, base: nn.Module, dataset: TensorDataset, args: argparse.Namespace,
+            device: torch.device) -> dict[str, float]:
+    """Median seconds per step of each run, interleaved round by round (round 0 warms up)."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(args.rounds + 1):
+        names = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+        for name in names:
+            loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True)
+            seconds = runs[name](copy.deepcopy(base).to(device), loader, args.epochs, device)
+            if round_ > 0:
+                times[name].append(seconds)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     device = torch.device(args.device)
     dataset, base = make_problem(args.samples)
-    times: dict[str, list[float]] = {"plain": [], "onthefly": []}
-    runs = {"plain": plain_loop, "onthefly": onthefly_loop}
-    for round_ in range(args.rounds + 1):
-        order = ("plain", "onthefly") if round_ % 2 == 0 else ("onthefly", "plain")
-        for name in order:
-            loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True)
-            seconds = timed(runs[name], copy.deepcopy(base).to(device), loader, args.epochs, device)
-            if round_ > 0:  # round 0 warms up both
-                times[name].append(seconds)
-    plain, ours = (statistics.median(times[k]) for k in ("plain", "onthefly"))
     print(f"device {device}, {args.samples} samples, batch {args.batch_size}, "
           f"{args.epochs} epochs x {args.rounds} rounds, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    print(f"plain loop      median {plain * 1e6:8.1f} us/step")
-    print(f"onthefly_nb     median {ours * 1e6:8.1f} us/step")
-    print(f"ratio           {ours / plain:.3f}x")
+    median: dict[str, float] = {}
+    for pair, runs in PAIRS.items():
+        median |= measure(runs, base, dataset, args, device)
+        (plain, plain_time), (ours, ours_time) = ((n, median[n]) for n in runs)
+        print(f"{pair:9s} {plain:27s} {plain_time * 1e6:8.1f} us/step")
+        print(f"{pair:9s} {ours:27s} {ours_time * 1e6:8.1f} us/step   ratio {ours_time / plain_time:.3f}x")
+    penalty = median["plain (background thread)"] / median["plain (calling thread)"]
+    print(f"thread penalty (plain loop on a background thread / on the calling thread): {penalty:.3f}x")
 
 
 if __name__ == "__main__":

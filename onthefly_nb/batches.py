@@ -48,13 +48,16 @@ class IndexedDataset(Dataset):
 
 
 class IndexedCollate:
-    """Collates samples with the user's ``collate_fn`` and returns ``(indices, batch)``."""
+    """Collates samples with the user's ``collate_fn`` and returns ``(indices, batch)``.
+
+    The indices stay a plain list: the recorder converts a whole flush of them at once.
+    """
 
     def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
         self.collate_fn = collate_fn
 
-    def __call__(self, fetched: IndexedItems) -> tuple[torch.Tensor, Any]:
-        return torch.as_tensor(fetched.indices, dtype=torch.int64), self.collate_fn(fetched.items)
+    def __call__(self, fetched: IndexedItems) -> tuple[list[int], Any]:
+        return fetched.indices, self.collate_fn(fetched.items)
 
 
 def check_loader(loader: Any, name: str) -> DataLoader:

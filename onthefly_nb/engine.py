@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from .batches import Unpack, indexed_loader, to_device
 from .control import Controller
-from .losses import LossFn, reduce_to_samples
+from .losses import LossFn, SampleLoss, reduce_to_samples
 from .recorder import Recorder, is_classification
 
 FLUSH_SECONDS = 0.1
@@ -69,13 +69,13 @@ def _batch_size(targets: Any, outputs: Any) -> int:
 class TrainingLoop:
     """Epochs of steps over an index-keyed loader, with control at every step boundary."""
 
-    def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+    def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer, loss: SampleLoss,
                  train_loader: DataLoader, scheduler: Any, device: torch.device, unpack: Unpack,
                  schedule: Schedule, controller: Controller, recorder: Recorder,
                  on_epoch_end: Callable[[int], None], on_flush: Callable[[], None]) -> None:
         self.model = model
         self.optimizer = optimizer
-        self.loss_fn = loss_fn
+        self.loss = loss
         self.loader = indexed_loader(train_loader)
         self.scheduler = scheduler
         self.device = device
@@ -101,7 +101,6 @@ class TrainingLoop:
             if self._run_epoch():
                 return
             self.epoch += 1
-            self.flush()
             self.on_epoch_end(self.epoch)
             self.restart_clock()
             if self.ctl.at_boundary(self.step):
@@ -123,14 +122,18 @@ class TrainingLoop:
                 break
         return False
 
-    def _train_step(self, indices: torch.Tensor, batch: Any) -> None:
+    def _train_step(self, indices: list[int], batch: Any) -> None:
         inputs, targets = self.unpack(batch)
         inputs = to_device(inputs, self.device, self.non_blocking)
         targets = to_device(targets, self.device, self.non_blocking)
         self.optimizer.zero_grad(set_to_none=True)
         outputs = self.model(inputs)
-        losses = reduce_to_samples(self.loss_fn(outputs, targets), indices.shape[0])
-        losses.mean().backward()
+        value = self.loss.train(outputs, targets)
+        losses = None
+        if self.loss.per_sample is None or value.ndim:
+            losses = reduce_to_samples(value, len(indices))
+            value = losses.mean()
+        value.backward()
         self.optimizer.step()
         self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
 

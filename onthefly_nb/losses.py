@@ -1,4 +1,4 @@
-"""Turn a user's loss into one that returns a loss per sample, from the same forward pass."""
+"""A user's loss, trained as given, with one loss per sample from the same forward pass."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import copy
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,26 +17,40 @@ from .errors import ConfigurationError, PerSampleLossError
 LossFn = Callable[[Any, Any], torch.Tensor]
 
 
-def per_sample_loss(loss_fn: Any) -> LossFn:
-    """Return a callable giving unreduced losses for ``loss_fn``.
+@dataclass(frozen=True)
+class SampleLoss:
+    """What is backpropagated, and how per-sample values are had.
 
-    Built-in torch losses (anything with a ``reduction`` attribute) are cloned with
-    ``reduction='none'``; functions with a ``reduction`` parameter (``F.cross_entropy``)
-    get ``reduction='none'`` bound; other callables must already return one value per
-    sample, which :func:`reduce_to_samples` checks on every batch.
+    ``per_sample`` is the unreduced twin of a built-in loss (``reduction='none'``); it is
+    evaluated on the detached outputs of the training forward pass, so training stays
+    exactly the user's loss (class weights and ignore_index included) and the model runs
+    once. It is None for a plain callable, which must itself return one loss per sample;
+    its mean is then backpropagated.
     """
+
+    train: LossFn
+    per_sample: LossFn | None
+
+    @property
+    def evaluate(self) -> LossFn:
+        """Per-sample losses for evaluation runs."""
+        return self.per_sample or self.train
+
+
+def sample_loss(loss_fn: Any) -> SampleLoss:
+    """Split ``loss_fn`` into what is trained and what gives per-sample values."""
     if isinstance(loss_fn, nn.Module) and hasattr(loss_fn, "reduction"):
         clone = copy.copy(loss_fn)
         clone.reduction = "none"
-        return clone
+        return SampleLoss(loss_fn, clone)
     if not callable(loss_fn):
         raise ConfigurationError(
             f"loss_fn must be callable as loss_fn(outputs, targets), got "
             f"{type(loss_fn).__name__}. Pass e.g. nn.CrossEntropyLoss()."
         )
     if _accepts_reduction(loss_fn):
-        return functools.partial(loss_fn, reduction="none")
-    return loss_fn
+        return SampleLoss(loss_fn, functools.partial(loss_fn, reduction="none"))
+    return SampleLoss(loss_fn, None)
 
 
 def _accepts_reduction(fn: Callable[..., Any]) -> bool:

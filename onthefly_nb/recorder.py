@@ -1,28 +1,35 @@
 """Per-sample losses recorded on the training thread, folded into the store in batches.
 
 The hot path only appends detached tensors to a list. Every ``flush`` (about ten times a
-second) concatenates them, moves them to the CPU in one copy, computes classification
-margins and per-step quantiles with a few vectorised operations, and updates the store.
+second, or every 64 steps) evaluates the unreduced loss once over all kept outputs,
+moves the values to the CPU in one copy, computes classification margins and per-step
+quantiles with a few vectorised operations, and updates the store.
 """
 
 from __future__ import annotations
 
 import threading
+from itertools import chain
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import NonFiniteLossError
-from .store import STEP_COLUMNS, SampleStore, StepHistory, loss_quantiles
+from .losses import LossFn, reduce_to_samples
+from .store import STEP_COLUMNS, SampleStore, StepHistory, row_quantiles
+
+
+DEFER_ELEMENTS = 1 << 16
 
 
 @dataclass
 class _Step:
     step: int
     epoch: int
-    indices: torch.Tensor
-    losses: torch.Tensor
+    indices: list[int]
+    losses: torch.Tensor | None
     outputs: torch.Tensor | None
     targets: torch.Tensor | None
 
@@ -45,8 +52,9 @@ class Recorder:
     """Collects each step's per-sample losses and folds them into a store and history."""
 
     def __init__(self, store: SampleStore, history: StepHistory, lock: threading.Lock,
-                 stop_on_nonfinite: bool = True) -> None:
+                 per_sample: LossFn | None, stop_on_nonfinite: bool = True) -> None:
         self.store = store
+        self.per_sample = per_sample
         self.history = history
         self.lock = lock
         self.stop_on_nonfinite = stop_on_nonfinite
@@ -57,27 +65,45 @@ class Recorder:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def record(self, step: int, epoch: int, indices: torch.Tensor, losses: torch.Tensor,
-               outputs: object, targets: object) -> None:
-        """Keep this step's values for the next flush (detached; no device sync)."""
+    def record(self, step: int, epoch: int, indices: list[int], losses: torch.Tensor | None,
+               outputs: Any, targets: Any) -> None:
+        """Keep this step's values for the next flush (detached; no device sync).
+
+        ``losses`` is None when the per-sample loss is still to be evaluated on the outputs:
+        small outputs are kept and evaluated together at the flush, others right away.
+        """
         if self._classification is None:
             self._classification = is_classification(outputs, targets)
-        if self._classification:
-            self._pending.append(_Step(step, epoch, indices, losses.detach(),
-                                       outputs.detach(), targets))  # type: ignore[union-attr]
+        if losses is None:
+            outputs = outputs.detach()
+            if not self._can_defer(outputs, targets):
+                with torch.no_grad():
+                    losses = reduce_to_samples(self.per_sample(outputs, targets), len(indices))  # type: ignore[misc]
         else:
-            self._pending.append(_Step(step, epoch, indices, losses.detach(), None, None))
+            losses = losses.detach()
+        keep = losses is None or self._classification
+        self._pending.append(_Step(step, epoch, indices, losses,
+                                   outputs.detach() if keep else None, targets if keep else None))
+
+    def _can_defer(self, outputs: torch.Tensor, targets: Any) -> bool:
+        if not isinstance(targets, torch.Tensor) or outputs.ndim > 2 or outputs.numel() > DEFER_ELEMENTS:
+            return False
+        first = next((p for p in self._pending if p.losses is None), None)
+        return first is None or (first.outputs.shape[1:] == outputs.shape[1:]  # type: ignore[union-attr]
+                                 and first.targets.shape[1:] == targets.shape[1:])  # type: ignore[union-attr]
 
     def flush(self) -> int:
         """Fold pending steps into the store; returns how many steps were folded."""
         pending, self._pending = self._pending, []
         if not pending:
             return 0
-        losses_t = torch.cat([p.losses for p in pending]).float()
+        self._evaluate_deferred(pending)
+        losses_t = torch.cat([p.losses for p in pending]).float()  # type: ignore[misc]
         classes = _classify(pending) if self._classification else None
         losses = losses_t.cpu().numpy()
-        indices = torch.cat([p.indices for p in pending]).numpy()
         sizes = np.fromiter((len(p.indices) for p in pending), dtype=np.int64, count=len(pending))
+        indices = np.fromiter(chain.from_iterable(p.indices for p in pending), dtype=np.int64,
+                              count=int(sizes.sum()))
         steps = np.repeat(np.fromiter((p.step for p in pending), dtype=np.int64, count=len(pending)), sizes)
         if self.stop_on_nonfinite and not np.isfinite(losses).all():
             raise _nonfinite_error(losses, indices, steps)
@@ -87,6 +113,20 @@ class Recorder:
             self.history.extend(rows)
             self.samples += len(indices)
         return len(pending)
+
+
+    def _evaluate_deferred(self, pending: list[_Step]) -> None:
+        """One unreduced-loss call over every kept output still waiting for its losses."""
+        waiting = [p for p in pending if p.losses is None]
+        if not waiting:
+            return
+        sizes = [len(p.indices) for p in waiting]
+        with torch.no_grad():
+            values = self.per_sample(torch.cat([p.outputs for p in waiting]),  # type: ignore[misc]
+                                     torch.cat([p.targets for p in waiting]))
+            values = reduce_to_samples(values, sum(sizes))
+        for p, chunk in zip(waiting, values.split(sizes)):
+            p.losses = chunk
 
 
 def _classify(pending: list[_Step]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,9 +147,11 @@ def _step_rows(pending: list[_Step], losses: np.ndarray, sizes: np.ndarray) -> n
     bounds = np.r_[0, np.cumsum(sizes)]
     for size in np.unique(sizes):
         which = np.flatnonzero(sizes == size)
-        block = np.stack([losses[bounds[i] : bounds[i] + size] for i in which]) if len(which) < len(pending) \
-            else losses.reshape(len(pending), size)
-        rows[which, 2:] = loss_quantiles(block.astype(np.float64), axis=1)
+        if len(which) == len(pending):
+            block = losses.reshape(len(pending), size)
+        else:
+            block = np.stack([losses[bounds[i] : bounds[i] + size] for i in which])
+        rows[which, 2:] = row_quantiles(block)
     return rows
 
 

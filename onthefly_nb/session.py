@@ -19,7 +19,7 @@ from .control import TERMINAL, Controller, RunState
 from .engine import Schedule, TrainingLoop, evaluate
 from .errors import ConfigurationError
 from .events import EventLog
-from .losses import per_sample_loss
+from .losses import sample_loss
 from .recorder import Recorder
 from .slices import apply_query, store_frame
 from .store import STEP_COLUMNS, SampleStore, StepHistory
@@ -68,7 +68,8 @@ class Session:
         self.val_loader = None if val_loader is None else check_loader(val_loader, "val_loader")
         self.test_loader = None if test_loader is None else check_loader(test_loader, "test_loader")
         self.device = _resolve_device(model, device)
-        self.loss_fn = per_sample_loss(loss_fn)
+        self.loss_fn = loss_fn
+        self._loss = sample_loss(loss_fn)
         self.unpack: Unpack = unpack or default_unpack
         self.schedule = Schedule(max_epochs, max_steps, do_test_after, scheduler_interval)
 
@@ -79,9 +80,10 @@ class Session:
         self._history = StepHistory()
         self._metrics: dict[str, list[dict[str, Any]]] = {"validation": [], "test": []}
         self._controller = Controller(self._on_control)
-        recorder = Recorder(self.store, self._history, self._lock, stop_on_nonfinite=stop_on_nan)
+        recorder = Recorder(self.store, self._history, self._lock, self._loss.per_sample,
+                            stop_on_nonfinite=stop_on_nan)
         self._loop = TrainingLoop(
-            model=model, optimizer=optimizer, loss_fn=self.loss_fn, train_loader=train_loader,
+            model=model, optimizer=optimizer, loss=self._loss, train_loader=train_loader,
             scheduler=scheduler, device=self.device, unpack=self.unpack, schedule=self.schedule,
             controller=self._controller, recorder=recorder, on_epoch_end=self._on_epoch_end,
             on_flush=self._changed.set,
@@ -222,7 +224,7 @@ class Session:
     def _evaluate(self, kind: str) -> dict[str, Any]:
         loader = self.val_loader if kind == "validation" else self.test_loader
         assert loader is not None
-        result = evaluate(self.model, loader, self.loss_fn, self.unpack, self.device)
+        result = evaluate(self.model, loader, self._loss.evaluate, self.unpack, self.device)
         result = {"step": self.global_step, "epoch": self.epoch, **result}
         for key in ("loss", "accuracy"):
             if result[key] is not None and not math.isfinite(result[key]):

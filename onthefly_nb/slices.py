@@ -20,11 +20,12 @@ def store_frame(store: SampleStore) -> pd.DataFrame:
         "seen": store.seen[seen],
         "last_step": store.last_step[seen],
     }
-    if store.label is not None and store.prediction is not None and store.margin is not None:
-        columns["label"] = store.label[seen]
-        columns["prediction"] = store.prediction[seen]
-        columns["margin"] = store.margin[seen]
-        columns["correct"] = store.prediction[seen] == store.label[seen]
+    if store.is_classification:
+        label, prediction = store.column("label")[seen], store.column("prediction")[seen]
+        columns["label"] = label
+        columns["prediction"] = prediction
+        columns["margin"] = store.column("margin")[seen]
+        columns["correct"] = prediction == label
     return pd.DataFrame(columns)
 
 

@@ -17,6 +17,16 @@ def loss_quantiles(losses: np.ndarray, axis: int | None = None) -> np.ndarray:
     return np.moveaxis(stats, 0, -1)
 
 
+def row_quantiles(block: np.ndarray) -> np.ndarray:
+    """Like ``loss_quantiles(block, axis=1)`` (numpy's linear method) from one sort per row."""
+    ordered = np.sort(block, axis=1).astype(np.float64)
+    position = np.asarray(QUANTILES) * (block.shape[1] - 1)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, block.shape[1] - 1)
+    q = ordered[:, low] + (position - low) * (ordered[:, high] - ordered[:, low])
+    return np.column_stack([q, ordered[:, -1], ordered.mean(axis=1)])
+
+
 def occurrence_rank(indices: np.ndarray) -> np.ndarray:
     """For each position, how many earlier positions hold the same index (0 for the first)."""
     order = np.argsort(indices, kind="stable")
@@ -33,34 +43,41 @@ class SampleStore:
 
     For classification it also keeps label, prediction and margin (true-class logit minus
     the best other logit); whether the prediction was right is ``prediction == label``.
-    That is 32 bytes per sample at most.
+    Each sample is one 32-byte row of a ``(size, 8)`` block, so an update gathers and
+    scatters whole rows (``take`` plus one assignment) instead of eight scattered arrays.
     """
+
+    COLUMNS = ("loss", "loss_mean", "loss_m2", "seen", "last_step", "label", "prediction", "margin")
+    _TYPES = (np.float32, np.float32, np.float32, np.uint32, np.uint32, np.int32, np.int32, np.float32)
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.loss = np.full(size, np.nan, dtype=np.float32)
-        self.loss_mean = np.zeros(size, dtype=np.float32)
-        self._loss_m2 = np.zeros(size, dtype=np.float32)
-        self.seen = np.zeros(size, dtype=np.uint32)
-        self.last_step = np.zeros(size, dtype=np.uint32)
-        self.label: np.ndarray | None = None
-        self.prediction: np.ndarray | None = None
-        self.margin: np.ndarray | None = None
+        self._block = np.zeros((size, len(self.COLUMNS)), dtype=np.uint32)
+        self.is_classification = False
+        for name, value in (("loss", np.nan), ("label", -1), ("prediction", -1), ("margin", np.nan)):
+            self.column(name)[:] = value
 
-    @property
-    def is_classification(self) -> bool:
-        return self.label is not None
+    def column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """A writable view of one column, of the whole store or of gathered ``rows``."""
+        i = self.COLUMNS.index(name)
+        block = self._block if rows is None else rows
+        return block[:, i].view(self._TYPES[i])
+
+    loss = property(lambda self: self.column("loss"), doc="Latest loss of each sample (NaN if unseen).")
+    loss_mean = property(lambda self: self.column("loss_mean"), doc="Mean loss over the times seen.")
+    seen = property(lambda self: self.column("seen"), doc="How many times each sample was trained on.")
+    last_step = property(lambda self: self.column("last_step"), doc="Step at which it was last seen.")
+    label = property(lambda self: self.column("label") if self.is_classification else None)
+    prediction = property(lambda self: self.column("prediction") if self.is_classification else None)
+    margin = property(lambda self: self.column("margin") if self.is_classification else None)
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.loss, self.loss_mean, self._loss_m2, self.seen, self.last_step,
-                  self.label, self.prediction, self.margin)
-        return sum(a.nbytes for a in arrays if a is not None)
+        return self._block.nbytes
 
     def loss_std(self) -> np.ndarray:
         """Standard deviation of each sample's loss across the times it was seen."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.sqrt(self._loss_m2 / np.maximum(self.seen, 1)).astype(np.float32)
+        return np.sqrt(self.column("loss_m2") / np.maximum(self.seen, 1)).astype(np.float32)
 
     def update(
         self,
@@ -75,30 +92,43 @@ class SampleStore:
         if indices.size and (indices.min() < 0 or indices.max() >= self.size):
             bad = indices[(indices < 0) | (indices >= self.size)][0]
             raise IndexError(f"sample index {bad} is outside the dataset of {self.size} samples")
-        if labels is not None and self.label is None:
-            self.label = np.full(self.size, -1, dtype=np.int32)
-            self.prediction = np.full(self.size, -1, dtype=np.int32)
-            self.margin = np.full(self.size, np.nan, dtype=np.float32)
+        self.is_classification |= labels is not None
+        values = (losses, steps, labels, predictions, margins)
+        if not self._has_repeats(indices):
+            self._apply(indices, *values)
+            return
         rank = occurrence_rank(indices)
-        passes = int(rank.max(initial=-1)) + 1
-        for r in range(passes):
-            at = slice(None) if passes == 1 else rank == r
-            idx = indices[at]
-            self._welford(idx, losses[at])
-            self.loss[idx] = losses[at]
-            self.last_step[idx] = steps[at]
-            if labels is not None:
-                self.label[idx] = labels[at]
-                self.prediction[idx] = predictions[at]
-                self.margin[idx] = margins[at]
+        for r in range(int(rank.max()) + 1):
+            at = rank == r
+            self._apply(indices[at], *(None if v is None else v[at] for v in values))
 
-    def _welford(self, idx: np.ndarray, x: np.ndarray) -> None:
-        count = self.seen[idx] + 1
-        delta = x - self.loss_mean[idx]
-        mean = self.loss_mean[idx] + delta / count
-        self._loss_m2[idx] += delta * (x - mean)
-        self.loss_mean[idx] = mean
-        self.seen[idx] = count
+    def _has_repeats(self, indices: np.ndarray) -> bool:
+        """Stamp each position into ``last_step``: a repeated index keeps only its last stamp.
+
+        Every update rewrites ``last_step`` for all its indices, so the stamp never survives.
+        """
+        stamp = self.column("last_step")
+        positions = np.arange(len(indices), dtype=np.uint32)
+        stamp[indices] = positions
+        return not np.array_equal(stamp[indices], positions)
+
+    def _apply(self, indices: np.ndarray, losses: np.ndarray, steps: np.ndarray,
+               labels: np.ndarray | None, predictions: np.ndarray | None, margins: np.ndarray | None) -> None:
+        rows = self._block.take(indices, axis=0)
+        col = lambda name: self.column(name, rows)  # noqa: E731
+        count = col("seen") + 1
+        delta = losses - col("loss_mean")
+        mean = col("loss_mean") + delta / count
+        col("loss_m2")[:] += delta * (losses - mean)
+        col("loss_mean")[:] = mean
+        col("seen")[:] = count
+        col("loss")[:] = losses
+        col("last_step")[:] = steps
+        if labels is not None:
+            col("label")[:] = labels
+            col("prediction")[:] = predictions
+            col("margin")[:] = margins
+        self._block[indices] = rows
 
     def seen_mask(self) -> np.ndarray:
         return self.seen > 0

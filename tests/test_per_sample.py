@@ -135,3 +135,27 @@ def test_a_scalar_loss_fails_the_run_with_a_fix():
         session.wait(timeout=30)
     assert session.status == "failed"
     assert session.global_step == 0, "a step ran with a loss that is not per sample"
+
+
+def test_training_is_bit_identical_to_the_plain_loop():
+    """Built-in losses are backpropagated as given (class weights included); recording changes nothing."""
+    data = classification_data(n=200, seed=7)
+    weights = torch.tensor([0.2, 1.0, 3.0])
+
+    def fresh():
+        torch.manual_seed(11)
+        model = small_model(seed=5)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-2), DataLoader(data, batch_size=16, shuffle=True)
+
+    model, optimizer, loader = fresh()
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    for _ in range(3):
+        for x, y in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            optimizer.step()
+
+    ours, ours_optimizer, ours_loader = fresh()
+    Session(ours, ours_optimizer, nn.CrossEntropyLoss(weight=weights), ours_loader, max_epochs=3).run()
+    for a, b in zip(model.parameters(), ours.parameters()):
+        assert torch.equal(a, b)
