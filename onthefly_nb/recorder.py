@@ -60,6 +60,7 @@ class Recorder:
         self.stop_on_nonfinite = stop_on_nonfinite
         self._pending: list[_Step] = []
         self._classification: bool | None = None
+        self._deferred_shapes: tuple[torch.Size, torch.Size] | None = None
         self.samples = 0
 
     def __len__(self) -> int:
@@ -74,27 +75,28 @@ class Recorder:
         """
         if self._classification is None:
             self._classification = is_classification(outputs, targets)
-        if losses is None:
+        if isinstance(outputs, torch.Tensor):
             outputs = outputs.detach()
-            if not self._can_defer(outputs, targets):
-                with torch.no_grad():
-                    losses = reduce_to_samples(self.per_sample(outputs, targets), len(indices))  # type: ignore[misc]
-        else:
-            losses = losses.detach()
+        if losses is None and not self._defer(outputs, targets):
+            with torch.no_grad():
+                losses = reduce_to_samples(self.per_sample(outputs, targets), len(indices))  # type: ignore[misc]
         keep = losses is None or self._classification
-        self._pending.append(_Step(step, epoch, indices, losses,
-                                   outputs.detach() if keep else None, targets if keep else None))
+        self._pending.append(_Step(step, epoch, indices, None if losses is None else losses.detach(),
+                                   outputs if keep else None, targets if keep else None))
 
-    def _can_defer(self, outputs: torch.Tensor, targets: Any) -> bool:
+    def _defer(self, outputs: torch.Tensor, targets: Any) -> bool:
+        """Keep small outputs for one loss call at the flush, if shaped like those kept so far."""
         if not isinstance(targets, torch.Tensor) or outputs.ndim > 2 or outputs.numel() > DEFER_ELEMENTS:
             return False
-        first = next((p for p in self._pending if p.losses is None), None)
-        return first is None or (first.outputs.shape[1:] == outputs.shape[1:]  # type: ignore[union-attr]
-                                 and first.targets.shape[1:] == targets.shape[1:])  # type: ignore[union-attr]
+        shapes = (outputs.shape[1:], targets.shape[1:])
+        if self._deferred_shapes is None:
+            self._deferred_shapes = shapes
+        return shapes == self._deferred_shapes
 
     def flush(self) -> int:
         """Fold pending steps into the store; returns how many steps were folded."""
         pending, self._pending = self._pending, []
+        self._deferred_shapes = None
         if not pending:
             return 0
         self._evaluate_deferred(pending)
