@@ -17,7 +17,7 @@ from .losses import LossFn, SampleLoss, reduce_to_samples
 from .recorder import Recorder, is_classification
 
 FLUSH_SECONDS = 0.1
-MAX_PENDING_STEPS = 64
+MAX_PENDING_STEPS = 256
 
 
 @dataclass

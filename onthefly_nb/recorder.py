@@ -99,10 +99,8 @@ class Recorder:
         self._deferred_shapes = None
         if not pending:
             return 0
-        self._evaluate_deferred(pending)
-        losses_t = torch.cat([p.losses for p in pending]).float()  # type: ignore[misc]
-        classes = _classify(pending) if self._classification else None
-        losses = losses_t.cpu().numpy()
+        columns = self._host_columns(pending)
+        losses = columns[0]
         sizes = np.fromiter((len(p.indices) for p in pending), dtype=np.int64, count=len(pending))
         indices = np.fromiter(chain.from_iterable(p.indices for p in pending), dtype=np.int64,
                               count=int(sizes.sum()))
@@ -110,35 +108,42 @@ class Recorder:
         if self.stop_on_nonfinite and not np.isfinite(losses).all():
             raise _nonfinite_error(losses, indices, steps)
         rows = _step_rows(pending, losses, sizes)
+        classes = (columns[1].astype(np.int32), columns[2].astype(np.int32), columns[3]) if len(columns) > 1 else ()
         with self.lock:
-            self.store.update(indices, losses, steps, *(classes or ()))
+            self.store.update(indices, losses, steps, *classes)
             self.history.extend(rows)
             self.samples += len(indices)
         return len(pending)
 
+    def _host_columns(self, pending: list[_Step]) -> np.ndarray:
+        """Per-sample losses, and for classification labels, predictions and margins, in one host copy.
 
-    def _evaluate_deferred(self, pending: list[_Step]) -> None:
-        """One unreduced-loss call over every kept output still waiting for its losses."""
+        Kept outputs are concatenated once, and when every step waits for its losses (the
+        usual case) the unreduced loss runs once over them all.
+        """
+        kept = [p for p in pending if p.outputs is not None]
         waiting = [p for p in pending if p.losses is None]
-        if not waiting:
-            return
-        sizes = [len(p.indices) for p in waiting]
         with torch.no_grad():
-            values = self.per_sample(torch.cat([p.outputs for p in waiting]),  # type: ignore[misc]
-                                     torch.cat([p.targets for p in waiting]))
-            values = reduce_to_samples(values, sum(sizes))
-        for p, chunk in zip(waiting, values.split(sizes)):
-            p.losses = chunk
+            if kept:
+                outputs = torch.cat([p.outputs for p in kept])  # type: ignore[misc]
+                targets = torch.cat([p.targets for p in kept])  # type: ignore[misc]
+            if len(waiting) == len(pending):  # the usual case: one loss call gives every value
+                losses = reduce_to_samples(self.per_sample(outputs, targets), len(outputs))  # type: ignore[misc]
+            else:
+                for p in waiting:
+                    p.losses = reduce_to_samples(self.per_sample(p.outputs, p.targets), len(p.indices))  # type: ignore[misc]
+                losses = torch.cat([p.losses for p in pending])  # type: ignore[misc]
+            losses = losses.float()
+            if not self._classification:
+                return losses.cpu().numpy()[None]
+            return torch.stack([losses, *_classify(outputs.float(), targets.long())]).cpu().numpy()
 
 
-def _classify(pending: list[_Step]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, predictions and margins (true logit minus best other logit) for pending steps."""
-    logits = torch.cat([p.outputs for p in pending]).float()  # type: ignore[misc]
-    labels = torch.cat([p.targets for p in pending]).to(logits.device).long()  # type: ignore[misc]
+def _classify(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Labels, predictions and margins (true logit minus best other logit), as float rows."""
     true = logits.gather(1, labels[:, None]).squeeze(1)
     others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
-    stacked = torch.stack([labels.float(), logits.argmax(1).float(), true - others]).cpu().numpy()
-    return stacked[0].astype(np.int32), stacked[1].astype(np.int32), stacked[2].astype(np.float32)
+    return labels.float(), logits.argmax(1).float(), true - others
 
 
 def _step_rows(pending: list[_Step], losses: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -146,14 +151,13 @@ def _step_rows(pending: list[_Step], losses: np.ndarray, sizes: np.ndarray) -> n
     rows = np.empty((len(pending), len(STEP_COLUMNS)), dtype=np.float64)
     rows[:, 0] = [p.step for p in pending]
     rows[:, 1] = [p.epoch for p in pending]
+    if (sizes == sizes[0]).all():
+        rows[:, 2:] = row_quantiles(losses.reshape(len(pending), sizes[0]))
+        return rows
     bounds = np.r_[0, np.cumsum(sizes)]
     for size in np.unique(sizes):
         which = np.flatnonzero(sizes == size)
-        if len(which) == len(pending):
-            block = losses.reshape(len(pending), size)
-        else:
-            block = np.stack([losses[bounds[i] : bounds[i] + size] for i in which])
-        rows[which, 2:] = row_quantiles(block)
+        rows[which, 2:] = row_quantiles(np.stack([losses[bounds[i] : bounds[i] + size] for i in which]))
     return rows
 
 
