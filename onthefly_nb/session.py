@@ -301,8 +301,8 @@ class Session:
         return apply_query(frame, query)
 
     def dashboard(self) -> Dashboard:
-        """The session's live dashboard widget (one per session; display it anywhere)."""
-        if self._dashboard is None:
+        """The session's live dashboard widget (one per session, displayable many times)."""
+        if self._dashboard is None or self._dashboard.comm is None:
             from .widget import Dashboard
 
             self._dashboard = Dashboard(self)
@@ -318,11 +318,10 @@ class Session:
         rate = self.samples_per_sec if state is RunState.RUNNING else None
         left = max(self.total_steps - self.global_step, 0)
         batch = self.train_loader.batch_size or 1
-        epoch = self.epoch if state in TERMINAL else min(self.epoch + 1, self.schedule.max_epochs)
         return {
             "run": {
                 "project": self.project, "run_name": self.run_name, "state": str(state),
-                "step": self.global_step, "epoch": epoch, "max_epochs": self.schedule.max_epochs,
+                "step": self.global_step, "epoch": self._display_epoch(), "max_epochs": self.schedule.max_epochs,
                 "steps_per_epoch": len(self.train_loader), "total_steps": self.total_steps,
                 "samples_per_sec": rate, "eta_sec": (left * batch / rate) if rate else None,
                 "device": str(self.device), "error": self.traceback,
@@ -336,9 +335,16 @@ class Session:
             "events": self._log.tail(50),
         }
 
+    def _display_epoch(self) -> int:
+        """The epoch under way, counted from 1 (the last one once the run has ended)."""
+        if self._controller.state in TERMINAL:
+            return self.epoch
+        return min(self.epoch + 1, self.schedule.max_epochs)
+
     def __repr__(self) -> str:
         return (f"<onthefly_nb.Session {self.project}/{self.run_name}: {self.status}, "
-                f"step {self.global_step}/{self.total_steps}, epoch {self.epoch}>")
+                f"step {self.global_step}/{self.total_steps}, epoch {self._display_epoch()}/"
+                f"{self.schedule.max_epochs}>")
 
 
 def _latest(results: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -65,6 +65,11 @@ class Dashboard(anywidget.AnyWidget):
             self.val_curve = snapshot["val_curve"]
             self.events = snapshot["events"]
 
+    def close(self) -> None:
+        """Close the comm and let the publisher thread end."""
+        super().close()
+        self._session._changed.set()
+
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
         """Commands from the browser: only requests are made here; the trainer acts on them."""
         if not isinstance(content, dict) or content.get("type") != "command":

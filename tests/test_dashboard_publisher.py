@@ -114,3 +114,15 @@ def test_browser_commands_reach_the_trainer(session_factory, recording_comm):
     dashboard._on_message(dashboard, {"type": "command", "name": "stop"}, [])
     session.wait(timeout=10)
     assert session.status == "stopped"
+
+
+def test_closing_the_dashboard_ends_its_publisher(session_factory, recording_comm):
+    session = session_factory(n=64, max_epochs=2)
+    dashboard = session.dashboard()
+    session.start().wait(timeout=30)
+    publisher = dashboard._publisher
+    assert publisher.is_alive()
+    dashboard.close()
+    publisher.join(timeout=5)
+    assert not publisher.is_alive()
+    assert session.dashboard() is not dashboard, "a closed dashboard is replaced by a new one"
