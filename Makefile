@@ -38,6 +38,7 @@ demo: install
 	  --IdentityProvider.token=$$TOKEN --ServerApp.root_dir=notebooks
 
 test: install chromium
+	$(VENV)/bin/ruff check onthefly_nb onthefly tests bench
 	$(PY) -m pytest -q
 
 bench: install

@@ -1,4 +1,4 @@
-"""The training loop, run on the session's background thread."""
+"""The training loop, run on the session's training thread (a background thread, or a script's own)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 
 from .batches import Unpack, indexed_loader, to_device
 from .control import Controller
-from .losses import LossFn, SampleLoss, reduce_to_samples
-from .recorder import Recorder, is_classification
+from .losses import SampleLoss, reduce_to_samples
+from .recorder import Recorder
 
 FLUSH_SECONDS = 0.1
 MAX_PENDING_STEPS = 256
@@ -28,42 +28,6 @@ class Schedule:
     max_steps: int | None
     do_test_after: bool
     scheduler_interval: str
-
-
-def evaluate(model: nn.Module, loader: DataLoader, loss_fn: LossFn, unpack: Unpack,
-             device: torch.device) -> dict[str, Any]:
-    """Mean loss (and accuracy for classification) over ``loader``, leaving the RNG as it was."""
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-    was_training = model.training
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    count, classification = 0, False
-    with torch.random.fork_rng(devices=rng_devices), torch.no_grad():
-        model.eval()
-        try:
-            for batch in loader:
-                inputs, targets = unpack(batch)
-                inputs, targets = to_device(inputs, device), to_device(targets, device)
-                outputs = model(inputs)
-                losses = reduce_to_samples(loss_fn(outputs, targets), _batch_size(targets, outputs))
-                total += losses.double().sum()
-                count += losses.shape[0]
-                if is_classification(outputs, targets):
-                    classification = True
-                    correct += (outputs.argmax(1) == targets).sum()
-        finally:
-            model.train(was_training)
-    if count == 0:
-        return {"loss": None, "accuracy": None, "samples": 0}
-    accuracy = float(correct) / count if classification else None
-    return {"loss": float(total) / count, "accuracy": accuracy, "samples": count}
-
-
-def _batch_size(targets: Any, outputs: Any) -> int:
-    for value in (targets, outputs):
-        if isinstance(value, torch.Tensor) and value.ndim > 0:
-            return int(value.shape[0])
-    raise ValueError("cannot tell the batch size: neither targets nor outputs are batched tensors")
 
 
 class TrainingLoop:

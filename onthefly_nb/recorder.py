@@ -9,8 +9,8 @@ quantiles with a few vectorised operations, and updates the store.
 from __future__ import annotations
 
 import threading
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,6 @@ import torch
 from .errors import NonFiniteLossError
 from .losses import LossFn, reduce_to_samples
 from .store import STEP_COLUMNS, SampleStore, StepHistory, row_quantiles
-
 
 DEFER_ELEMENTS = 1 << 16
 

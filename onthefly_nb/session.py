@@ -16,8 +16,9 @@ from torch.utils.data import DataLoader
 
 from .batches import Unpack, check_loader, default_unpack
 from .control import TERMINAL, Controller, RunState
-from .engine import Schedule, TrainingLoop, evaluate
+from .engine import Schedule, TrainingLoop
 from .errors import ConfigurationError
+from .evaluation import evaluate
 from .events import EventLog
 from .losses import sample_loss
 from .recorder import Recorder
@@ -239,12 +240,10 @@ class Session:
         if self.val_loader is not None:
             self._evaluate("validation")
         if self.scheduler is not None and self.schedule.scheduler_interval == "epoch":
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                latest = self._metrics["validation"][-1:] or [{"loss": None}]
-                if latest[0]["loss"] is not None:
-                    self.scheduler.step(latest[0]["loss"])
-            else:
+            if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step()
+            elif self._metrics["validation"] and self._metrics["validation"][-1]["loss"] is not None:
+                self.scheduler.step(self._metrics["validation"][-1]["loss"])
 
     def _on_control(self, kind: str, step: int, data: dict[str, Any]) -> None:
         self._log.append(kind, step, **data)

@@ -276,7 +276,8 @@ def test_header_and_chart_render(harness):
     # Metrics line appears with val/test results.
     harness.update(
         "run",
-        running_run(val={"step": 480, "loss": 0.3, "accuracy": 0.91}, test={"step": 480, "loss": 0.35, "accuracy": None}),
+        running_run(val={"step": 480, "loss": 0.3, "accuracy": 0.91},
+                    test={"step": 480, "loss": 0.35, "accuracy": None}),
     )
     metrics = root.locator(".onthefly-metrics")
     expect(metrics).to_contain_text("val loss 0.3 · acc 91.0% @ 480")
@@ -314,7 +315,8 @@ def test_empty_curve_keeps_empty_state(harness):
 
 def test_controls_follow_state_and_send_commands(harness):
     root = harness.root()
-    btn = {c: root.locator(f'button.onthefly-btn[data-command="{c}"]') for c in ("pause", "resume", "stop", "step", "validate")}
+    commands = ("pause", "resume", "stop", "step", "validate")
+    btn = {c: root.locator(f'button.onthefly-btn[data-command="{c}"]') for c in commands}
     expect(btn["pause"]).to_have_attribute("aria-label", "Pause")
     expect(btn["resume"]).to_have_attribute("aria-label", "Resume")
     expect(btn["stop"]).to_have_attribute("aria-label", "Stop")

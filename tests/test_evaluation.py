@@ -73,3 +73,11 @@ def test_step_scheduler_steps_once_per_batch():
                     scheduler_interval="step")
     session.start().wait(timeout=60)
     assert abs(session.optimizer.param_groups[0]["lr"] - 1e-2 / (1 + 48)) < 1e-12
+
+
+def test_plateau_scheduler_steps_on_the_validation_loss():
+    session = build(scheduler=lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5))
+    session.start().wait(timeout=60)
+    losses = [m["loss"] for m in session.metrics["validation"]]
+    worse = sum(b >= a for a, b in zip(losses, losses[1:]))
+    assert session.optimizer.param_groups[0]["lr"] == 1e-2 * 0.5**worse

@@ -13,8 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, QUICKSTART, ROOT, LabServer, lab_server, run_in_kernel
+from jupyter_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    QUICKSTART,
+    ROOT,
+    LabServer,
+    lab_server,
+    run_in_kernel,
+)
 
 pytestmark = [
     pytest.mark.e2e,

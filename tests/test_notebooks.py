@@ -12,8 +12,15 @@ import textwrap
 
 import nbformat
 import pytest
-
-from jupyter_helpers import NOTEBOOKS, QUICKSTART, WIDGET_STATE, WIDGET_VIEW, error_outputs, find_cell, output_text
+from jupyter_helpers import (
+    NOTEBOOKS,
+    QUICKSTART,
+    WIDGET_STATE,
+    WIDGET_VIEW,
+    error_outputs,
+    find_cell,
+    output_text,
+)
 
 nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed")
 

@@ -123,13 +123,9 @@ def test_running_mean_and_variance_across_epochs_match_numpy():
 def test_a_scalar_loss_fails_the_run_with_a_fix():
     data = classification_data(n=40)
     model = small_model()
-
-    def mean_loss(out, y):
-        return nn.functional.cross_entropy(out, y)  # reduced: cannot be made per-sample
-
-    mean_loss.__signature__ = None  # plain two-argument callable
     session = Session(model, torch.optim.SGD(model.parameters(), lr=0.1),
-                      lambda out, y: nn.functional.cross_entropy(out, y), DataLoader(data, batch_size=8))
+                      lambda out, y: nn.functional.cross_entropy(out, y),  # reduced: cannot be per-sample
+                      DataLoader(data, batch_size=8))
     session.start()
     with pytest.raises(PerSampleLossError, match="reduction='none'"):
         session.wait(timeout=30)
