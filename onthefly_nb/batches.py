@@ -44,7 +44,7 @@ class IndexedDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> IndexedItems:
         getitems = getattr(self.dataset, "__getitems__", None)
         items = getitems(indices) if getitems else [self.dataset[i] for i in indices]
-        return IndexedItems(list(indices), items)
+        return IndexedItems(indices, items)
 
 
 class IndexedCollate:

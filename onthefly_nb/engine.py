@@ -17,7 +17,6 @@ from .losses import SampleLoss, reduce_to_samples
 from .recorder import Recorder
 
 FLUSH_SECONDS = 0.1
-MAX_PENDING_STEPS = 256
 
 
 @dataclass
@@ -78,7 +77,7 @@ class TrainingLoop:
             if step_scheduler:
                 self.scheduler.step()
             self.step += 1
-            if len(self.recorder) >= MAX_PENDING_STEPS or time.monotonic() >= self._next_flush:
+            if self.recorder.full or time.monotonic() >= self._next_flush:
                 self.flush()
             if self.ctl.at_boundary(self.step):
                 return True

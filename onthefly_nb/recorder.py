@@ -1,9 +1,10 @@
 """Per-sample losses recorded on the training thread, folded into the store in batches.
 
-The hot path only appends detached tensors to a list. Every ``flush`` (about ten times a
-second, or every 64 steps) evaluates the unreduced loss once over all kept outputs,
-moves the values to the CPU in one copy, computes classification margins and per-step
-quantiles with a few vectorised operations, and updates the store.
+The hot path only appends detached tensors to a list. Small outputs (logits of shape
+[N, C], regression vectors) are kept as they are and processed together at the next
+``flush``: one unreduced-loss call, one margin computation and one host copy for all the
+steps since the last flush (about a tenth of a second). Larger outputs are reduced to
+their per-sample columns right away, so the memory kept between flushes stays bounded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from .errors import NonFiniteLossError
 from .losses import LossFn, reduce_to_samples
 from .store import STEP_COLUMNS, SampleStore, StepHistory, row_quantiles
 
-DEFER_ELEMENTS = 1 << 16
+MAX_PENDING_STEPS = 256
+DEFER_BUDGET = 1 << 20  # output elements kept between flushes (4 MB of float32)
 
 
 @dataclass
@@ -28,9 +30,10 @@ class _Step:
     step: int
     epoch: int
     indices: list[int]
-    losses: torch.Tensor | None
-    outputs: torch.Tensor | None
+    losses: torch.Tensor | None  # None until the unreduced loss runs on the outputs
+    outputs: torch.Tensor | None  # kept while deferred
     targets: torch.Tensor | None
+    columns: torch.Tensor | None = None  # [loss, (label, prediction, margin)] x samples, once done
 
 
 def is_classification(outputs: object, targets: object) -> bool:
@@ -60,42 +63,63 @@ class Recorder:
         self._pending: list[_Step] = []
         self._classification: bool | None = None
         self._deferred_shapes: tuple[torch.Size, torch.Size] | None = None
+        self._deferred_elements = 0
         self.samples = 0
 
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def full(self) -> bool:
+        """True when the pending steps should be flushed now to bound the memory they hold."""
+        return len(self._pending) >= MAX_PENDING_STEPS or self._deferred_elements >= DEFER_BUDGET
+
     def record(self, step: int, epoch: int, indices: list[int], losses: torch.Tensor | None,
                outputs: Any, targets: Any) -> None:
         """Keep this step's values for the next flush (detached; no device sync).
 
-        ``losses`` is None when the per-sample loss is still to be evaluated on the outputs:
-        small outputs are kept and evaluated together at the flush, others right away.
+        ``losses`` is None when the per-sample loss is still to be evaluated on the outputs.
         """
         if self._classification is None:
             self._classification = is_classification(outputs, targets)
         if isinstance(outputs, torch.Tensor):
             outputs = outputs.detach()
-        if losses is None and not self._defer(outputs, targets):
-            with torch.no_grad():
-                losses = reduce_to_samples(self.per_sample(outputs, targets), len(indices))  # type: ignore[misc]
-        keep = losses is None or self._classification
-        self._pending.append(_Step(step, epoch, indices, None if losses is None else losses.detach(),
-                                   outputs if keep else None, targets if keep else None))
+        if losses is not None:
+            losses = losses.detach()
+        if self._defer(outputs, targets):
+            keep = losses is None or self._classification
+            self._pending.append(_Step(step, epoch, indices, losses,
+                                       outputs if keep else None, targets if keep else None))
+            return
+        with torch.no_grad():
+            columns = self._columns(outputs, targets, losses, len(indices))
+        self._pending.append(_Step(step, epoch, indices, None, None, None, columns))
 
-    def _defer(self, outputs: torch.Tensor, targets: Any) -> bool:
-        """Keep small outputs for one loss call at the flush, if shaped like those kept so far."""
-        if not isinstance(targets, torch.Tensor) or outputs.ndim > 2 or outputs.numel() > DEFER_ELEMENTS:
+    def _defer(self, outputs: Any, targets: Any) -> bool:
+        """Keep small outputs for the flush, if shaped like those kept so far."""
+        if not (isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor)) or outputs.ndim > 2:
             return False
         shapes = (outputs.shape[1:], targets.shape[1:])
         if self._deferred_shapes is None:
             self._deferred_shapes = shapes
-        return shapes == self._deferred_shapes
+        if shapes != self._deferred_shapes:
+            return False
+        self._deferred_elements += outputs.numel()
+        return True
+
+    def _columns(self, outputs: Any, targets: Any, losses: torch.Tensor | None, size: int) -> torch.Tensor:
+        """Rows [loss] or [loss, label, prediction, margin] over ``size`` samples, as float32."""
+        if losses is None:
+            losses = reduce_to_samples(self.per_sample(outputs, targets), size)  # type: ignore[misc]
+        rows = [losses.float()]
+        if self._classification:
+            rows += _classify(outputs.float(), targets.long())
+        return torch.stack(rows)
 
     def flush(self) -> int:
         """Fold pending steps into the store; returns how many steps were folded."""
         pending, self._pending = self._pending, []
-        self._deferred_shapes = None
+        self._deferred_shapes, self._deferred_elements = None, 0
         if not pending:
             return 0
         columns = self._host_columns(pending)
@@ -115,34 +139,29 @@ class Recorder:
         return len(pending)
 
     def _host_columns(self, pending: list[_Step]) -> np.ndarray:
-        """Per-sample losses, and for classification labels, predictions and margins, in one host copy.
-
-        Kept outputs are concatenated once, and when every step waits for its losses (the
-        usual case) the unreduced loss runs once over them all.
-        """
-        kept = [p for p in pending if p.outputs is not None]
-        waiting = [p for p in pending if p.losses is None]
+        """Every pending sample's columns in one host copy; deferred steps processed together."""
+        deferred = [p for p in pending if p.columns is None]
         with torch.no_grad():
-            if kept:
-                outputs = torch.cat([p.outputs for p in kept])  # type: ignore[misc]
-                targets = torch.cat([p.targets for p in kept])  # type: ignore[misc]
-            if len(waiting) == len(pending):  # the usual case: one loss call gives every value
-                losses = reduce_to_samples(self.per_sample(outputs, targets), len(outputs))  # type: ignore[misc]
-            else:
-                for p in waiting:
-                    p.losses = reduce_to_samples(self.per_sample(p.outputs, p.targets), len(p.indices))  # type: ignore[misc]
-                losses = torch.cat([p.losses for p in pending])  # type: ignore[misc]
-            losses = losses.float()
-            if not self._classification:
-                return losses.cpu().numpy()[None]
-            return torch.stack([losses, *_classify(outputs.float(), targets.long())]).cpu().numpy()
+            if deferred:
+                outputs = targets = losses = None
+                if deferred[0].outputs is not None:
+                    outputs = torch.cat([p.outputs for p in deferred])  # type: ignore[misc]
+                    targets = torch.cat([p.targets for p in deferred])  # type: ignore[misc]
+                if deferred[0].losses is not None:
+                    losses = torch.cat([p.losses for p in deferred])  # type: ignore[misc]
+                done = self._columns(outputs, targets, losses, sum(len(p.indices) for p in deferred))
+                if len(deferred) == len(pending):
+                    return done.cpu().numpy()
+                for p, chunk in zip(deferred, done.split([len(p.indices) for p in deferred], dim=1)):
+                    p.columns = chunk
+            return torch.cat([p.columns for p in pending], dim=1).cpu().numpy()  # type: ignore[misc]
 
 
-def _classify(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _classify(logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
     """Labels, predictions and margins (true logit minus best other logit), as float rows."""
     true = logits.gather(1, labels[:, None]).squeeze(1)
     others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
-    return labels.float(), logits.argmax(1).float(), true - others
+    return [labels.float(), logits.argmax(1).float(), true - others]
 
 
 def _step_rows(pending: list[_Step], losses: np.ndarray, sizes: np.ndarray) -> np.ndarray:

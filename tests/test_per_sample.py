@@ -155,3 +155,19 @@ def test_training_is_bit_identical_to_the_plain_loop():
     Session(ours, ours_optimizer, nn.CrossEntropyLoss(weight=weights), ours_loader, max_epochs=3).run()
     for a, b in zip(model.parameters(), ours.parameters()):
         assert torch.equal(a, b)
+
+
+def test_large_or_structured_outputs_are_reduced_per_step():
+    """Per-token outputs [N, C, L] are not kept between flushes; each sample's loss is its mean over L."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(48, 4, 10, generator=g)
+    y = torch.randint(0, 3, (48, 10), generator=g)
+    data = torch.utils.data.TensorDataset(x, y)
+    torch.manual_seed(0)
+    model = nn.Conv1d(4, 3, kernel_size=1)
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=8, shuffle=True)).start().wait(timeout=60)
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(model(x), y, reduction="none").mean(1).numpy()
+    np.testing.assert_allclose(session.store.loss, expected, rtol=1e-5, atol=1e-6)
+    assert not session.store.is_classification
