@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import statistics
 import threading
 import time
@@ -96,7 +97,9 @@ def measure(runs: dict, base: nn.Module, dataset: TensorDataset, args: argparse.
         names = list(runs) if round_ % 2 == 0 else list(reversed(runs))
         for name in names:
             loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True)
-            seconds = runs[name](copy.deepcopy(base).to(device), loader, args.epochs, device)
+            model = copy.deepcopy(base).to(device)
+            gc.collect()  # leave no garbage from the previous run to be collected inside this one
+            seconds = runs[name](model, loader, args.epochs, device)
             if round_ > 0:
                 times[name].append(seconds)
     return {name: statistics.median(values) for name, values in times.items()} | {
