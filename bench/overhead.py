@@ -90,8 +90,8 @@ PAIRS = {
 
 
 def measure(runs: dict, base: nn.Module, dataset: TensorDataset, args: argparse.Namespace,
-            device: torch.device) -> dict[str, float]:
-    """Median seconds per step of each run, interleaved round by round (round 0 warms up)."""
+            device: torch.device) -> dict[str, list[float]]:
+    """Seconds per step of each run in each round, interleaved round by round (round 0 warms up)."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(args.rounds + 1):
         names = list(runs) if round_ % 2 == 0 else list(reversed(runs))
@@ -102,8 +102,7 @@ def measure(runs: dict, base: nn.Module, dataset: TensorDataset, args: argparse.
             seconds = runs[name](model, loader, args.epochs, device)
             if round_ > 0:
                 times[name].append(seconds)
-    return {name: statistics.median(values) for name, values in times.items()} | {
-        f"{name} [best]": min(values) for name, values in times.items()}
+    return times
 
 
 def main() -> None:
@@ -124,14 +123,15 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     median: dict[str, float] = {}
     for pair, runs in PAIRS.items():
-        median |= measure(runs, base, dataset, args, device)
+        times = measure(runs, base, dataset, args, device)
         plain, ours = runs
-        ratio = median[ours] / median[plain]
-        best = median[f"{ours} [best]"] / median[f"{plain} [best]"]
         for name in runs:
+            median[name] = statistics.median(times[name])
             print(f"{pair:9s} {name:27s} median {median[name] * 1e6:8.1f} us/step, "
-                  f"best {median[f'{name} [best]'] * 1e6:8.1f}")
-        print(f"{pair:9s} ratio {ratio:.3f}x (best of rounds {best:.3f}x)")
+                  f"best {min(times[name]) * 1e6:8.1f}")
+        paired = statistics.median(o / p for o, p in zip(times[ours], times[plain]))
+        best = min(times[ours]) / min(times[plain])
+        print(f"{pair:9s} ratio {paired:.3f}x (median of per-round ratios; best of rounds {best:.3f}x)")
     penalty = median["plain (background thread)"] / median["plain (calling thread)"]
     print(f"thread penalty (plain loop on a background thread / on the calling thread): {penalty:.3f}x")
 
