@@ -19,7 +19,7 @@ import torch
 
 from .errors import NonFiniteLossError
 from .losses import LossFn, reduce_to_samples
-from .store import STEP_COLUMNS, SampleStore, StepHistory, row_quantiles
+from .store import STEP_COLUMNS, SampleStore, StepHistory, Visits, row_quantiles
 
 MAX_PENDING_STEPS = 256
 DEFER_BUDGET = 1 << 20  # output elements kept between flushes (4 MB of float32)
@@ -33,7 +33,7 @@ class _Step:
     losses: torch.Tensor | None  # None until the unreduced loss runs on the outputs
     outputs: torch.Tensor | None  # kept while deferred
     targets: torch.Tensor | None
-    columns: torch.Tensor | None = None  # [loss, (label, prediction, margin)] x samples, once done
+    columns: torch.Tensor | None = None  # [loss, (label, prediction, margin, p_true)] x samples, once done
 
 
 def is_classification(outputs: object, targets: object) -> bool:
@@ -108,7 +108,7 @@ class Recorder:
         return True
 
     def _columns(self, outputs: Any, targets: Any, losses: torch.Tensor | None, size: int) -> torch.Tensor:
-        """Rows [loss] or [loss, label, prediction, margin] over ``size`` samples, as float32."""
+        """Rows [loss] or [loss, label, prediction, margin, p_true] over ``size`` samples, as float32."""
         if losses is None:
             losses = reduce_to_samples(self.per_sample(outputs, targets), size)  # type: ignore[misc]
         rows = [losses.float()]
@@ -130,10 +130,12 @@ class Recorder:
         steps = np.repeat(np.fromiter((p.step for p in pending), dtype=np.int64, count=len(pending)), sizes)
         if self.stop_on_nonfinite and not np.isfinite(losses).all():
             raise _nonfinite_error(losses, indices, steps)
-        rows = _step_rows(pending, losses, sizes)
-        classes = (columns[1].astype(np.int32), columns[2].astype(np.int32), columns[3]) if len(columns) > 1 else ()
+        rows, percentiles = _step_rows(pending, losses, sizes)
+        classes = ()
+        if len(columns) > 1:
+            classes = (columns[1].astype(np.int32), columns[2].astype(np.int32), columns[3], columns[4])
         with self.lock:
-            self.store.update(indices, losses, steps, *classes)
+            self.store.update(Visits(indices, losses, steps, percentiles, *classes))
             self.history.extend(rows)
             self.samples += len(indices)
         return len(pending)
@@ -158,25 +160,30 @@ class Recorder:
 
 
 def _classify(logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
-    """Labels, predictions and margins (true logit minus best other logit), as float rows."""
-    true = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
-    return [labels.float(), logits.argmax(1).float(), true - others]
+    """Labels, predictions, margins (true logit minus best other) and p(true label), as float rows."""
+    column = labels[:, None]
+    true = logits.gather(1, column).squeeze(1)
+    others = logits.scatter(1, column, float("-inf")).amax(1)
+    p_true = (true - logits.logsumexp(1)).exp()
+    return [labels.float(), logits.argmax(1).float(), true - others, p_true]
 
 
-def _step_rows(pending: list[_Step], losses: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """One row of (step, epoch, quantiles..., max, mean) per pending step."""
+def _step_rows(pending: list[_Step], losses: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One row of (step, epoch, quantiles..., max, mean) per step, and each loss's percentile in its batch."""
     rows = np.empty((len(pending), len(STEP_COLUMNS)), dtype=np.float64)
     rows[:, 0] = [p.step for p in pending]
     rows[:, 1] = [p.epoch for p in pending]
     if (sizes == sizes[0]).all():
-        rows[:, 2:] = row_quantiles(losses.reshape(len(pending), sizes[0]))
-        return rows
-    bounds = np.r_[0, np.cumsum(sizes)]
+        rows[:, 2:], percentiles = row_quantiles(losses.reshape(len(pending), sizes[0]))
+        return rows, percentiles.ravel()
+    percentiles = np.empty(len(losses), dtype=np.float32)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
     for size in np.unique(sizes):
         which = np.flatnonzero(sizes == size)
-        rows[which, 2:] = row_quantiles(np.stack([losses[bounds[i] : bounds[i] + size] for i in which]))
-    return rows
+        positions = starts[which, None] + np.arange(size)
+        rows[which, 2:], group = row_quantiles(losses[positions])
+        percentiles[positions] = group
+    return rows, percentiles
 
 
 def _nonfinite_error(losses: np.ndarray, indices: np.ndarray, steps: np.ndarray) -> NonFiniteLossError:

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 QUANTILES = (0.01, 0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
 QUANTILE_NAMES = ("p1", "p5", "p25", "p50", "p75", "p95", "p99")
 STEP_COLUMNS = ("step", "epoch", *QUANTILE_NAMES, "max", "mean")
 HISTOGRAM_BINS = 64
+TAIL_PERCENTILE = 0.95
+
+
+class Visits(NamedTuple):
+    """One flush worth of per-sample observations, one position per (sample, step) visit."""
+
+    indices: np.ndarray
+    losses: np.ndarray
+    steps: np.ndarray
+    percentiles: np.ndarray  # the loss's rank within its batch, 0 (easiest) to 1 (hardest)
+    labels: np.ndarray | None = None
+    predictions: np.ndarray | None = None
+    margins: np.ndarray | None = None
+    p_true: np.ndarray | None = None  # probability given to the true label
+
+    def at(self, where: np.ndarray) -> Visits:
+        return Visits(*(None if v is None else v[where] for v in self))
 
 
 def loss_quantiles(losses: np.ndarray, axis: int | None = None) -> np.ndarray:
@@ -17,14 +36,22 @@ def loss_quantiles(losses: np.ndarray, axis: int | None = None) -> np.ndarray:
     return np.moveaxis(stats, 0, -1)
 
 
-def row_quantiles(block: np.ndarray) -> np.ndarray:
-    """Like ``loss_quantiles(block, axis=1)`` (numpy's linear method) from one sort per row."""
-    ordered = np.sort(block, axis=1).astype(np.float64)
-    position = np.asarray(QUANTILES) * (block.shape[1] - 1)
+def row_quantiles(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: ``loss_quantiles`` (numpy's linear method), and each value's percentile rank.
+
+    One argsort per row gives both. Percentiles run from 0 (lowest) to 1 (highest).
+    """
+    width = block.shape[1]
+    order = np.argsort(block, axis=1)
+    ordered = np.take_along_axis(block, order, axis=1).astype(np.float64)
+    position = np.asarray(QUANTILES) * (width - 1)
     low = np.floor(position).astype(np.int64)
-    high = np.minimum(low + 1, block.shape[1] - 1)
+    high = np.minimum(low + 1, width - 1)
     q = ordered[:, low] + (position - low) * (ordered[:, high] - ordered[:, low])
-    return np.column_stack([q, ordered[:, -1], ordered.mean(axis=1)])
+    percentiles = np.empty(block.shape, dtype=np.float32)
+    ranks = np.broadcast_to(np.arange(width, dtype=np.float32) / max(width - 1, 1), block.shape)
+    np.put_along_axis(percentiles, order, ranks, axis=1)
+    return np.column_stack([q, ordered[:, -1], ordered.mean(axis=1)]), percentiles
 
 
 def occurrence_rank(indices: np.ndarray) -> np.ndarray:
@@ -39,16 +66,22 @@ def occurrence_rank(indices: np.ndarray) -> np.ndarray:
 
 
 class SampleStore:
-    """Latest loss, running mean and variance, times seen and last step, per dataset index.
+    """What training has seen of each sample, one row per dataset index.
 
-    For classification it also keeps label, prediction and margin (true-class logit minus
-    the best other logit); whether the prediction was right is ``prediction == label``.
-    Each sample is one 32-byte row of a ``(size, 8)`` block, so an update gathers and
-    scatters whole rows (``take`` plus one assignment) instead of eight scattered arrays.
+    Columns: latest loss, running mean and variance of the loss, times seen, last step;
+    hardness (running mean of the loss's percentile within its batch) and how often it
+    was in the top 5 % of its batch. For classification also label, prediction, margin
+    (true-class logit minus the best other) and the Data Maps training dynamics
+    (Swayamdipta et al. 2020): running mean and variance of the probability of the true
+    label over visits, how often it was right, and forgetting events (right, then wrong
+    at the next visit). Each sample is one 56-byte row of a ``(size, 14)`` uint32 block,
+    so an update gathers and scatters whole rows instead of fourteen scattered arrays.
     """
 
-    COLUMNS = ("loss", "loss_mean", "loss_m2", "seen", "last_step", "label", "prediction", "margin")
-    _TYPES = (np.float32, np.float32, np.float32, np.uint32, np.uint32, np.int32, np.int32, np.float32)
+    COLUMNS = ("loss", "loss_mean", "loss_m2", "seen", "last_step", "label", "prediction", "margin",
+               "hardness", "tail_count", "p_true_mean", "p_true_m2", "correct_count", "forgets")
+    _TYPES = (np.float32, np.float32, np.float32, np.uint32, np.uint32, np.int32, np.int32, np.float32,
+              np.float32, np.uint32, np.float32, np.float32, np.uint32, np.uint32)
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -77,30 +110,33 @@ class SampleStore:
 
     def loss_std(self) -> np.ndarray:
         """Standard deviation of each sample's loss across the times it was seen."""
-        return np.sqrt(self.column("loss_m2") / np.maximum(self.seen, 1)).astype(np.float32)
+        return _std(self.column("loss_m2"), self.seen)
 
-    def update(
-        self,
-        indices: np.ndarray,
-        losses: np.ndarray,
-        steps: np.ndarray,
-        labels: np.ndarray | None = None,
-        predictions: np.ndarray | None = None,
-        margins: np.ndarray | None = None,
-    ) -> None:
-        """Record one loss per position; an index seen twice is applied in order."""
+    def confidence(self) -> np.ndarray:
+        """Data Maps confidence: mean probability of the true label over visits."""
+        return self.column("p_true_mean")
+
+    def variability(self) -> np.ndarray:
+        """Data Maps variability: standard deviation of that probability over visits."""
+        return _std(self.column("p_true_m2"), self.seen)
+
+    def correctness(self) -> np.ndarray:
+        """Data Maps correctness: the fraction of visits at which the prediction was right."""
+        return (self.column("correct_count") / np.maximum(self.seen, 1)).astype(np.float32)
+
+    def update(self, visits: Visits) -> None:
+        """Fold in one flush of visits; an index visited twice is applied in order."""
+        indices = visits.indices
         if indices.size and (indices.min() < 0 or indices.max() >= self.size):
             bad = indices[(indices < 0) | (indices >= self.size)][0]
             raise IndexError(f"sample index {bad} is outside the dataset of {self.size} samples")
-        self.is_classification |= labels is not None
-        values = (losses, steps, labels, predictions, margins)
+        self.is_classification |= visits.labels is not None
         if not self._has_repeats(indices):
-            self._apply(indices, *values)
+            self._apply(visits)
             return
         rank = occurrence_rank(indices)
         for r in range(int(rank.max()) + 1):
-            at = rank == r
-            self._apply(indices[at], *(None if v is None else v[at] for v in values))
+            self._apply(visits.at(rank == r))
 
     def _has_repeats(self, indices: np.ndarray) -> bool:
         """Stamp each position into ``last_step``: a repeated index keeps only its last stamp.
@@ -112,23 +148,27 @@ class SampleStore:
         stamp[indices] = positions
         return not np.array_equal(stamp[indices], positions)
 
-    def _apply(self, indices: np.ndarray, losses: np.ndarray, steps: np.ndarray,
-               labels: np.ndarray | None, predictions: np.ndarray | None, margins: np.ndarray | None) -> None:
-        rows = self._block.take(indices, axis=0)
+    def _apply(self, v: Visits) -> None:
+        rows = self._block.take(v.indices, axis=0)
         col = lambda name: self.column(name, rows)  # noqa: E731
-        count = col("seen") + 1
-        delta = losses - col("loss_mean")
-        mean = col("loss_mean") + delta / count
-        col("loss_m2")[:] += delta * (losses - mean)
-        col("loss_mean")[:] = mean
+        seen_before = col("seen").copy()
+        count = seen_before + 1
+        _welford(col("loss_mean"), col("loss_m2"), v.losses, count)
         col("seen")[:] = count
-        col("loss")[:] = losses
-        col("last_step")[:] = steps
-        if labels is not None:
-            col("label")[:] = labels
-            col("prediction")[:] = predictions
-            col("margin")[:] = margins
-        self._block[indices] = rows
+        col("loss")[:] = v.losses
+        col("last_step")[:] = v.steps
+        col("hardness")[:] += (v.percentiles - col("hardness")) / count
+        col("tail_count")[:] += v.percentiles >= TAIL_PERCENTILE
+        if v.labels is not None:
+            was_right = (seen_before > 0) & (col("prediction") == col("label"))
+            right = v.predictions == v.labels
+            col("forgets")[:] += was_right & ~right
+            col("correct_count")[:] += right
+            _welford(col("p_true_mean"), col("p_true_m2"), v.p_true, count)
+            col("label")[:] = v.labels
+            col("prediction")[:] = v.predictions
+            col("margin")[:] = v.margins
+        self._block[v.indices] = rows
 
     def seen_mask(self) -> np.ndarray:
         return self.seen > 0
@@ -148,6 +188,17 @@ class SampleStore:
         low = min(0.0, float(latest.min())) if latest.size else 0.0
         high = float(latest.max()) if latest.size else 1.0
         return np.histogram(latest, bins=bins, range=(low, high if high > low else low + 1.0))
+
+
+def _welford(mean: np.ndarray, m2: np.ndarray, x: np.ndarray, count: np.ndarray) -> None:
+    """One step of Welford's running mean and sum of squared deviations, in place."""
+    delta = x - mean
+    mean += delta / count
+    m2 += delta * (x - mean)
+
+
+def _std(m2: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    return np.sqrt(m2 / np.maximum(seen, 1)).astype(np.float32)
 
 
 class StepHistory:
