@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from .session import Session
@@ -10,14 +11,16 @@ USAGE = """%onthefly [command]
 
 Steers the most recently created onthefly session.
 
-  %onthefly            show the session's dashboard
-  %onthefly status     print the status, step and epoch
-  %onthefly pause      pause at the next step boundary
-  %onthefly resume     resume a paused run
-  %onthefly step N     run N steps, then pause
-  %onthefly stop       stop at the next step boundary
-  %onthefly validate   evaluate on the validation loader now
-  %onthefly test       evaluate on the test loader now
+  %onthefly                    show the session's dashboard
+  %onthefly status             print the status, step and epoch
+  %onthefly pause              pause at the next step boundary
+  %onthefly resume             resume a paused run
+  %onthefly step N             run N steps, then pause
+  %onthefly stop               stop at the next step boundary
+  %onthefly validate           evaluate on the validation loader now
+  %onthefly test               evaluate on the test loader now
+  %onthefly slice "EXPR"       per-sample DataFrame, e.g. %onthefly slice "loss > q95"
+  %onthefly export PATH [EXPR] write the slice to PATH (.csv, .parquet or .json)
 """
 
 
@@ -25,26 +28,29 @@ def onthefly_magic(line: str) -> Any:
     session = Session.current()
     if session is None:
         raise RuntimeError("no onthefly session yet: start one with onthefly.Trainer(...).fit(...)")
-    words = line.split()
+    words = shlex.split(line)
     command, args = (words[0], words[1:]) if words else ("dashboard", [])
     if command == "dashboard":
         return session.dashboard()
-    if command == "status":
-        print(session)
+    if command == "slice":
+        return session.slice(" ".join(args) or None)
+    if command == "export":
+        if not args:
+            raise ValueError('usage: %onthefly export PATH ["EXPR"]')
+        print(f"wrote {session.export_slice(args[0], ' '.join(args[1:]) or None)}")
         return None
     if command == "step":
         if len(args) != 1 or not args[0].isdigit() or int(args[0]) < 1:
             raise ValueError("usage: %onthefly step N   (N a whole number >= 1)")
         session.step(int(args[0]))
-        print(session)
-        return None
-    if command in ("pause", "resume", "stop"):
+    elif command in ("pause", "resume", "stop"):
         getattr(session, command)()
-        print(session)
-        return None
-    if command in ("validate", "test"):
+    elif command in ("validate", "test"):
         return getattr(session, command)()
-    raise ValueError(f"unknown %onthefly command {command!r}.\n\n{USAGE}")
+    elif command != "status":
+        raise ValueError(f"unknown %onthefly command {command!r}.\n\n{USAGE}")
+    print(session)
+    return None
 
 
 onthefly_magic.__doc__ = USAGE

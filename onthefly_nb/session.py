@@ -22,7 +22,7 @@ from .evaluation import evaluate
 from .events import EventLog
 from .losses import sample_loss
 from .recorder import Recorder
-from .slices import apply_query, store_frame
+from .slices import EXPORT_CHUNK_ROWS, Selection, apply_query, choose_rows, export_frame, feature_columns, store_frame
 from .store import STEP_COLUMNS, SampleStore, StepHistory
 
 if TYPE_CHECKING:
@@ -293,11 +293,32 @@ class Session:
         frame = pd.DataFrame(rows, columns=list(STEP_COLUMNS))
         return frame.astype({"step": np.int64, "epoch": np.int64})
 
-    def slice(self, query: str | None = None) -> pd.DataFrame:
-        """One row per sample seen, filtered by a pandas query such as ``"loss > 2"``."""
+    def slice(self, query: Selection = None, features: bool | None = None) -> pd.DataFrame:
+        """Per-sample rows as a DataFrame, for a pandas query or a list of dataset indices.
+
+        Queries run over the columns (``loss``, ``hardness``, ``label``, ``margin``, ...)
+        and may name the loss quantiles of every sample seen, ``q1`` .. ``q99``:
+        ``session.slice("loss > q95")``, ``session.slice("label == 7 and margin < 0")``.
+        Without a query every sample seen so far is returned. ``features`` adds the raw
+        inputs as columns x0.. for TensorDatasets of small vectors (the default when they
+        have at most 64 features).
+        """
+        rows = choose_rows(self.store, query)
         with self._lock:
-            frame = store_frame(self.store)
-        return apply_query(frame, query)
+            quantiles = self.store.quantiles()
+            frame = store_frame(self.store, rows, quantiles)
+        if features is not False:
+            inputs = feature_columns(self.train_loader.dataset, rows)
+            if inputs is not None:
+                frame = pd.concat([frame, inputs], axis=1)
+            elif features:
+                raise ConfigurationError("raw feature columns need a TensorDataset of vectors of at most 64 values")
+        return apply_query(frame, query if isinstance(query, str) else None, quantiles)
+
+    def export_slice(self, path: str, query: Selection = None, features: bool | None = None,
+                     chunk_rows: int = EXPORT_CHUNK_ROWS) -> str:
+        """Write ``slice(query)`` to ``path`` (.csv, .parquet or .json lines), in chunks; returns the path."""
+        return str(export_frame(self.slice(query, features), path, chunk_rows))
 
     def dashboard(self) -> Dashboard:
         """The session's live dashboard widget (one per session, displayable many times)."""

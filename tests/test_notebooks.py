@@ -147,3 +147,48 @@ def test_scalar_loss_fails_the_run_but_not_the_kernel():
     waited = output_text(nb.cells[1]).split()
     assert waited == ["PerSampleLossError", "failed"], waited
     assert output_text(nb.cells[2]).strip() == "2", "the kernel did not survive the failed run"
+
+
+def test_magics_steer_slice_and_export_in_a_kernel(tmp_path):
+    """The kernel side of %onthefly, as JupyterLab and VS Code's Interactive Window run it."""
+    export = tmp_path / "hard.parquet"
+    cells = [
+        """
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        import onthefly
+
+        torch.manual_seed(0)
+        data = TensorDataset(torch.randn(256, 4), torch.randint(0, 3, (256,)))
+        model = torch.nn.Linear(4, 3)
+        session = onthefly.Trainer(project="magic", run_name="m", max_epochs=500).fit(
+            model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            loss_fn=torch.nn.CrossEntropyLoss(), train_loader=DataLoader(data, batch_size=16, shuffle=True),
+        )
+        %load_ext onthefly
+        """,
+        "%onthefly pause",
+        "%onthefly step 7",
+        '%onthefly slice "loss > q50 and seen > 0"',
+        f'%onthefly export {export} "loss > q50"',
+        'print(get_ipython().find_line_magic("onthefly").__doc__)  # what %onthefly? shows',
+        "%onthefly stop",
+        "%onthefly nonsense",
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(src).strip()) for src in cells]
+    execute(nb, timeout=90)
+
+    paused, stepped = output_text(nb.cells[1]), output_text(nb.cells[2])
+    assert "magic/m: paused" in paused, paused
+    step = int(paused.split("step ")[1].split("/")[0])
+    assert f"paused, step {step + 7}/" in stepped, stepped
+    table = [o["data"]["text/html"] for o in nb.cells[3].outputs if "text/html" in o.get("data", {})]
+    assert table and "<table" in table[0] and "loss" in table[0]
+    assert f"wrote {export}" in output_text(nb.cells[4]) and export.stat().st_size > 0
+    help_text = json.dumps(nb.cells[5].outputs)
+    assert "export PATH" in help_text and "step N" in help_text, help_text[:500]
+    assert "magic/m: stopped" in output_text(nb.cells[6])
+    errors = error_outputs(nb)
+    assert len(errors) == 1 and "unknown %onthefly command 'nonsense'" in errors[0], errors

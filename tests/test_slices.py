@@ -1,0 +1,79 @@
+"""Slices to pandas: queries over per-sample columns and loss quantiles, index lists, exports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import classification_data, small_model
+from torch import nn
+from torch.utils.data import DataLoader
+
+from onthefly_nb import Session, SliceQueryError
+
+
+@pytest.fixture(scope="module")
+def trained() -> Session:
+    data = classification_data(400, seed=8)
+    model = small_model(seed=8)
+    return Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
+                   DataLoader(data, batch_size=32, shuffle=True), max_epochs=3).start().wait(timeout=60)
+
+
+def test_queries_can_name_the_loss_quantiles(trained):
+    everything = trained.slice()
+    q95 = np.quantile(everything["loss"].astype(np.float64), 0.95)
+    tail = trained.slice("loss > q95")
+    assert len(tail) == (everything["loss"] > q95).sum() > 0
+    assert (tail["tail"]).all()
+    wrong = trained.slice("label == 1 and margin < 0")
+    assert (wrong["label"] == 1).all() and (wrong["margin"] < 0).all() and not wrong["correct"].any()
+
+
+def test_slice_has_the_analysis_and_feature_columns(trained):
+    frame = trained.slice()
+    for column in ("index", "label", "prediction", "loss", "margin", "hardness", "confidence", "variability",
+                   "correctness", "forgets", "x0", "x7"):
+        assert column in frame.columns, column
+    x = trained.train_loader.dataset.tensors[0].numpy()
+    np.testing.assert_allclose(frame[[f"x{i}" for i in range(8)]].to_numpy(), x[frame["index"]])
+    assert "x0" not in trained.slice(features=False).columns
+
+
+def test_a_list_of_indices_selects_those_samples_in_order(trained):
+    frame = trained.slice([5, 3, 399])
+    assert list(frame["index"]) == [5, 3, 399]
+    np.testing.assert_allclose(frame["loss"], trained.store.loss[[5, 3, 399]])
+    with pytest.raises(SliceQueryError, match=r"indices \[400\] are outside the dataset of 400"):
+        trained.slice([1, 400])
+    with pytest.raises(SliceQueryError, match="query string or a list of dataset indices"):
+        trained.slice([0.5, 2.5])
+
+
+def test_bad_queries_name_the_columns_and_the_quantiles(trained):
+    with pytest.raises(SliceQueryError, match=r"Columns available: index, loss.*loss quantiles: q1, q5"):
+        trained.slice("cluster == 3")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json"])
+def test_exports_round_trip_in_chunks(trained, tmp_path, suffix):
+    path = trained.export_slice(str(tmp_path / f"hard{suffix}"), "loss > q75", chunk_rows=7)
+    expected = trained.slice("loss > q75")
+    if suffix == ".csv":
+        back = pd.read_csv(path)
+    elif suffix == ".parquet":
+        back = pd.read_parquet(path)
+    else:
+        back = pd.read_json(path, lines=True)
+        assert all(json.loads(line) for line in open(path) if line.strip())
+    assert len(back) == len(expected) > 7, "the export must span several chunks"
+    assert list(back["index"]) == list(expected["index"])
+    np.testing.assert_allclose(back["loss"], expected["loss"], rtol=1e-6)
+
+
+def test_export_refuses_unknown_formats(trained, tmp_path):
+    with pytest.raises(ValueError, match=r"use a path ending in \.csv, \.parquet, \.json"):
+        trained.export_slice(str(tmp_path / "hard.xlsx"))
