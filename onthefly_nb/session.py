@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import traceback
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .batches import Unpack, check_loader, default_unpack
+from .clusters import Clustering, cluster
 from .control import TERMINAL, Controller, RunState
 from .engine import Schedule, TrainingLoop
 from .errors import ConfigurationError
@@ -59,6 +61,7 @@ class Session:
         unpack: Unpack | None = None,
         project: str = "default",
         run_name: str = "run",
+        recluster_seconds: float | None = 30.0,
     ) -> None:
         _check_types(model, optimizer, scheduler, scheduler_interval, max_epochs, max_steps, unpack)
         self.project, self.run_name = project, run_name
@@ -96,6 +99,11 @@ class Session:
         self._error: BaseException | None = None
         self.traceback: str | None = None
         self._dashboard: Dashboard | None = None
+        self.clustering: Clustering | None = None
+        self._clusterer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"onthefly-cluster-{run_name}")
+        self._clustering_job: Future | None = None
+        self._recluster_seconds = recluster_seconds
+        self._last_clustered = time.monotonic()
         Session._current = self
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -237,6 +245,9 @@ class Session:
 
     def _on_epoch_end(self, epoch: int) -> None:
         self._log.append("epoch_end", self.global_step, epoch=epoch)
+        due = self._recluster_seconds is not None and time.monotonic() - self._last_clustered >= self._recluster_seconds
+        if due and (self._clustering_job is None or self._clustering_job.done()):
+            self.cluster(wait=False)
         if self.val_loader is not None:
             self._evaluate("validation")
         if self.scheduler is not None and self.schedule.scheduler_interval == "epoch":
@@ -307,6 +318,8 @@ class Session:
         with self._lock:
             quantiles = self.store.quantiles()
             frame = store_frame(self.store, rows, quantiles)
+        clustering = self.clustering
+        frame["cluster"] = -1 if clustering is None else clustering.ids(self.store.size)[rows]
         if features is not False:
             inputs = feature_columns(self.train_loader.dataset, rows)
             if inputs is not None:
@@ -319,6 +332,31 @@ class Session:
                      chunk_rows: int = EXPORT_CHUNK_ROWS) -> str:
         """Write ``slice(query)`` to ``path`` (.csv, .parquet or .json lines), in chunks; returns the path."""
         return str(export_frame(self.slice(query, features), path, chunk_rows))
+
+    def cluster(self, k: int | None = None, wait: bool = True) -> Clustering | None | Future:
+        """Cluster the hard samples now, on a worker thread (training goes on).
+
+        Returns the :class:`Clustering` (or a Future of it with ``wait=False``); its
+        ``summary`` is also ``session.clusters``, and ``slice()`` gains a ``cluster`` column.
+        """
+        frame = self.slice()
+        step = self.global_step
+        self._last_clustered = time.monotonic()
+        self._clustering_job = self._clusterer.submit(self._cluster, frame, step, k)
+        return self._clustering_job.result() if wait else self._clustering_job
+
+    def _cluster(self, frame: pd.DataFrame, step: int, k: int | None) -> Clustering | None:
+        result = cluster(frame, step, k)
+        if result is not None:
+            self.clustering = result
+            self._log.append("clustered", step, k=len(result.summary), source=result.source,
+                             samples=int(len(result.indices)))
+        return result
+
+    @property
+    def clusters(self) -> pd.DataFrame:
+        """Summary of the latest clustering of the hard samples (empty before the first)."""
+        return self.clustering.summary if self.clustering is not None else pd.DataFrame()
 
     def dashboard(self) -> Dashboard:
         """The session's live dashboard widget (one per session, displayable many times)."""

@@ -55,7 +55,7 @@ def test_a_list_of_indices_selects_those_samples_in_order(trained):
 
 def test_bad_queries_name_the_columns_and_the_quantiles(trained):
     with pytest.raises(SliceQueryError, match=r"Columns available: index, loss.*loss quantiles: q1, q5"):
-        trained.slice("cluster == 3")
+        trained.slice("cluser == 3")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json"])

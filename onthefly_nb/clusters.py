@@ -1,0 +1,121 @@
+"""Group the hard samples into candidate regimes, off the training thread.
+
+Features are the raw inputs when the dataset holds small vectors, else each sample's loss
+history (mean, spread, hardness, margin, confidence). MiniBatchKMeans clusters them, with k
+chosen by silhouette score within [3, 8] unless given; PCA gives a 2-D map whose axes keep
+a fixed sign from one refresh to the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import silhouette_score
+from sklearn.preprocessing import StandardScaler
+
+from .slices import MAX_FEATURE_COLUMNS
+
+K_BOUNDS = (3, 8)
+MAX_CLUSTERED = 100_000
+SILHOUETTE_SAMPLE = 5_000
+REPRESENTATIVES = 5
+
+
+@dataclass
+class Clustering:
+    """One clustering of the hard samples: ids per dataset index (-1 elsewhere) and summaries."""
+
+    step: int
+    source: str
+    indices: np.ndarray  # dataset indices of the clustered samples
+    labels: np.ndarray  # cluster id of each, numbered by decreasing mean loss
+    projection: np.ndarray  # 2-D map of each
+    summary: pd.DataFrame = field(repr=False)
+
+    def ids(self, size: int) -> np.ndarray:
+        """Cluster id of every dataset index, -1 for samples not clustered."""
+        ids = np.full(size, -1, dtype=np.int16)
+        ids[self.indices] = self.labels
+        return ids
+
+
+def hard_samples(frame: pd.DataFrame, quantile: float = 0.9, limit: int = MAX_CLUSTERED) -> pd.DataFrame:
+    """Samples in the top ``1 - quantile`` by latest loss (the tail now) or by hardness (the mean
+    within-batch loss percentile over visits: hard all along); the hardest ``limit`` of them."""
+    tail = frame["loss"] >= frame["loss"].quantile(quantile)
+    persistent = frame["hardness"] >= frame["hardness"].quantile(quantile)
+    hard = frame[tail | persistent]
+    return hard.nlargest(limit, "hardness") if len(hard) > limit else hard
+
+
+def features_of(hard: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """Raw inputs x0.. when present, else the loss-history columns; standardised."""
+    inputs = [c for c in hard.columns if c.startswith("x") and c[1:].isdigit()]
+    if inputs and len(inputs) <= MAX_FEATURE_COLUMNS:
+        values, source = hard[inputs].to_numpy(np.float32), "inputs"
+    else:
+        history = [c for c in ("loss_mean", "loss_std", "hardness", "margin", "confidence", "variability")
+                   if c in hard.columns]
+        values, source = hard[history].to_numpy(np.float32), "loss history"
+    return StandardScaler().fit_transform(np.nan_to_num(values)), source
+
+
+def choose_k(features: np.ndarray, bounds: tuple[int, int] = K_BOUNDS, seed: int = 0) -> int:
+    """The k within ``bounds`` with the best silhouette score on a subsample."""
+    low, high = bounds[0], min(bounds[1], len(features) - 1)
+    if high <= low:
+        return max(1, min(low, len(features)))
+    rng = np.random.default_rng(seed)
+    sample = features[rng.choice(len(features), min(len(features), SILHOUETTE_SAMPLE), replace=False)]
+    scores = {}
+    for k in range(low, high + 1):
+        labels = MiniBatchKMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(sample)
+        if len(set(labels)) > 1:
+            scores[k] = silhouette_score(sample, labels)
+    return max(scores, key=scores.get) if scores else low
+
+
+def cluster(frame: pd.DataFrame, step: int, k: int | None = None, seed: int = 0) -> Clustering | None:
+    """Cluster the hard samples of a slice frame; None when there are too few of them."""
+    hard = hard_samples(frame)
+    if len(hard) < 3:
+        return None
+    features, source = features_of(hard)
+    k = k or choose_k(features, seed=seed)
+    model = MiniBatchKMeans(n_clusters=k, n_init=3, random_state=seed).fit(features)
+    raw = model.labels_
+    order = pd.Series(hard["loss"].to_numpy()).groupby(raw).mean().sort_values(ascending=False).index
+    renumber = np.empty(k, dtype=np.int16)
+    renumber[np.asarray(order)] = np.arange(len(order))
+    labels = renumber[raw]
+    projection = _projection(features, seed)
+    summary = _summary(hard, labels, features, model.cluster_centers_[np.asarray(order)], frame["loss"].median())
+    return Clustering(step, source, hard["index"].to_numpy(), labels, projection, summary)
+
+
+def _projection(features: np.ndarray, seed: int) -> np.ndarray:
+    if features.shape[1] < 2:
+        return np.column_stack([features[:, 0], np.zeros(len(features))]).astype(np.float32)
+    pca = PCA(n_components=2, random_state=seed).fit(features)
+    signs = np.sign(pca.components_[np.arange(2), np.abs(pca.components_).argmax(1)])
+    return (pca.transform(features) * signs).astype(np.float32)
+
+
+def _summary(hard: pd.DataFrame, labels: np.ndarray, features: np.ndarray, centers: np.ndarray,
+             median_loss: float) -> pd.DataFrame:
+    rows = []
+    for cid in range(len(centers)):
+        members = hard[labels == cid]
+        distance = np.linalg.norm(features[labels == cid] - centers[cid], axis=1)
+        row = {"cluster": cid, "size": len(members), "mean_loss": float(members["loss"].mean()),
+               "loss_vs_median": float(members["loss"].mean() / median_loss) if median_loss else np.nan,
+               "representatives": members["index"].to_numpy()[np.argsort(distance)[:REPRESENTATIVES]].tolist()}
+        if "label" in members:
+            row["top_labels"] = members["label"].value_counts().head(3).to_dict()
+            row["top_predictions"] = members["prediction"].value_counts().head(3).to_dict()
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("cluster")
