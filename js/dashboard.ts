@@ -5,6 +5,7 @@ import { LossChart, type Marker } from "./chart";
 import { type Curve, EMPTY_CURVE, decodeCurve } from "./curve";
 import { fmtClock, fmtCount, fmtDuration, fmtNum, fmtPercent, fmtRate } from "./format";
 import {
+  type ClusterRow,
   type Command,
   type CommandName,
   type DashboardModel,
@@ -13,6 +14,7 @@ import {
   type RunEvent,
   type RunInfo,
   type RunState,
+  normalizeClusters,
   normalizeEvents,
   normalizeRun,
   normalizeValCurve,
@@ -216,7 +218,41 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
     eventList,
   );
 
-  const root = h(doc, "div", { class: "onthefly-root" }, header, progress, controls, chartBox, metrics, error, eventBox);
+  const clusterBody = h(doc, "tbody", {});
+  const clusterBox = h(
+    doc,
+    "div",
+    { class: "onthefly-clusters", hidden: true },
+    h(doc, "div", { class: "onthefly-caption" }, "hard-sample clusters"),
+    h(
+      doc,
+      "table",
+      { class: "onthefly-cluster-table" },
+      h(
+        doc,
+        "thead",
+        {},
+        h(doc, "tr", {}, ...["cluster", "size", "mean loss", "× median", "labels", "predictions"].map(
+          (label) => h(doc, "th", {}, label),
+        )),
+      ),
+      clusterBody,
+    ),
+  );
+
+  const root = h(
+    doc,
+    "div",
+    { class: "onthefly-root" },
+    header,
+    progress,
+    controls,
+    chartBox,
+    metrics,
+    error,
+    clusterBox,
+    eventBox,
+  );
   el.replaceChildren(root);
 
   // ---- state
@@ -224,9 +260,10 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
   let curve: Curve = EMPTY_CURVE;
   let val: Array<[number, number]> = [];
   let events: RunEvent[] = [];
+  let clusters: ClusterRow[] = [];
   let width = 0;
   let hoverRow = -1;
-  const dirty = { run: true, curve: true, val: true, events: true, chart: true };
+  const dirty = { run: true, curve: true, val: true, events: true, clusters: true, chart: true };
   let frame = 0;
   let disposed = false;
 
@@ -310,6 +347,25 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
     eventBox.hidden = recent.length === 0;
   };
 
+  const renderClusters = () => {
+    clusterBody.replaceChildren(
+      ...clusters.map((c) =>
+        h(
+          doc,
+          "tr",
+          { "data-cluster": c.cluster },
+          h(doc, "td", {}, String(c.cluster)),
+          h(doc, "td", {}, fmtCount(c.size)),
+          h(doc, "td", {}, fmtNum(c.mean_loss)),
+          h(doc, "td", {}, c.loss_vs_median == null ? "—" : `${fmtNum(c.loss_vs_median)}×`),
+          h(doc, "td", {}, c.top_labels),
+          h(doc, "td", {}, c.top_predictions),
+        ),
+      ),
+    );
+    clusterBox.hidden = clusters.length === 0;
+  };
+
   const renderReadout = () => {
     const i = hoverRow >= 0 && hoverRow < curve.n ? hoverRow : curve.n - 1;
     if (i < 0) {
@@ -380,6 +436,13 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
       });
       dirty.chart = true;
     }
+    if (dirty.clusters) {
+      dirty.clusters = false;
+      section("clusters", () => {
+        clusters = normalizeClusters(model.get("clusters"));
+        renderClusters();
+      });
+    }
     if (dirty.chart) {
       dirty.chart = false;
       section("metrics", renderMetrics);
@@ -398,6 +461,7 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
     ["change:curve", () => ((dirty.curve = true), schedule())],
     ["change:val_curve", () => ((dirty.val = true), schedule())],
     ["change:events", () => ((dirty.events = true), schedule())],
+    ["change:clusters", () => ((dirty.clusters = true), schedule())],
   ];
   for (const [event, cb] of modelListeners) model.on(event, cb);
 

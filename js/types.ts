@@ -151,3 +151,25 @@ export function normalizeEvents(v: unknown): RunEvent[] {
   }
   return out;
 }
+
+/** One row of the hard-sample cluster summary (`clusters` trait), ordered by mean loss. */
+export interface ClusterRow {
+  cluster: number;
+  size: number;
+  mean_loss: number | null;
+  loss_vs_median: number | null;
+  top_labels: string;
+  top_predictions: string;
+}
+
+export function normalizeClusters(v: unknown): ClusterRow[] {
+  if (!Array.isArray(v)) return [];
+  return v.filter(isObject).map((r) => ({
+    cluster: num(r.cluster, -1),
+    size: num(r.size, 0),
+    mean_loss: numOrNull(r.mean_loss),
+    loss_vs_median: numOrNull(r.loss_vs_median),
+    top_labels: str(r.top_labels),
+    top_predictions: str(r.top_predictions),
+  }));
+}

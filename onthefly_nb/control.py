@@ -82,7 +82,7 @@ class Controller:
                 self._actions.append((action, future))
                 self._wake()
                 return future
-        _run_into(action, future)
+        run_into(action, future)
         return future
 
     def wait_until(self, predicate: Callable[[RunState], bool], timeout: float | None) -> bool:
@@ -120,7 +120,7 @@ class Controller:
                     action, future = self._actions.popleft()
                     self._cond.release()
                     try:
-                        _run_into(action, future)
+                        run_into(action, future)
                     finally:
                         self._cond.acquire()
                 if self._stop_requested:
@@ -147,7 +147,7 @@ class Controller:
             self.attention = False
         for action, future in left:
             if error is None:
-                _run_into(action, future)
+                run_into(action, future)
             elif future.set_running_or_notify_cancel():
                 future.set_exception(RuntimeError(f"the run failed before this could run: {error}"))
 
@@ -161,7 +161,8 @@ def _nothing() -> None:
     return None
 
 
-def _run_into(action: Callable[[], Any], future: Future) -> None:
+def run_into(action: Callable[[], Any], future: Future) -> None:
+    """Run ``action`` and settle ``future`` with its result or exception."""
     if not future.set_running_or_notify_cancel():
         return
     try:

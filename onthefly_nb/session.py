@@ -6,7 +6,7 @@ import math
 import threading
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from .batches import Unpack, check_loader, default_unpack
 from .clusters import Clustering, cluster
-from .control import TERMINAL, Controller, RunState
+from .control import TERMINAL, Controller, RunState, run_into
 from .engine import Schedule, TrainingLoop
 from .errors import ConfigurationError
 from .evaluation import evaluate
@@ -100,7 +100,6 @@ class Session:
         self.traceback: str | None = None
         self._dashboard: Dashboard | None = None
         self.clustering: Clustering | None = None
-        self._clusterer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"onthefly-cluster-{run_name}")
         self._clustering_job: Future | None = None
         self._recluster_seconds = recluster_seconds
         self._last_clustered = time.monotonic()
@@ -114,7 +113,7 @@ class Session:
 
     def start(self, paused: bool = False) -> Session:
         """Start training on a background thread; with ``paused=True`` it waits before step 1."""
-        self._claim(threading.Thread(target=self._train, name=f"onthefly-{self.run_name}", daemon=True))
+        self._claim(threading.Thread(target=self._train, name=f"onthefly-train-{self.run_name}", daemon=True))
         if paused:
             self._controller.request_pause()
         self._controller.begin()
@@ -236,8 +235,7 @@ class Session:
         result = evaluate(self.model, loader, self._loss.evaluate, self.unpack, self.device)
         result = {"step": self.global_step, "epoch": self.epoch, **result}
         for key in ("loss", "accuracy"):
-            if result[key] is not None and not math.isfinite(result[key]):
-                result[key] = None
+            result[key] = _finite(result[key])
         with self._lock:
             self._metrics[kind].append(result)
         self._log.append(kind, self.global_step, **{k: v for k, v in result.items() if k != "step"})
@@ -339,11 +337,12 @@ class Session:
         Returns the :class:`Clustering` (or a Future of it with ``wait=False``); its
         ``summary`` is also ``session.clusters``, and ``slice()`` gains a ``cluster`` column.
         """
-        frame = self.slice()
-        step = self.global_step
+        frame, step, job = self.slice(), self.global_step, Future()
         self._last_clustered = time.monotonic()
-        self._clustering_job = self._clusterer.submit(self._cluster, frame, step, k)
-        return self._clustering_job.result() if wait else self._clustering_job
+        self._clustering_job = job
+        threading.Thread(target=run_into, args=(lambda: self._cluster(frame, step, k), job),
+                         name=f"onthefly-cluster-{self.run_name}", daemon=True).start()
+        return job.result() if wait else job
 
     def _cluster(self, frame: pd.DataFrame, step: int, k: int | None) -> Clustering | None:
         result = cluster(frame, step, k)
@@ -391,6 +390,7 @@ class Session:
             "curve": curve,
             "val_curve": [[m["step"], m["loss"]] for m in metrics["validation"] if m["loss"] is not None],
             "events": self._log.tail(50),
+            "clusters": _cluster_rows(self.clustering),
         }
 
     def _display_epoch(self) -> int:
@@ -403,6 +403,26 @@ class Session:
         return (f"<onthefly_nb.Session {self.project}/{self.run_name}: {self.status}, "
                 f"step {self.global_step}/{self.total_steps}, epoch {self._display_epoch()}/"
                 f"{self.schedule.max_epochs}>")
+
+
+def _cluster_rows(clustering: Clustering | None) -> list[dict[str, Any]]:
+    """The cluster summary as JSON rows for the dashboard."""
+    if clustering is None:
+        return []
+
+    def counts(value: Any) -> str:
+        return ", ".join(f"{k} ({v})" for k, v in value.items()) if isinstance(value, dict) else ""
+
+    return [
+        {"cluster": int(cid), "size": int(row["size"]), "mean_loss": _finite(row["mean_loss"]),
+         "loss_vs_median": _finite(row["loss_vs_median"]), "top_labels": counts(row.get("top_labels")),
+         "top_predictions": counts(row.get("top_predictions"))}
+        for cid, row in clustering.summary.iterrows()
+    ]
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _latest(results: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -49,6 +49,7 @@ class Dashboard(anywidget.AnyWidget):
     curve = traitlets.Dict().tag(sync=True)
     val_curve = traitlets.List().tag(sync=True)
     events = traitlets.List().tag(sync=True)
+    clusters = traitlets.List().tag(sync=True)
 
     def __init__(self, session: Session, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -64,6 +65,7 @@ class Dashboard(anywidget.AnyWidget):
             self.curve = curve_payload(snapshot["curve"])
             self.val_curve = snapshot["val_curve"]
             self.events = snapshot["events"]
+            self.clusters = snapshot["clusters"]
 
     def close(self) -> None:
         """Close the comm and let the publisher thread end."""

@@ -58,5 +58,4 @@ def session_factory():
 
 def no_training_threads() -> bool:
     """No background training thread of any session is alive."""
-    return not [t for t in threading.enumerate() if t.name.startswith("onthefly-") and
-                not t.name.startswith("onthefly-publish") and t.is_alive()]
+    return not [t for t in threading.enumerate() if t.name.startswith("onthefly-train-") and t.is_alive()]

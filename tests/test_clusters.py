@@ -75,3 +75,17 @@ def test_reclustering_runs_off_the_training_thread():
     assert names and all(name.startswith("onthefly-cluster") for name in names)
     assert session.global_step > first
     assert (session.slice()["cluster"] >= 0).sum() > 0
+
+
+def test_cluster_summary_reaches_the_dashboard_snapshot():
+    data, _ = planted_data(1000)
+    model = nn.Linear(6, 2)
+    session = Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=50, shuffle=True), max_epochs=2, recluster_seconds=None)
+    assert session.snapshot()["clusters"] == []
+    session.start().wait(timeout=60)
+    session.cluster()
+    rows = session.snapshot()["clusters"]
+    assert [r["cluster"] for r in rows] == list(range(len(session.clusters)))
+    assert rows[0]["size"] == int(session.clusters.loc[0, "size"]) and rows[0]["mean_loss"] > rows[-1]["mean_loss"]
+    assert "(" in rows[0]["top_labels"]

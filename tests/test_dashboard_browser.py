@@ -392,7 +392,8 @@ def test_cleanup_and_two_mounts(bare_harness):
     page = h.page
     page.evaluate("() => { window.mount(); window.mount(); }")
     expect(page.locator(".onthefly-root")).to_have_count(2)
-    assert page.evaluate("() => window.fakeModel.listenerCount()") == 8
+    per_mount = page.evaluate("() => window.fakeModel.listenerCount()") // 2
+    assert per_mount == 5  # run, curve, val_curve, events, clusters
 
     h.update("run", running_run(step=77))
     for i in (0, 1):
@@ -410,7 +411,7 @@ def test_cleanup_and_two_mounts(bare_harness):
     # other mount keeps updating, and further updates do not throw.
     page.evaluate("() => window.mounts[0].cleanup()")
     assert page.evaluate("() => window.mounts[0].el.childElementCount") == 0
-    assert page.evaluate("() => window.fakeModel.listenerCount()") == 4
+    assert page.evaluate("() => window.fakeModel.listenerCount()") == per_mount
     h.update("run", running_run(step=88, state="paused"))
     h.set_curve(curve_rows(12))
     h.update("events", [{"seq": 1, "time": 1_700_000_000, "step": 5, "kind": "paused"}])
@@ -466,3 +467,24 @@ def test_chart_follows_container_width(harness):
     plot_w = harness.page.evaluate("() => document.querySelector('.onthefly-plot').clientWidth")
     expect(svg).to_have_attribute("width", str(plot_w))
     assert svg.get_attribute("viewBox") == f"0 0 {plot_w} 220"
+
+
+def test_cluster_table_shows_the_summary_rows(harness):
+    root = harness.root()
+    box = root.locator(".onthefly-clusters")
+    expect(box).to_be_hidden()
+    harness.update("clusters", [
+        {"cluster": 0, "size": 180, "mean_loss": 2.46, "loss_vs_median": 14.2, "top_labels": "1 (95), 0 (85)",
+         "top_predictions": "0 (95), 1 (85)"},
+        {"cluster": 1, "size": 178, "mean_loss": 0.72, "loss_vs_median": None, "top_labels": "0 (178)",
+         "top_predictions": "1 (178)"},
+        "junk",
+    ])
+    expect(box).to_be_visible()
+    rows = box.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_have_attribute("data-cluster", "0")
+    expect(rows.nth(0)).to_contain_text("1 (95), 0 (85)")
+    expect(rows.nth(1).locator("td").nth(3)).to_have_text("—")
+    harness.update("clusters", [])
+    expect(box).to_be_hidden()
