@@ -352,6 +352,12 @@ class Session:
                              samples=int(len(result.indices)))
         return result
 
+    def figure(self, kind: str = "loss", slice: Selection = None) -> Any:
+        """A plotly figure: ``"loss"``, ``"history"``, ``"datamap"`` or ``"map"``, for a slice."""
+        from .figures import figure
+
+        return figure(self, kind, slice)
+
     @property
     def clusters(self) -> pd.DataFrame:
         """Summary of the latest clustering of the hard samples (empty before the first)."""

@@ -59,10 +59,10 @@ print(FACTS + json.dumps({
 """
 
 
-def execute(nb: nbformat.NotebookNode, timeout: int = 120) -> nbformat.NotebookNode:
+def execute(nb: nbformat.NotebookNode, timeout: int = 120, path=NOTEBOOKS) -> nbformat.NotebookNode:
     client = nbclient.NotebookClient(
         nb, timeout=timeout, startup_timeout=60, kernel_name="python3", allow_errors=True,
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        resources={"metadata": {"path": str(path)}},
     )
     client.execute()  # starts a kernel and always shuts it down
     return nb
@@ -192,3 +192,18 @@ def test_magics_steer_slice_and_export_in_a_kernel(tmp_path):
     assert "magic/m: stopped" in output_text(nb.cells[6])
     errors = error_outputs(nb)
     assert len(errors) == 1 and "unknown %onthefly command 'nonsense'" in errors[0], errors
+
+
+def test_hard_slices_notebook_finds_the_planted_subgroup(tmp_path):
+    nb = nbformat.read(NOTEBOOKS / "hard_slices.ipynb", as_version=4)
+    execute(nb, path=tmp_path)  # the notebook's export lands in tmp_path
+    errors = error_outputs(nb)
+    assert not errors, "cells raised:\n" + "\n\n".join(errors)
+    report = output_text(find_cell(nb.cells, "precision {found.mean()"))
+    precision = float(report.split("precision ")[1].split(",")[0])
+    recall = float(report.split("recall ")[1].split(" ")[0])
+    assert precision >= 0.8 and recall >= 0.8, report
+    plots = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+             if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(plots) == 2, "the two session.figure cells should render plotly figures"
+    assert (tmp_path / "hard_cluster.parquet").exists()
