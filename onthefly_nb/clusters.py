@@ -54,7 +54,7 @@ def hard_samples(frame: pd.DataFrame, quantile: float = 0.9, limit: int = MAX_CL
 
 def features_of(hard: pd.DataFrame) -> tuple[np.ndarray, str]:
     """Raw inputs x0.. when present, else the loss-history columns; standardised."""
-    inputs = [c for c in hard.columns if c.startswith("x") and c[1:].isdigit()]
+    inputs = [c for c in hard.columns if c[:1] == "x" and c[1:].isdigit()]
     if inputs and len(inputs) <= MAX_FEATURE_COLUMNS:
         values, source = hard[inputs].to_numpy(np.float32), "inputs"
     else:

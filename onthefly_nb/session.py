@@ -24,7 +24,16 @@ from .evaluation import evaluate
 from .events import EventLog
 from .losses import sample_loss
 from .recorder import Recorder
-from .slices import EXPORT_CHUNK_ROWS, Selection, apply_query, choose_rows, export_frame, feature_columns, store_frame
+from .slices import (
+    EXPORT_CHUNK_ROWS,
+    Selection,
+    apply_query,
+    choose_rows,
+    export_frame,
+    feature_columns,
+    referenced,
+    store_frame,
+)
 from .store import STEP_COLUMNS, SampleStore, StepHistory
 
 if TYPE_CHECKING:
@@ -315,16 +324,28 @@ class Session:
         rows = choose_rows(self.store, query)
         with self._lock:
             quantiles = self.store.quantiles()
-            frame = store_frame(self.store, rows, quantiles)
-        clustering = self.clustering
-        frame["cluster"] = -1 if clustering is None else clustering.ids(self.store.size)[rows]
+        if isinstance(query, str):  # filter on the columns the query names, then build the rest
+            names = referenced(query) | {"index"}
+            light = self._frame(rows, quantiles, names, features is not False and any(n[:1] == "x" for n in names))
+            columns = list(self._frame(rows[:0], quantiles, None, features).columns)
+            rows = rows[apply_query(light, query, quantiles, columns).index.to_numpy()]
+        return self._frame(rows, quantiles, None, features)
+
+    def _frame(self, rows: np.ndarray, quantiles: dict[str, float], names: set[str] | None,
+               features: bool | None) -> pd.DataFrame:
+        """Store columns (all, or those in ``names``), cluster ids and raw features of ``rows``."""
+        with self._lock:
+            frame = store_frame(self.store, rows, quantiles, names)
+        if names is None or "cluster" in names:
+            clustering = self.clustering
+            frame["cluster"] = -1 if clustering is None else clustering.ids(self.store.size)[rows]
         if features is not False:
             inputs = feature_columns(self.train_loader.dataset, rows)
             if inputs is not None:
                 frame = pd.concat([frame, inputs], axis=1)
             elif features:
                 raise ConfigurationError("raw feature columns need a TensorDataset of vectors of at most 64 values")
-        return apply_query(frame, query if isinstance(query, str) else None, quantiles)
+        return frame
 
     def export_slice(self, path: str, query: Selection = None, features: bool | None = None,
                      chunk_rows: int = EXPORT_CHUNK_ROWS) -> str:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .errors import SliceQueryError
-from .store import QUANTILE_NAMES, SampleStore
+from .store import QUANTILE_NAMES, SampleStore, std
 
 MAX_FEATURE_COLUMNS = 64
 EXPORT_CHUNK_ROWS = 1_000_000
@@ -19,33 +21,41 @@ EXPORT_FORMATS = (".csv", ".parquet", ".json")
 Selection = str | Sequence[int] | np.ndarray | None
 
 
-def store_frame(store: SampleStore, rows: np.ndarray, quantiles: dict[str, float]) -> pd.DataFrame:
-    """The per-sample columns of ``rows`` (call it under the store's lock)."""
-    seen = store.seen[rows]
-    columns: dict[str, np.ndarray] = {
-        "index": rows,
-        "loss": store.loss[rows],
-        "loss_mean": store.loss_mean[rows],
-        "loss_std": store.loss_std()[rows],
-        "seen": seen,
-        "last_step": store.last_step[rows],
-        "hardness": store.column("hardness")[rows],
-        "tail_count": store.column("tail_count")[rows],
-        "tail": store.loss[rows] >= quantiles.get("p95", np.inf),
+def store_frame(store: SampleStore, rows: np.ndarray, quantiles: dict[str, float],
+                names: Collection[str] | None = None) -> pd.DataFrame:
+    """The per-sample columns of ``rows``, or only those in ``names`` (call it under the store's lock).
+
+    Every column is computed for ``rows`` alone, so a slice of a huge store costs its size.
+    """
+    c = lambda name: store.column(name)[rows]  # noqa: E731
+    getters: dict[str, Callable[[], np.ndarray]] = {
+        "index": lambda: rows,
+        "loss": lambda: c("loss"),
+        "loss_mean": lambda: c("loss_mean"),
+        "loss_std": lambda: std(c("loss_m2"), c("seen")),
+        "seen": lambda: c("seen"),
+        "last_step": lambda: c("last_step"),
+        "hardness": lambda: c("hardness"),
+        "tail_count": lambda: c("tail_count"),
+        "tail": lambda: c("loss") >= quantiles.get("p95", np.inf),
     }
     if store.is_classification:
-        label, prediction = store.column("label")[rows], store.column("prediction")[rows]
-        columns |= {
-            "label": label,
-            "prediction": prediction,
-            "correct": (prediction == label) & (seen > 0),
-            "margin": store.column("margin")[rows],
-            "confidence": store.confidence()[rows],
-            "variability": store.variability()[rows],
-            "correctness": store.correctness()[rows],
-            "forgets": store.column("forgets")[rows],
+        getters |= {
+            "label": lambda: c("label"),
+            "prediction": lambda: c("prediction"),
+            "correct": lambda: (c("prediction") == c("label")) & (c("seen") > 0),
+            "margin": lambda: c("margin"),
+            "confidence": lambda: c("p_true_mean"),
+            "variability": lambda: std(c("p_true_m2"), c("seen")),
+            "correctness": lambda: (c("correct_count") / np.maximum(c("seen"), 1)).astype(np.float32),
+            "forgets": lambda: c("forgets"),
         }
-    return pd.DataFrame(columns)
+    return pd.DataFrame({name: get() for name, get in getters.items() if names is None or name in names})
+
+
+def referenced(query: str) -> set[str]:
+    """The identifiers a query names (a superset of the columns it reads)."""
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query))
 
 
 def feature_columns(dataset: Any, rows: np.ndarray) -> pd.DataFrame | None:
@@ -53,7 +63,7 @@ def feature_columns(dataset: Any, rows: np.ndarray) -> pd.DataFrame | None:
     tensors = getattr(dataset, "tensors", None)
     if not tensors or tensors[0].ndim != 2 or tensors[0].shape[1] > MAX_FEATURE_COLUMNS:
         return None
-    values = tensors[0][rows].detach().cpu().numpy()
+    values = tensors[0][torch.from_numpy(rows)].detach().cpu().numpy()
     return pd.DataFrame(values, columns=[f"x{i}" for i in range(values.shape[1])])
 
 
@@ -72,10 +82,10 @@ def choose_rows(store: SampleStore, selection: Selection) -> np.ndarray:
     return rows.astype(np.int64)
 
 
-def apply_query(frame: pd.DataFrame, query: str | None, quantiles: dict[str, float]) -> pd.DataFrame:
-    """Rows of ``frame`` matching a pandas query; ``q1`` .. ``q99`` name the store's loss quantiles."""
-    if query is None:
-        return frame
+def apply_query(frame: pd.DataFrame, query: str, quantiles: dict[str, float],
+                columns: Sequence[str]) -> pd.DataFrame:
+    """Rows of ``frame`` matching a pandas query (index kept); ``q1`` .. ``q99`` name the loss
+    quantiles. ``columns`` are all the columns a slice has, named when the query is bad."""
     if not query.strip():
         raise SliceQueryError("a slice query must be a non-empty string such as 'loss > q95'")
     names = {f"q{name[1:]}": quantiles.get(name, np.nan) for name in QUANTILE_NAMES}
@@ -84,11 +94,11 @@ def apply_query(frame: pd.DataFrame, query: str | None, quantiles: dict[str, flo
     except Exception as exc:  # pandas raises many types for a bad expression
         raise SliceQueryError(
             f"cannot evaluate slice query {query!r}: {type(exc).__name__}: {exc}. "
-            f"Columns available: {', '.join(frame.columns)}; loss quantiles: {', '.join(names)}."
+            f"Columns available: {', '.join(columns)}; loss quantiles: {', '.join(names)}."
         ) from None
     if not isinstance(result, pd.DataFrame):
         raise SliceQueryError(f"slice query {query!r} must be a filter, e.g. 'loss > q95'")
-    return result.reset_index(drop=True)
+    return result
 
 
 def export_frame(frame: pd.DataFrame, path: str | Path, chunk_rows: int = EXPORT_CHUNK_ROWS) -> Path:
