@@ -77,3 +77,10 @@ def test_exports_round_trip_in_chunks(trained, tmp_path, suffix):
 def test_export_refuses_unknown_formats(trained, tmp_path):
     with pytest.raises(ValueError, match=r"use a path ending in \.csv, \.parquet, \.json"):
         trained.export_slice(str(tmp_path / "hard.xlsx"))
+
+
+def test_queries_on_features_and_clusters(trained):
+    everything = trained.slice()
+    positive = trained.slice("x0 > 0")
+    assert len(positive) == (everything["x0"] > 0).sum() and list(positive.columns) == list(everything.columns)
+    assert len(trained.slice("cluster == -1 or cluster >= 0")) == len(everything)

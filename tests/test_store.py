@@ -133,3 +133,19 @@ def test_hardness_is_the_mean_percentile_within_the_batch():
     expected = losses.argsort().argsort() / 15
     np.testing.assert_allclose(session.store.column("hardness"), expected, atol=1e-6)
     np.testing.assert_array_equal(session.store.column("tail_count"), np.where(expected >= 0.95, 3, 0))
+
+
+def test_large_store_summaries_come_from_a_fixed_subset_close_to_exact():
+    from onthefly_nb.store import SUMMARY_SAMPLE
+
+    size = 3 * SUMMARY_SAMPLE
+    rng = np.random.default_rng(5)
+    store = SampleStore(size)
+    losses = rng.exponential(size=size).astype(np.float32)
+    idx = np.arange(size)
+    store.update(Visits(idx, losses, np.zeros(size, np.int64), np.zeros(size, np.float32)))
+    q = store.quantiles()
+    for name, level in (("p5", 0.05), ("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        rank = (losses < q[name]).mean()
+        assert abs(rank - level) < 0.005, (name, rank)
+    assert store.quantiles() == q, "the subset is fixed, so repeated ticks agree"
