@@ -1,13 +1,15 @@
 """Group the hard samples into candidate regimes, off the training thread.
 
-Features are the raw inputs when the dataset holds small vectors, else each sample's loss
-history (mean, spread, hardness, margin, confidence). MiniBatchKMeans clusters them, with k
+Features are the raw inputs when the dataset holds small vectors, else the penultimate-layer
+features captured for the hard samples during training (see ``features.py``), else each
+sample's loss history (mean, spread, hardness, margin, confidence). MiniBatchKMeans clusters them, with k
 chosen by silhouette score within [3, 8] unless given; PCA gives a 2-D map whose axes keep
 a fixed sign from one refresh to the next.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,8 @@ K_BOUNDS = (3, 8)
 MAX_CLUSTERED = 100_000
 SILHOUETTE_SAMPLE = 5_000
 REPRESENTATIVES = 5
+
+FeatureLookup = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray] | None"]
 
 
 @dataclass
@@ -52,16 +56,20 @@ def hard_samples(frame: pd.DataFrame, quantile: float = 0.9, limit: int = MAX_CL
     return hard.nlargest(limit, "hardness") if len(hard) > limit else hard
 
 
-def features_of(hard: pd.DataFrame) -> tuple[np.ndarray, str]:
-    """Raw inputs x0.. when present, else the loss-history columns; standardised."""
+def features_of(hard: pd.DataFrame, lookup: FeatureLookup | None = None) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """The hard samples that have features, and those features, standardised: raw inputs x0..
+    when present, else captured penultimate features, else the loss-history columns."""
     inputs = [c for c in hard.columns if c[:1] == "x" and c[1:].isdigit()]
+    found = lookup(hard["index"].to_numpy()) if lookup is not None and not inputs else None
     if inputs and len(inputs) <= MAX_FEATURE_COLUMNS:
         values, source = hard[inputs].to_numpy(np.float32), "inputs"
+    elif found is not None and found[0].sum() >= 3:
+        hard, values, source = hard[found[0]], found[1], "penultimate features"
     else:
         history = [c for c in ("loss_mean", "loss_std", "hardness", "margin", "confidence", "variability")
                    if c in hard.columns]
         values, source = hard[history].to_numpy(np.float32), "loss history"
-    return StandardScaler().fit_transform(np.nan_to_num(values)), source
+    return hard, StandardScaler().fit_transform(np.nan_to_num(values)), source
 
 
 def choose_k(features: np.ndarray, bounds: tuple[int, int] = K_BOUNDS, seed: int = 0) -> int:
@@ -79,12 +87,13 @@ def choose_k(features: np.ndarray, bounds: tuple[int, int] = K_BOUNDS, seed: int
     return max(scores, key=scores.get) if scores else low
 
 
-def cluster(frame: pd.DataFrame, step: int, k: int | None = None, seed: int = 0) -> Clustering | None:
+def cluster(frame: pd.DataFrame, step: int, k: int | None = None, lookup: FeatureLookup | None = None,
+            seed: int = 0) -> Clustering | None:
     """Cluster the hard samples of a slice frame; None when there are too few of them."""
     hard = hard_samples(frame)
     if len(hard) < 3:
         return None
-    features, source = features_of(hard)
+    hard, features, source = features_of(hard, lookup)
     k = k or choose_k(features, seed=seed)
     model = MiniBatchKMeans(n_clusters=k, n_init=3, random_state=seed).fit(features)
     raw = model.labels_

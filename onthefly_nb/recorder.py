@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import NonFiniteLossError
+from .features import HARD_PERCENTILE, FeatureBank, PenultimateCapture
 from .losses import LossFn, reduce_to_samples
 from .store import STEP_COLUMNS, SampleStore, StepHistory, Visits, row_quantiles
 
@@ -34,6 +35,7 @@ class _Step:
     outputs: torch.Tensor | None  # kept while deferred
     targets: torch.Tensor | None
     columns: torch.Tensor | None = None  # [loss, (label, prediction, margin, p_true)] x samples, once done
+    features: torch.Tensor | None = None  # penultimate features, when captured
 
 
 def is_classification(outputs: object, targets: object) -> bool:
@@ -54,8 +56,11 @@ class Recorder:
     """Collects each step's per-sample losses and folds them into a store and history."""
 
     def __init__(self, store: SampleStore, history: StepHistory, lock: threading.Lock,
-                 per_sample: LossFn | None, stop_on_nonfinite: bool = True) -> None:
+                 per_sample: LossFn | None, stop_on_nonfinite: bool = True,
+                 capture: PenultimateCapture | None = None, bank: FeatureBank | None = None) -> None:
         self.store = store
+        self.capture = capture
+        self.bank = bank
         self.per_sample = per_sample
         self.history = history
         self.lock = lock
@@ -86,14 +91,23 @@ class Recorder:
             outputs = outputs.detach()
         if losses is not None:
             losses = losses.detach()
+        features = self._features(len(indices))
         if self._defer(outputs, targets):
             keep = losses is None or self._classification
-            self._pending.append(_Step(step, epoch, indices, losses,
-                                       outputs if keep else None, targets if keep else None))
+            self._pending.append(_Step(step, epoch, indices, losses, outputs if keep else None,
+                                       targets if keep else None, features=features))
             return
         with torch.no_grad():
             columns = self._columns(outputs, targets, losses, len(indices))
-        self._pending.append(_Step(step, epoch, indices, None, None, None, columns))
+        self._pending.append(_Step(step, epoch, indices, None, None, None, columns, features))
+
+    def _features(self, batch_size: int) -> torch.Tensor | None:
+        """This batch's captured penultimate features, when there is one row per sample."""
+        features = self.capture.take() if self.capture is not None else None
+        if features is None or features.shape[0] != batch_size:
+            return None
+        self._deferred_elements += features.numel()
+        return features
 
     def _defer(self, outputs: Any, targets: Any) -> bool:
         """Keep small outputs for the flush, if shaped like those kept so far."""
@@ -134,11 +148,28 @@ class Recorder:
         classes = ()
         if len(columns) > 1:
             classes = (columns[1].astype(np.int32), columns[2].astype(np.int32), columns[3], columns[4])
+        hard = self._hard_features(pending, percentiles) if self.bank is not None else None
         with self.lock:
             self.store.update(Visits(indices, losses, steps, percentiles, *classes))
             self.history.extend(rows)
+            if hard is not None:
+                self.bank.put(indices[hard[0]], hard[1])  # type: ignore[union-attr]
             self.samples += len(indices)
         return len(pending)
+
+    @staticmethod
+    def _hard_features(pending: list[_Step], percentiles: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Positions and features of the visits in the top of their batch's losses."""
+        starts = np.cumsum([0] + [len(p.indices) for p in pending])
+        captured = [i for i, p in enumerate(pending) if p.features is not None]
+        if not captured:
+            return None
+        positions = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in captured])
+        hard = percentiles[positions] >= HARD_PERCENTILE
+        if not hard.any():
+            return None
+        features = torch.cat([pending[i].features for i in captured]).float().cpu().numpy()  # type: ignore[misc]
+        return positions[hard], features[hard]
 
     def _host_columns(self, pending: list[_Step]) -> np.ndarray:
         """Every pending sample's columns in one host copy; deferred steps processed together."""

@@ -22,6 +22,7 @@ from .engine import Schedule, TrainingLoop
 from .errors import ConfigurationError
 from .evaluation import evaluate
 from .events import EventLog
+from .features import FeatureBank, PenultimateCapture
 from .losses import sample_loss
 from .recorder import Recorder
 from .slices import (
@@ -93,8 +94,10 @@ class Session:
         self._history = StepHistory()
         self._metrics: dict[str, list[dict[str, Any]]] = {"validation": [], "test": []}
         self._controller = Controller(self._on_control)
+        capture = _penultimate_capture(model, train_loader.dataset)
+        self._features = None if capture is None else FeatureBank(self.store.size, capture.dims)
         recorder = Recorder(self.store, self._history, self._lock, self._loss.per_sample,
-                            stop_on_nonfinite=stop_on_nan)
+                            stop_on_nonfinite=stop_on_nan, capture=capture, bank=self._features)
         self._loop = TrainingLoop(
             model=model, optimizer=optimizer, loss=self._loss, train_loader=train_loader,
             scheduler=scheduler, device=self.device, unpack=self.unpack, schedule=self.schedule,
@@ -366,7 +369,7 @@ class Session:
         return job.result() if wait else job
 
     def _cluster(self, frame: pd.DataFrame, step: int, k: int | None) -> Clustering | None:
-        result = cluster(frame, step, k)
+        result = cluster(frame, step, k, self._penultimate_features)
         if result is not None:
             self.clustering = result
             self._log.append("clustered", step, k=len(result.summary), source=result.source,
@@ -378,6 +381,13 @@ class Session:
         from .figures import figure
 
         return figure(self, kind, slice)
+
+    def _penultimate_features(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mask, rows) of the captured penultimate features of ``indices``, if any are kept."""
+        if self._features is None:
+            return None
+        with self._lock:
+            return self._features.get(indices)
 
     @property
     def clusters(self) -> pd.DataFrame:
@@ -457,6 +467,16 @@ def _latest(results: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     last = results[-1]
     return {"step": last["step"], "loss": last["loss"], "accuracy": last["accuracy"]}
+
+
+def _penultimate_capture(model: nn.Module, dataset: Any) -> PenultimateCapture | None:
+    """A feature hook for clustering, unless the inputs are small vectors (used as they are)."""
+    if feature_columns(dataset, np.arange(0)) is not None:
+        return None
+    try:
+        return PenultimateCapture(model)
+    except ValueError:
+        return None
 
 
 def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
