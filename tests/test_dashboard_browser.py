@@ -11,13 +11,11 @@ import functools
 import http.server
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
+from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 WIDGET_JS = ROOT / "onthefly_nb" / "static" / "widget.js"
-CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,16 +28,6 @@ pytestmark = [
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 expect = sync_api.expect
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 COLUMNS = ["step", "p5", "p25", "p50", "p75", "p95", "mean"]
 
