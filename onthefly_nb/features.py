@@ -34,10 +34,15 @@ class PenultimateCapture:
             self._projection = torch.randn(self.layer.in_features, FEATURE_DIMS, generator=g) / FEATURE_DIMS**0.5
         self.latest: torch.Tensor | None = None
         self.active = True  # whether the next forward pass is captured
-        self._handle = self.layer.register_forward_hook(self._hook)
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
 
-    def _hook(self, _module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
-        if not self.active:
+    def attach(self) -> None:
+        """Hook the layer (for the length of a run)."""
+        if self._handle is None:
+            self._handle = self.layer.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        if not self.active or not module.training:  # evaluation passes are not training visits
             return
         if self._projection is None:
             self.latest = inputs[0].detach()
@@ -53,7 +58,11 @@ class PenultimateCapture:
         return None if latest is None else latest.flatten(0, -2) if latest.ndim > 2 else latest
 
     def remove(self) -> None:
-        self._handle.remove()
+        """Unhook the layer and drop any captured batch."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self.latest = None
 
 
 class FeatureBank:

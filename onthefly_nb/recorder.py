@@ -74,6 +74,16 @@ class Recorder:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def open(self) -> None:
+        """Hook the model for features: a run begins."""
+        if self.capture is not None:
+            self.capture.attach()
+
+    def close(self) -> None:
+        """Remove the feature hook from the model: the run is over."""
+        if self.capture is not None:
+            self.capture.remove()
+
     @property
     def full(self) -> bool:
         """True when the pending steps should be flushed now to bound the memory they hold."""

@@ -150,6 +150,7 @@ class Session:
     def _train(self) -> None:
         end, error = RunState.FINISHED, None
         try:
+            self._loop.recorder.open()
             self._loop.run()
             self._loop.flush()
             if self._controller.state is RunState.STOPPING:
@@ -163,6 +164,7 @@ class Session:
             self.traceback = "".join(traceback.format_exception(exc))
             end, error = RunState.FAILED, f"{type(exc).__name__}: {exc}"
         finally:
+            self._loop.recorder.close()
             self._controller.end(end, error)
             self._done.set()
 

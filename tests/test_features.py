@@ -26,6 +26,7 @@ def test_bank_keeps_the_newest_rows_within_capacity():
 def test_capture_projects_wide_layers_and_follows_the_last_linear():
     model = nn.Sequential(nn.Flatten(), nn.Linear(100, 200), nn.ReLU(), nn.Linear(200, 3))
     capture = PenultimateCapture(model)
+    capture.attach()
     model(torch.randn(5, 10, 10))
     features = capture.take()
     assert features.shape == (5, 64) and capture.take() is None
@@ -53,3 +54,16 @@ def test_image_like_inputs_cluster_on_penultimate_features():
     # clustered; those samples land in one cluster of the hidden space (with boundary samples).
     assert frame["planted"].sum() >= 0.3 * planted.sum()
     assert best >= 0.8 * frame["planted"].sum(), frame.groupby("cluster")["planted"].agg(["sum", "count"])
+
+
+def test_the_hook_leaves_the_model_when_the_run_ends():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(72, 16), nn.ReLU(), nn.Linear(16, 2))
+    data = TensorDataset(torch.randn(64, 1, 8, 9), torch.randint(0, 2, (64,)))
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=16), max_epochs=1)
+    assert len(model[3]._forward_hooks) == 0, "a session that never runs leaves the model alone"
+    session.start(paused=True)
+    session.pause()
+    assert len(model[3]._forward_hooks) == 1
+    session.resume().wait(timeout=30)
+    assert len(model[3]._forward_hooks) == 0
