@@ -6,6 +6,7 @@ import math
 import threading
 import time
 import traceback
+import weakref
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -51,6 +52,7 @@ class Session:
     """
 
     _current: ClassVar[Session | None] = None
+    _live: ClassVar[weakref.WeakSet[Session]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -115,7 +117,9 @@ class Session:
         self._clustering_job: Future | None = None
         self._recluster_seconds = recluster_seconds
         self._last_clustered = time.monotonic()
+        self._supersede(model)
         Session._current = self
+        Session._live.add(self)
 
     # ---- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -141,6 +145,13 @@ class Session:
         self._controller.begin()
         self._train()
         return self.wait()
+
+    def _supersede(self, model: nn.Module) -> None:
+        """Stop any unfinished session on the same model (a re-run notebook cell), at a step boundary."""
+        for other in list(Session._live):
+            if other.model is model and not other.done:
+                other._log.append("superseded", other.global_step, by=self.run_name)
+                other.stop(timeout=DEFAULT_WAIT)
 
     def _claim(self, thread: threading.Thread) -> None:
         if self._thread is not None:

@@ -127,3 +127,16 @@ def test_random_control_sequences_never_deadlock(session_factory, seed):
     kinds = [e["kind"] for e in session.events]
     assert kinds[0] == "started" and kinds[-1] in ("stopped", "finished")
     assert [e["seq"] for e in session.events] == list(range(len(kinds)))
+
+
+def test_a_new_session_on_the_same_model_stops_the_old_one(session_factory):
+    from onthefly_nb import Session
+
+    first = session_factory(max_epochs=1000)
+    first.start()
+    second = Session(first.model, first.optimizer, first.loss_fn, first.train_loader, max_epochs=1)
+    assert first.status == "stopped" and "superseded" in [e["kind"] for e in first.events]
+    other = session_factory(max_epochs=1000).start()  # a different model trains on
+    Session(second.model, second.optimizer, second.loss_fn, second.train_loader)
+    assert other.status == "running"
+    other.stop()
