@@ -6,6 +6,7 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.13.0
 CHROMIUM := /usr/bin/chromium
 PORT ?= 8888
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: install build demo test bench chromium clean
 
@@ -35,7 +36,7 @@ demo: install
 	@TOKEN=$$($(PY) -c "import secrets; print(secrets.token_hex(16))"); \
 	echo "JupyterLab: http://127.0.0.1:$(PORT)/lab/tree/quickstart.ipynb?token=$$TOKEN"; \
 	$(PY) -m jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) --ServerApp.port_retries=0 \
-	  --IdentityProvider.token=$$TOKEN --ServerApp.root_dir=notebooks
+	  --IdentityProvider.token=$$TOKEN --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
 test: install chromium
 	$(VENV)/bin/ruff check onthefly_nb onthefly tests bench
