@@ -94,7 +94,7 @@ class SampleStore:
 
     def column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """A writable view of one column, of the whole store or of gathered ``rows``."""
-        i = self.COLUMNS.index(name)
+        i = _POSITION[name]
         block = self._block if rows is None else rows
         return block[:, i].view(self._TYPES[i])
 
@@ -207,6 +207,9 @@ class SampleStore:
         low = min(0.0, float(latest.min())) if latest.size else 0.0
         high = float(latest.max()) if latest.size else 1.0
         return np.histogram(latest, bins=bins, range=(low, high if high > low else low + 1.0))
+
+
+_POSITION = {name: i for i, name in enumerate(SampleStore.COLUMNS)}
 
 
 def _welford(mean: np.ndarray, m2: np.ndarray, x: np.ndarray, count: np.ndarray) -> None:
