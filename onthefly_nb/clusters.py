@@ -1,10 +1,11 @@
 """Group the hard samples into candidate regimes, off the training thread.
 
 Features are the raw inputs when the dataset holds small vectors, else the penultimate-layer
-features captured for the hard samples during training (see ``features.py``), else each
-sample's loss history (mean, spread, hardness, margin, confidence). MiniBatchKMeans clusters them, with k
-chosen by silhouette score within [3, 8] unless given; PCA gives a 2-D map whose axes keep
-a fixed sign from one refresh to the next.
+features captured for the hard samples during training (see ``features.py``), each with the
+log loss as one more column; else each sample's loss history (mean, spread, hardness, margin,
+confidence). MiniBatchKMeans clusters them, with k chosen by silhouette score within [2, 8]
+(the smallest k near the best score) unless given; PCA gives a 2-D map whose axes keep a
+fixed sign from one refresh to the next.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from sklearn.preprocessing import StandardScaler
 
 from .slices import MAX_FEATURE_COLUMNS
 
-K_BOUNDS = (3, 8)
+K_BOUNDS = (2, 8)
 MAX_CLUSTERED = 100_000
 SILHOUETTE_SAMPLE = 5_000
+SILHOUETTE_SLACK = 0.02
 REPRESENTATIVES = 5
 
 FeatureLookup = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray] | None"]
@@ -69,11 +71,14 @@ def features_of(hard: pd.DataFrame, lookup: FeatureLookup | None = None) -> tupl
         history = [c for c in ("loss_mean", "loss_std", "hardness", "margin", "confidence", "variability")
                    if c in hard.columns]
         values, source = hard[history].to_numpy(np.float32), "loss history"
+    if source != "loss history":  # the loss level is part of a regime's signature
+        values = np.column_stack([values, np.log1p(hard["loss"].to_numpy(np.float32))])
     return hard, StandardScaler().fit_transform(np.nan_to_num(values)), source
 
 
 def choose_k(features: np.ndarray, bounds: tuple[int, int] = K_BOUNDS, seed: int = 0) -> int:
-    """The k within ``bounds`` with the best silhouette score on a subsample."""
+    """The smallest k within ``bounds`` whose silhouette score on a subsample is within
+    ``SILHOUETTE_SLACK`` of the best: fewer, larger regimes unless more are clearly better."""
     low, high = bounds[0], min(bounds[1], len(features) - 1)
     if high <= low:
         return max(1, min(low, len(features)))
@@ -84,7 +89,10 @@ def choose_k(features: np.ndarray, bounds: tuple[int, int] = K_BOUNDS, seed: int
         labels = MiniBatchKMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(sample)
         if len(set(labels)) > 1:
             scores[k] = silhouette_score(sample, labels)
-    return max(scores, key=scores.get) if scores else low
+    if not scores:
+        return low
+    best = max(scores.values())
+    return min(k for k, score in scores.items() if score >= best - SILHOUETTE_SLACK)
 
 
 def cluster(frame: pd.DataFrame, step: int, k: int | None = None, lookup: FeatureLookup | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -25,8 +26,9 @@ def planted_data(n: int = 4000, seed: int = 0) -> tuple[TensorDataset, np.ndarra
     return TensorDataset(x, y), planted.numpy()
 
 
-def test_top_cluster_recovers_the_planted_subgroup():
-    data, planted = planted_data()
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_cluster_recovers_the_planted_subgroup(seed):
+    data, planted = planted_data(seed=seed)
     torch.manual_seed(0)
     model = nn.Linear(6, 2)
     session = Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
@@ -40,8 +42,9 @@ def test_top_cluster_recovers_the_planted_subgroup():
     precision = len(found & truth) / len(found)
     recall = len(found & truth) / len(truth)
     # The planted blob is 5 % of the data and hard by construction; hard samples are the top
-    # 10 % by hardness, so the blob can be recovered almost whole, while boundary samples of the
-    # main rule fill the other clusters. 0.8 leaves room for a few boundary samples near the blob.
+    # 10 % by latest loss or by hardness, so the blob can be recovered almost whole, while
+    # boundary samples of the main rule fill the other clusters. 0.8 leaves room for a few
+    # boundary samples near the blob and for blob samples the model fits by chance.
     assert precision >= 0.8 and recall >= 0.8, (precision, recall, session.clusters)
     summary = session.clusters
     assert summary.index[0] == 0 and summary["mean_loss"].is_monotonic_decreasing
