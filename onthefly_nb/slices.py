@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from .errors import SliceQueryError
-from .store import QUANTILE_NAMES, SampleStore, std
+from .store import QUANTILE_NAMES, SampleStore
 
 MAX_FEATURE_COLUMNS = 64
 EXPORT_CHUNK_ROWS = 1_000_000
@@ -32,7 +32,7 @@ def store_frame(store: SampleStore, rows: np.ndarray, quantiles: dict[str, float
         "index": lambda: rows,
         "loss": lambda: c("loss"),
         "loss_mean": lambda: c("loss_mean"),
-        "loss_std": lambda: std(c("loss_m2"), c("seen")),
+        "loss_std": lambda: store.loss_std(rows),
         "seen": lambda: c("seen"),
         "last_step": lambda: c("last_step"),
         "hardness": lambda: c("hardness"),
@@ -45,9 +45,9 @@ def store_frame(store: SampleStore, rows: np.ndarray, quantiles: dict[str, float
             "prediction": lambda: c("prediction"),
             "correct": lambda: (c("prediction") == c("label")) & (c("seen") > 0),
             "margin": lambda: c("margin"),
-            "confidence": lambda: c("p_true_mean"),
-            "variability": lambda: std(c("p_true_m2"), c("seen")),
-            "correctness": lambda: (c("correct_count") / np.maximum(c("seen"), 1)).astype(np.float32),
+            "confidence": lambda: store.confidence(rows),
+            "variability": lambda: store.variability(rows),
+            "correctness": lambda: store.correctness(rows),
             "forgets": lambda: c("forgets"),
         }
     return pd.DataFrame({name: get() for name, get in getters.items() if names is None or name in names})

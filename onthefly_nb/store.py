@@ -110,21 +110,21 @@ class SampleStore:
     def nbytes(self) -> int:
         return self._block.nbytes
 
-    def loss_std(self) -> np.ndarray:
+    def loss_std(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Standard deviation of each sample's loss across the times it was seen."""
-        return std(self.column("loss_m2"), self.seen)
+        return std(self.column("loss_m2")[rows], self.seen[rows])
 
-    def confidence(self) -> np.ndarray:
+    def confidence(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Data Maps confidence: mean probability of the true label over visits."""
-        return self.column("p_true_mean")
+        return self.column("p_true_mean")[rows]
 
-    def variability(self) -> np.ndarray:
+    def variability(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Data Maps variability: standard deviation of that probability over visits."""
-        return std(self.column("p_true_m2"), self.seen)
+        return std(self.column("p_true_m2")[rows], self.seen[rows])
 
-    def correctness(self) -> np.ndarray:
+    def correctness(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Data Maps correctness: the fraction of visits at which the prediction was right."""
-        return (self.column("correct_count") / np.maximum(self.seen, 1)).astype(np.float32)
+        return (self.column("correct_count")[rows] / np.maximum(self.seen[rows], 1)).astype(np.float32)
 
     def update(self, visits: Visits) -> None:
         """Fold in one flush of visits; an index visited twice is applied in order."""
