@@ -374,15 +374,16 @@ class Session:
         Returns the :class:`Clustering` (or a Future of it with ``wait=False``); its
         ``summary`` is also ``session.clusters``, and ``slice()`` gains a ``cluster`` column.
         """
-        frame, step, job = self.slice(), self.global_step, Future()
+        step, job = self.global_step, Future()
         self._last_clustered = time.monotonic()
         self._clustering_job = job
-        threading.Thread(target=run_into, args=(lambda: self._cluster(frame, step, k), job),
+        threading.Thread(target=run_into, args=(lambda: self._cluster(step, k), job),
                          name=f"onthefly-cluster-{self.run_name}", daemon=True).start()
         return job.result() if wait else job
 
-    def _cluster(self, frame: pd.DataFrame, step: int, k: int | None) -> Clustering | None:
-        result = cluster(frame, step, k, self._penultimate_features)
+    def _cluster(self, step: int, k: int | None) -> Clustering | None:
+        """On the clustering thread: snapshot the per-sample rows (under the lock) and cluster them."""
+        result = cluster(self.slice(), step, k, self._penultimate_features)
         if result is not None:
             self.clustering = result
             self._log.append("clustered", step, k=len(result.summary), source=result.source,
