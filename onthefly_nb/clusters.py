@@ -27,13 +27,16 @@ MAX_CLUSTERED = 100_000
 SILHOUETTE_SAMPLE = 5_000
 SILHOUETTE_SLACK = 0.02
 REPRESENTATIVES = 5
+MAP_POINTS = 1_000_000  # points on the sample map: every hard sample, then a fixed subset of the others
+HISTORY_COLUMNS = ("loss_mean", "loss_std", "hardness", "margin", "confidence", "variability")
 
 FeatureLookup = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray] | None"]
 
 
 @dataclass
 class Clustering:
-    """One clustering of the hard samples: ids per dataset index (-1 elsewhere) and summaries."""
+    """One clustering of the hard samples: ids per dataset index (-1 elsewhere), summaries, and the
+    sample map (the hard samples and a fixed subset of the others on the same 2-D projection)."""
 
     step: int
     source: str
@@ -41,6 +44,8 @@ class Clustering:
     labels: np.ndarray  # cluster id of each, numbered by decreasing mean loss
     projection: np.ndarray  # 2-D map of each
     summary: pd.DataFrame = field(repr=False)
+    background: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False)
+    background_projection: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.float32), repr=False)
 
     def ids(self, size: int) -> np.ndarray:
         """Cluster id of every dataset index, -1 for samples not clustered."""
@@ -58,22 +63,30 @@ def hard_samples(frame: pd.DataFrame, quantile: float = 0.9, limit: int = MAX_CL
     return hard.nlargest(limit, "hardness") if len(hard) > limit else hard
 
 
-def features_of(hard: pd.DataFrame, lookup: FeatureLookup | None = None) -> tuple[pd.DataFrame, np.ndarray, str]:
-    """The hard samples that have features, and those features, standardised: raw inputs x0..
-    when present, else captured penultimate features, else the loss-history columns."""
-    inputs = [c for c in hard.columns if c[:1] == "x" and c[1:].isdigit()]
-    found = lookup(hard["index"].to_numpy()) if lookup is not None and not inputs else None
+def feature_source(frame: pd.DataFrame, lookup: FeatureLookup | None) -> str:
+    """Where features come from: raw inputs x0.. when present, else captured penultimate
+    features when enough samples have them, else the loss-history columns."""
+    inputs = [c for c in frame.columns if c[:1] == "x" and c[1:].isdigit()]
     if inputs and len(inputs) <= MAX_FEATURE_COLUMNS:
-        values, source = hard[inputs].to_numpy(np.float32), "inputs"
-    elif found is not None and found[0].sum() >= 3:
-        hard, values, source = hard[found[0]], found[1], "penultimate features"
+        return "inputs"
+    found = lookup(frame["index"].to_numpy()) if lookup is not None else None
+    return "penultimate features" if found is not None and found[0].sum() >= 3 else "loss history"
+
+
+def raw_features(rows: pd.DataFrame, source: str, lookup: FeatureLookup | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows that have features from ``source``, and those features (not yet standardised)."""
+    if source == "inputs":
+        values = rows[[c for c in rows.columns if c[:1] == "x" and c[1:].isdigit()]].to_numpy(np.float32)
+    elif source == "penultimate features":
+        found = lookup(rows["index"].to_numpy()) if lookup is not None else None
+        if found is None:
+            return rows.iloc[:0], np.empty((0, 1), np.float32)
+        rows, values = rows[found[0]], found[1]
     else:
-        history = [c for c in ("loss_mean", "loss_std", "hardness", "margin", "confidence", "variability")
-                   if c in hard.columns]
-        values, source = hard[history].to_numpy(np.float32), "loss history"
-    if source != "loss history":  # the loss level is part of a regime's signature
-        values = np.column_stack([values, np.log1p(hard["loss"].to_numpy(np.float32))])
-    return hard, StandardScaler().fit_transform(np.nan_to_num(values)), source
+        history = [c for c in HISTORY_COLUMNS if c in rows.columns]
+        return rows, np.nan_to_num(rows[history].to_numpy(np.float32))
+    # the loss level is part of a regime's signature
+    return rows, np.nan_to_num(np.column_stack([values, np.log1p(rows["loss"].to_numpy(np.float32))]))
 
 
 def choose_k(features: np.ndarray, bounds: tuple[int, int] = K_BOUNDS, seed: int = 0) -> int:
@@ -96,12 +109,17 @@ def choose_k(features: np.ndarray, bounds: tuple[int, int] = K_BOUNDS, seed: int
 
 
 def cluster(frame: pd.DataFrame, step: int, k: int | None = None, lookup: FeatureLookup | None = None,
-            seed: int = 0) -> Clustering | None:
+            seed: int = 0, map_points: int = MAP_POINTS) -> Clustering | None:
     """Cluster the hard samples of a slice frame; None when there are too few of them."""
     hard = hard_samples(frame)
     if len(hard) < 3:
         return None
-    hard, features, source = features_of(hard, lookup)
+    source = feature_source(hard, lookup)
+    hard, values = raw_features(hard, source, lookup)
+    if len(hard) < 3:
+        return None
+    scaler = StandardScaler().fit(values)
+    features = scaler.transform(values)
     k = k or choose_k(features, seed=seed)
     model = MiniBatchKMeans(n_clusters=k, n_init=3, random_state=seed).fit(features)
     raw = model.labels_
@@ -109,17 +127,33 @@ def cluster(frame: pd.DataFrame, step: int, k: int | None = None, lookup: Featur
     renumber = np.empty(k, dtype=np.int16)
     renumber[np.asarray(order)] = np.arange(len(order))
     labels = renumber[raw]
-    projection = _projection(features, seed)
+    project = _projector(features, seed)
     summary = _summary(hard, labels, features, model.cluster_centers_[np.asarray(order)], frame["loss"].median())
-    return Clustering(step, source, hard["index"].to_numpy(), labels, projection, summary)
+    others = _background(frame, hard, map_points - len(hard), seed)
+    others, other_values = raw_features(others, source, lookup)
+    return Clustering(step, source, hard["index"].to_numpy(), labels, project(features), summary,
+                      others["index"].to_numpy(), project(scaler.transform(other_values)) if len(others) else
+                      np.empty((0, 2), np.float32))
 
 
-def _projection(features: np.ndarray, seed: int) -> np.ndarray:
+def _background(frame: pd.DataFrame, hard: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
+    """Up to ``limit`` samples outside the hard set, a subset fixed by the seed (stable across refreshes)."""
+    others = frame[~frame["index"].isin(hard["index"])]
+    if limit <= 0:
+        return others.iloc[:0]
+    if len(others) <= limit:
+        return others
+    priority = np.random.default_rng(seed).permutation(int(frame["index"].max()) + 1)
+    return others.iloc[np.argsort(priority[others["index"].to_numpy()], kind="stable")[:limit]]
+
+
+def _projector(features: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A 2-D PCA fitted on the hard samples, with the sign of each axis fixed across refreshes."""
     if features.shape[1] < 2:
-        return np.column_stack([features[:, 0], np.zeros(len(features))]).astype(np.float32)
+        return lambda x: np.column_stack([x[:, 0], np.zeros(len(x))]).astype(np.float32)
     pca = PCA(n_components=2, random_state=seed).fit(features)
     signs = np.sign(pca.components_[np.arange(2), np.abs(pca.components_).argmax(1)])
-    return (pca.transform(features) * signs).astype(np.float32)
+    return lambda x: (pca.transform(x) * signs).astype(np.float32)
 
 
 def _summary(hard: pd.DataFrame, labels: np.ndarray, features: np.ndarray, centers: np.ndarray,

@@ -29,3 +29,7 @@ class NonFiniteLossError(OnTheFlyError, FloatingPointError):
 
 class SliceQueryError(OnTheFlyError, ValueError):
     """A slice query does not evaluate over the per-sample columns."""
+
+
+class PlanError(OnTheFlyError, ValueError):
+    """A plan decision names an unknown plan or parameter, or a value out of bounds."""

@@ -5,7 +5,12 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+import pandas as pd
+
+from .plans import Plan
 from .session import Session
+
+PLAN_COLUMNS = tuple(Plan.__dataclass_fields__)
 
 USAGE = """%onthefly [command]
 
@@ -19,7 +24,12 @@ Steers the most recently created onthefly session.
   %onthefly stop               stop at the next step boundary
   %onthefly validate           evaluate on the validation loader now
   %onthefly test               evaluate on the test loader now
+  %onthefly health             run the health checks now (a DataFrame of findings)
+  %onthefly plans              the proposed plans and what became of them
+  %onthefly approve ID [k=v]   approve a plan, optionally editing its parameters
+  %onthefly reject ID          reject a plan
   %onthefly slice "EXPR"       per-sample DataFrame, e.g. %onthefly slice "loss > q95"
+  %onthefly slice selection    the samples selected on the dashboard's sample map
   %onthefly export PATH [EXPR] write the slice to PATH (.csv, .parquet or .json)
 """
 
@@ -33,7 +43,22 @@ def onthefly_magic(line: str) -> Any:
     if command == "dashboard":
         return session.dashboard()
     if command == "slice":
-        return session.slice(" ".join(args) or None)
+        return session.slice(session.selection if args == ["selection"] else " ".join(args) or None)
+    if command == "health":
+        return session.health()
+    if command == "plans":
+        return pd.DataFrame(session.plans, columns=list(PLAN_COLUMNS))
+    if command == "approve":
+        if not args:
+            raise ValueError("usage: %onthefly approve ID [name=value ...]")
+        print(session.approve(args[0], wait=True, **_parameters(args[1:])))
+        return None
+    if command == "reject":
+        if len(args) != 1:
+            raise ValueError("usage: %onthefly reject ID")
+        session.reject(args[0])
+        print(f"rejected {args[0]}")
+        return None
     if command == "export":
         if not args:
             raise ValueError('usage: %onthefly export PATH ["EXPR"]')
@@ -51,6 +76,19 @@ def onthefly_magic(line: str) -> Any:
         raise ValueError(f"unknown %onthefly command {command!r}.\n\n{USAGE}")
     print(session)
     return None
+
+
+def _parameters(words: list[str]) -> dict[str, float]:
+    params = {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        try:
+            params[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ValueError(f"plan parameters are written name=number, e.g. factor=0.3; got {word!r}")
+    return params
 
 
 onthefly_magic.__doc__ = USAGE

@@ -24,7 +24,9 @@ from .errors import ConfigurationError
 from .evaluation import evaluate
 from .events import EventLog
 from .features import FeatureBank, PenultimateCapture
+from .health import check_health, report
 from .losses import sample_loss
+from .plans import PlanBook, PlanWatch
 from .recorder import Recorder
 from .slices import (
     EXPORT_CHUNK_ROWS,
@@ -104,7 +106,7 @@ class Session:
             model=model, optimizer=optimizer, loss=self._loss, train_loader=train_loader,
             scheduler=scheduler, device=self.device, unpack=self.unpack, schedule=self.schedule,
             controller=self._controller, recorder=recorder, on_epoch_end=self._on_epoch_end,
-            on_flush=self._changed.set,
+            on_flush=self._after_flush,
         )
         self._controller.on_enter = self._loop.flush
         self._controller.on_leave = self._loop.restart_clock
@@ -117,6 +119,13 @@ class Session:
         self._clustering_job: Future | None = None
         self._recluster_seconds = recluster_seconds
         self._last_clustered = time.monotonic()
+        self._plans = PlanBook(self._log.append, self._controller.submit, lambda: self.global_step)
+        self._plans.register("lower_lr", lambda plan: self._scale_lr(plan.params["factor"]))
+        self._plans.register("validate_now", lambda _plan: _describe(self._evaluate("validation")))
+        self._watch = PlanWatch(self._plans, self._history, can_validate=self.val_loader is not None)
+        self.health_report: dict[str, Any] | None = None
+        self._selection = np.empty(0, dtype=np.uint32)
+        self.selection_version = 0
         self._supersede(model)
         Session._current = self
         Session._live.add(self)
@@ -264,6 +273,8 @@ class Session:
         with self._lock:
             self._metrics[kind].append(result)
         self._log.append(kind, self.global_step, **{k: v for k, v in result.items() if k != "step"})
+        if kind == "validation":
+            self._watch.validated(self.global_step)
         return result
 
     def _on_epoch_end(self, epoch: int) -> None:
@@ -281,6 +292,77 @@ class Session:
 
     def _on_control(self, kind: str, step: int, data: dict[str, Any]) -> None:
         self._log.append(kind, step, **data)
+
+    def _after_flush(self) -> None:
+        """On the trainer thread after each flush: let the plan watcher look, wake the publisher."""
+        self._watch.observe(self.global_step)
+        self._changed.set()
+
+    # ---- plans, health and selection ----------------------------------------------------
+    @property
+    def plans(self) -> list[dict[str, Any]]:
+        """Every plan proposed so far (newest last): id, kind, title, evidence, params, status, result."""
+        return self._plans.all()
+
+    def approve(self, plan_id: str, wait: bool = False, **params: float) -> str | Future:
+        """Approve a proposed plan, with edited ``params``; it runs at the next step boundary.
+
+        Returns a Future of its result, or with ``wait=True`` the result itself.
+        """
+        future = self._plans.decide(plan_id, "approve", params)
+        return future.result() if wait else future
+
+    def reject(self, plan_id: str) -> None:
+        """Reject a proposed plan."""
+        self._plans.decide(plan_id, "reject")
+
+    def _scale_lr(self, factor: float) -> str:
+        """Multiply every parameter group's learning rate (and the scheduler's base rates) by ``factor``."""
+        before = [g["lr"] for g in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["lr"] * factor
+        if hasattr(self.scheduler, "base_lrs"):
+            self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        after = [g["lr"] for g in self.optimizer.param_groups]
+        self._log.append("lr_changed", self.global_step, before=before, after=after)
+        return "lr " + ", ".join(f"{b:.3g} -> {a:.3g}" for b, a in zip(before, after))
+
+    def health(self, wait: bool = True) -> pd.DataFrame | Future:
+        """Check the run's health at the next step boundary: loss, weights, gradients, learning
+        rate, loss trend, train/validation gap. Returns a DataFrame of pass/warn/fail findings."""
+        future = self._controller.submit(self._check_health)
+        return future.result() if wait else future
+
+    def _check_health(self) -> pd.DataFrame:
+        with self._lock:
+            history = self._history.rows()
+            validation = self._metrics["validation"][-1] if self._metrics["validation"] else None
+        findings = check_health(self.model, self.optimizer, history, validation)
+        self.health_report = report(findings, self.global_step)
+        worst = "fail" if any(f.status == "fail" for f in findings) else (
+            "warn" if any(f.status == "warn" for f in findings) else "pass")
+        self._log.append("health", self.global_step, status=worst,
+                         **{f.check: f.status for f in findings if f.status != "pass"})
+        return pd.DataFrame(self.health_report["results"])
+
+    @property
+    def selection(self) -> np.ndarray:
+        """Dataset indices selected on the dashboard's sample map (sorted); ready for ``slice()``."""
+        return self._selection.astype(np.int64)
+
+    def select(self, indices: Any) -> np.ndarray:
+        """Set the selection (what a lasso on the sample map does); every dashboard shows it."""
+        rows = choose_rows(self.store, np.asarray(indices, dtype=np.int64).reshape(-1))
+        self._selection = np.unique(rows).astype(np.uint32)
+        self.selection_version += 1
+        self._log.append("selected", self.global_step, samples=int(len(self._selection)))
+        return self.selection
+
+    @property
+    def lineage(self) -> list[dict[str, Any]]:
+        """The run and its forks and merges, as tree nodes ``{id, parent, kind, label, step, state}``."""
+        return [{"id": self.run_name, "parent": None, "kind": "run", "label": self.run_name,
+                 "step": self.global_step, "state": self.status}]
 
     # ---- state -------------------------------------------------------------------------
     @property
@@ -422,6 +504,8 @@ class Session:
             curve = self._history.downsampled(max_rows)
             metrics = {k: list(v) for k, v in self._metrics.items()}
             seen = int(self._loop.recorder.samples)
+            counts, edges = self.store.histogram()
+            quantiles = self.store.quantiles()
         state = self._controller.state
         rate = self.samples_per_sec if state is RunState.RUNNING else None
         left = max(self.total_steps - self.global_step, 0)
@@ -437,11 +521,17 @@ class Session:
                 "task": "classification" if self.store.is_classification else (
                     "regression" if seen else None),
                 "seen": seen, "n_samples": self.store.size,
+                "lr": _finite(self.optimizer.param_groups[0].get("lr")),
             },
             "curve": curve,
             "val_curve": [[m["step"], m["loss"]] for m in metrics["validation"] if m["loss"] is not None],
             "events": self._log.tail(50),
             "clusters": _cluster_rows(self.clustering),
+            "histogram": {"edges": edges.tolist(), "counts": counts.tolist(),
+                          "quantiles": {k: _finite(v) for k, v in quantiles.items()}} if seen else None,
+            "plans": self.plans,
+            "lineage": self.lineage,
+            "health": self.health_report,
         }
 
     def _display_epoch(self) -> int:
@@ -472,8 +562,13 @@ def _cluster_rows(clustering: Clustering | None) -> list[dict[str, Any]]:
     ]
 
 
+def _describe(result: dict[str, Any]) -> str:
+    accuracy = f", accuracy {result['accuracy']:.1%}" if result.get("accuracy") is not None else ""
+    return f"validation loss {result['loss']:.4g}{accuracy}"
+
+
 def _finite(value: Any) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def _latest(results: list[dict[str, Any]]) -> dict[str, Any] | None:

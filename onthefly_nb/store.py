@@ -247,6 +247,14 @@ class StepHistory:
         """A copy of every row so far."""
         return self._rows[: self._n].copy()
 
+    def first(self, n: int) -> np.ndarray:
+        """A copy of the first ``n`` rows."""
+        return self._rows[: min(n, self._n)].copy()
+
+    def last(self, n: int) -> np.ndarray:
+        """A copy of the last ``n`` rows."""
+        return self._rows[max(self._n - n, 0) : self._n].copy()
+
     def downsampled(self, max_rows: int) -> np.ndarray:
         """At most ``max_rows`` rows spread evenly over the history, the last one included."""
         if self._n <= max_rows:

@@ -12,14 +12,16 @@ import numpy as np
 import traitlets
 
 from .store import STEP_COLUMNS
+from .summary import summary_html
 
 if TYPE_CHECKING:
+    from .clusters import Clustering
     from .session import Session
 
 STATIC = Path(__file__).parent / "static"
 CURVE_COLUMNS = ("step", "p5", "p25", "p50", "p75", "p95", "mean")
 PUBLISH_INTERVAL = 0.1
-COMMANDS = ("pause", "resume", "stop", "step", "validate", "test")
+NOT_CLUSTERED = 0xFFFF
 
 
 def _bundle(name: str) -> Path:
@@ -39,8 +41,28 @@ def curve_payload(rows: np.ndarray) -> dict[str, Any]:
     return {"n": int(len(data)), "columns": list(CURVE_COLUMNS), "data": data.tobytes()}
 
 
+def points_payload(clustering: Clustering, losses: np.ndarray, version: int) -> dict[str, Any]:
+    """The sample map as the ``points`` trait: hard samples then the background subset, with their
+    latest losses (``losses`` is the store's loss column), cluster ids (65535 outside the hard set)
+    and dataset indices, as little-endian binary arrays."""
+    index = np.concatenate([clustering.indices, clustering.background]).astype("<u4")
+    xy = np.concatenate([clustering.projection, clustering.background_projection]).astype("<f4")
+    cluster = np.full(len(index), NOT_CLUSTERED, dtype="<u2")
+    cluster[: len(clustering.indices)] = clustering.labels
+    return {
+        "version": version, "step": clustering.step, "source": clustering.source, "n": int(len(index)),
+        "x": np.ascontiguousarray(xy[:, 0]).tobytes(), "y": np.ascontiguousarray(xy[:, 1]).tobytes(),
+        "loss": losses[index].astype("<f4").tobytes(), "cluster": cluster.tobytes(), "index": index.tobytes(),
+    }
+
+
+def selection_payload(indices: np.ndarray, version: int) -> dict[str, Any]:
+    return {"version": version, "n": int(len(indices)), "index": indices.astype("<u4").tobytes()}
+
+
 class Dashboard(anywidget.AnyWidget):
-    """Live view of a Session. Python writes the state traits; the browser only sends commands."""
+    """Live view of a Session. Python writes every trait; the browser only sends messages
+    (commands, selections, plan decisions), which the session queues for the trainer."""
 
     _esm = _bundle("widget.js")
     _css = _bundle("widget.css")
@@ -50,32 +72,98 @@ class Dashboard(anywidget.AnyWidget):
     val_curve = traitlets.List().tag(sync=True)
     events = traitlets.List().tag(sync=True)
     clusters = traitlets.List().tag(sync=True)
+    histogram = traitlets.Dict(allow_none=True).tag(sync=True)
+    points = traitlets.Dict(allow_none=True).tag(sync=True)
+    selection = traitlets.Dict().tag(sync=True)
+    plans = traitlets.List().tag(sync=True)
+    lineage = traitlets.List().tag(sync=True)
+    health = traitlets.Dict(allow_none=True).tag(sync=True)
 
     def __init__(self, session: Session, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._session = session
+        self._mapped: Clustering | None = None  # the clustering the points trait shows
+        self._map_version = 0
+        self._selection_version = -1
         self._apply(session.snapshot())
         self.on_msg(self._on_message)
         self._publisher = Publisher(session, self)
         self._publisher.start()
 
     def _apply(self, snapshot: dict[str, Any]) -> None:
+        """Set every trait from a snapshot in one batched update; unchanged values are not resent,
+        and the big arrays (map, selection) are rebuilt only when they changed."""
+        session = self._session
         with self.hold_sync():
             self.run = snapshot["run"]
             self.curve = curve_payload(snapshot["curve"])
             self.val_curve = snapshot["val_curve"]
             self.events = snapshot["events"]
             self.clusters = snapshot["clusters"]
+            self.histogram = snapshot["histogram"]
+            self.plans = snapshot["plans"]
+            self.lineage = snapshot["lineage"]
+            self.health = snapshot["health"]
+            clustering = session.clustering
+            if clustering is not None and clustering is not self._mapped:
+                self._mapped, self._map_version = clustering, self._map_version + 1
+                with session._lock:
+                    self.points = points_payload(clustering, session.store.loss, self._map_version)
+            if session.selection_version != self._selection_version:
+                self._selection_version = session.selection_version
+                self.selection = selection_payload(session.selection, self._selection_version)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:
+        """The widget view plus a static HTML summary, which a notebook saved without its
+        widget state (or opened without a kernel) still shows."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle[0]["text/html"] = summary_html(self._session.snapshot())
+        return bundle
 
     def close(self) -> None:
         """Close the comm and let the publisher thread end."""
         super().close()
         self._session._changed.set()
 
-    def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
-        """Commands from the browser: only requests are made here; the trainer acts on them."""
-        if not isinstance(content, dict) or content.get("type") != "command":
-            return
+    def _on_message(self, _widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
+        """Messages from the browser, on the shell thread: only requests are made here, the trainer
+        acts on them at a step boundary. A malformed message is logged and otherwise ignored."""
+        kind = content.get("type") if isinstance(content, dict) else None
+        try:
+            if kind == "command":
+                self._command(content)
+            elif kind == "select":
+                self._select(content, buffers)
+            elif kind == "plan":
+                self._decide(content)
+            else:
+                raise ValueError(f"unknown message type {kind!r}")
+        except Exception as exc:  # noqa: BLE001 - a bad message must never reach the trainer
+            self._session._log.append("rejected_message", self._session.global_step, message=str(kind),
+                                      reason=f"{type(exc).__name__}: {exc}")
+
+    def _select(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        n = content.get("n")
+        if not isinstance(n, int) or n < 0 or (n and len(buffers) != 1):
+            raise ValueError("a select message carries n and one buffer of n uint32 indices")
+        indices = np.frombuffer(bytes(buffers[0]), dtype="<u4") if n else np.empty(0, np.uint32)
+        if len(indices) != n:
+            raise ValueError(f"the select message says n={n} but its buffer holds {len(indices)} indices")
+        self._session.select(indices)
+
+    def _decide(self, content: dict[str, Any]) -> None:
+        plan_id, decision, params = content.get("id"), content.get("decision"), content.get("params") or {}
+        if not isinstance(plan_id, str) or not isinstance(params, dict):
+            raise ValueError("a plan message carries an id string and a params object")
+        if decision == "approve":
+            self._session.approve(plan_id, **params)
+        elif decision == "reject":
+            self._session.reject(plan_id)
+        else:
+            raise ValueError(f"a plan decision is 'approve' or 'reject', got {decision!r}")
+
+    def _command(self, content: dict[str, Any]) -> None:
         name = content.get("name")
         session = self._session
         if name == "pause":
@@ -85,13 +173,15 @@ class Dashboard(anywidget.AnyWidget):
         elif name == "stop":
             session.stop(wait=False)
         elif name == "step":
-            n = content.get("n", 1)
-            if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
-                session.step(n, wait=False)
+            session.step(content.get("n", 1), wait=False)
         elif name == "validate" and session.val_loader is not None:
             session.validate(wait=False)
         elif name == "test" and session.test_loader is not None:
             session.test(wait=False)
+        elif name == "health":
+            session.health(wait=False)
+        else:
+            raise ValueError(f"unknown or unavailable command {name!r}")
 
 
 class Publisher(threading.Thread):

@@ -1,0 +1,223 @@
+"""Plan cards: actions the session proposes with their evidence, which the user approves, edits or rejects.
+
+A :class:`Plan` is proposed by a watcher (``PlanWatch``) from the per-step loss history, shown
+as a card, decided by the user (``PlanBook.decide``) and executed by the trainer at the next step
+boundary. Every transition lands in the event log.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import PlanError
+from .store import STEP_COLUMNS, StepHistory
+
+SPIKE_WINDOW = 50  # steps of history a spike is measured against
+SPIKE_FACTOR = 3.0  # a step whose mean loss exceeds this times the window's median is a spike
+SPIKE_COOLDOWN = 200  # steps before another lower-LR card
+VALIDATE_IMPROVEMENT = 0.2  # relative drop of the median train loss since the last validation
+VALIDATE_MIN_STEPS = 50
+
+_MEAN = STEP_COLUMNS.index("mean")
+_MEDIAN = STEP_COLUMNS.index("p50")
+_STEP = STEP_COLUMNS.index("step")
+
+PROPOSED, APPROVED, REJECTED, EXECUTED, FAILED, EXPIRED = (
+    "proposed", "approved", "rejected", "executed", "failed", "expired")
+
+
+@dataclass
+class ParamSpec:
+    """Bounds of one editable plan parameter."""
+
+    label: str
+    min: float
+    max: float
+    step: float
+
+    def check(self, name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise PlanError(f"plan parameter {name!r} must be a number, got {value!r}")
+        if not self.min <= value <= self.max:
+            raise PlanError(f"plan parameter {name!r} must lie in [{self.min}, {self.max}], got {value}")
+        return float(value)
+
+
+@dataclass
+class Plan:
+    """One proposed action and what became of it."""
+
+    id: str
+    kind: str
+    title: str
+    evidence: str
+    step: int
+    params: dict[str, float] = field(default_factory=dict)
+    param_specs: dict[str, ParamSpec] = field(default_factory=dict)
+    status: str = PROPOSED
+    result: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Execute = Callable[[Plan], str]
+Log = Callable[..., Any]
+
+
+class PlanBook:
+    """The session's plans, safe to use from any thread; executors run on the trainer thread."""
+
+    def __init__(self, log: Log, submit: Callable[[Callable[[], Any]], Any], step: Callable[[], int]) -> None:
+        self._plans: list[Plan] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._log = log
+        self._submit = submit
+        self._step = step
+        self._executors: dict[str, Execute] = {}
+
+    def register(self, kind: str, execute: Execute) -> None:
+        self._executors[kind] = execute
+
+    def propose(self, kind: str, title: str, evidence: str,
+                params: dict[str, float] | None = None, specs: dict[str, ParamSpec] | None = None) -> Plan:
+        step = self._step()
+        plan = Plan(f"plan-{next(self._ids)}", kind, title, evidence, step, dict(params or {}), dict(specs or {}))
+        with self._lock:
+            self._plans.append(plan)
+        self._log("plan_proposed", step, plan=plan.id, plan_kind=kind, title=title)
+        return plan
+
+    def open(self, kind: str) -> bool:
+        """Whether a plan of ``kind`` is still waiting for a decision."""
+        with self._lock:
+            return any(p.kind == kind and p.status == PROPOSED for p in self._plans)
+
+    def expire(self, kind: str, reason: str) -> None:
+        """Close the undecided plans of ``kind`` that events have made moot."""
+        with self._lock:
+            stale = [p for p in self._plans if p.kind == kind and p.status == PROPOSED]
+            for plan in stale:
+                plan.status, plan.result = EXPIRED, reason
+        for plan in stale:
+            self._log("plan_expired", self._step(), plan=plan.id, plan_kind=kind, reason=reason)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p.to_json() for p in self._plans]
+
+    def get(self, plan_id: str) -> Plan:
+        with self._lock:
+            for plan in self._plans:
+                if plan.id == plan_id:
+                    return plan
+            known = ", ".join(p.id for p in self._plans) or "none yet"
+        raise PlanError(f"no plan {plan_id!r}; the plans are: {known}")
+
+    def decide(self, plan_id: str, decision: str, params: dict[str, Any] | None = None) -> Any:
+        """Approve (with edited ``params``) or reject a proposed plan; an approved plan runs at the
+        next step boundary. Returns the Future of its execution, or None for a rejection."""
+        if decision not in ("approve", "reject"):
+            raise PlanError(f"a plan decision is 'approve' or 'reject', got {decision!r}")
+        plan = self.get(plan_id)
+        edited = {}
+        for name, value in (params or {}).items():
+            if name not in plan.param_specs:
+                raise PlanError(f"plan {plan_id} ({plan.kind}) has no parameter {name!r}; "
+                                f"it has: {', '.join(plan.param_specs) or 'none'}")
+            edited[name] = plan.param_specs[name].check(name, value)
+        with self._lock:
+            if plan.status != PROPOSED:
+                raise PlanError(f"plan {plan_id} was already {plan.status}")
+            plan.params.update(edited)
+            plan.status = APPROVED if decision == "approve" else REJECTED
+        self._log(f"plan_{plan.status}", self._step(), plan=plan.id, plan_kind=plan.kind, **plan.params)
+        return self._submit(lambda: self._execute(plan)) if plan.status == APPROVED else None
+
+    def _execute(self, plan: Plan) -> str:
+        try:
+            result = self._executors[plan.kind](plan)
+        except Exception as exc:
+            with self._lock:
+                plan.status, plan.result = FAILED, f"{type(exc).__name__}: {exc}"
+            self._log("plan_failed", self._step(), plan=plan.id, plan_kind=plan.kind, error=plan.result)
+            raise
+        with self._lock:
+            plan.status, plan.result = EXECUTED, result
+        self._log("plan_executed", self._step(), plan=plan.id, plan_kind=plan.kind, result=result)
+        return result
+
+
+class PlanWatch:
+    """Proposes plans from the per-step history: lower the learning rate after a loss spike, and
+    validate now once the training loss has improved markedly since the last validation."""
+
+    def __init__(self, book: PlanBook, history: StepHistory, can_validate: bool) -> None:
+        self._book = book
+        self._history = history
+        self._can_validate = can_validate
+        self._last_spike = -SPIKE_COOLDOWN
+        self._validated_median: float | None = None  # the median train loss at the last validation
+        self._validated_step = 0
+        self._observed = 0  # history rows looked at so far
+
+    def observe(self, step: int) -> None:
+        """Look at the history rows added since the last call (on the trainer thread, after a flush)."""
+        total, new = len(self._history), len(self._history) - self._observed
+        self._observed = total
+        if new <= 0 or total <= SPIKE_WINDOW:
+            return
+        recent = self._history.last(SPIKE_WINDOW + new)
+        self._watch_spike(recent[:-new], recent[-new:], step)
+        if self._can_validate and step - self._validated_step >= VALIDATE_MIN_STEPS:
+            self._watch_progress(recent, step)
+
+    def _watch_spike(self, before: np.ndarray, new: np.ndarray, step: int) -> None:
+        if len(before) < SPIKE_WINDOW // 2:
+            return
+        baseline = float(np.median(before[:, _MEAN]))
+        worst = int(np.argmax(np.nan_to_num(new[:, _MEAN], nan=np.inf)))
+        latest = float(new[worst, _MEAN])
+        spiked = baseline > 0 and (not math.isfinite(latest) or latest > SPIKE_FACTOR * baseline)
+        if not spiked or step - self._last_spike < SPIKE_COOLDOWN or self._book.open("lower_lr"):
+            return
+        self._last_spike = step
+        self._book.propose(
+            "lower_lr", "Lower the learning rate",
+            f"the mean loss of step {int(new[worst, _STEP])} was {latest:.4g}, {latest / baseline:.1f}x the "
+            f"median {baseline:.4g} of the {len(before)} steps before it",
+            {"factor": 0.5}, {"factor": ParamSpec("multiply the learning rate by", 0.01, 1.0, 0.05)},
+        )
+
+    def _watch_progress(self, recent: np.ndarray, step: int) -> None:
+        if self._book.open("validate_now"):
+            return
+        median = float(np.median(recent[-10:, _MEDIAN]))
+        reference = self._validated_median
+        if reference is None:
+            reference = float(np.median(self._history.first(10)[:, _MEDIAN]))
+        if not reference > 0 or median >= (1 - VALIDATE_IMPROVEMENT) * reference:
+            return
+        since = "the start" if self._validated_median is None else f"the last validation at step {self._validated_step}"
+        self._book.propose(
+            "validate_now", "Run validation now",
+            f"the median train loss fell {1 - median / reference:.0%} since {since} "
+            f"({reference:.4g} to {median:.4g}); check that validation follows",
+        )
+        self._validated_step = step
+
+    def validated(self, step: int) -> None:
+        """Note a validation, so the next card compares against it; an open card to validate is moot."""
+        self._book.expire("validate_now", f"a validation ran at step {step}")
+        recent = self._history.last(10)
+        if len(recent):
+            self._validated_median = float(np.median(recent[:, _MEDIAN]))
+        self._validated_step = step
