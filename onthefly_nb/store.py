@@ -216,7 +216,8 @@ def _welford(mean: np.ndarray, m2: np.ndarray, x: np.ndarray, count: np.ndarray)
     """One step of Welford's running mean and sum of squared deviations, in place."""
     delta = x - mean
     mean += delta / count
-    m2 += delta * (x - mean)
+    with np.errstate(over="ignore"):  # a diverging run's squared deviations overflow to inf, honestly
+        m2 += delta * (x - mean)
 
 
 def std(m2: np.ndarray, seen: np.ndarray) -> np.ndarray:

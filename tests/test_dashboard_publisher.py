@@ -126,3 +126,114 @@ def test_closing_the_dashboard_ends_its_publisher(session_factory, recording_com
     publisher.join(timeout=5)
     assert not publisher.is_alive()
     assert session.dashboard() is not dashboard, "a closed dashboard is replaced by a new one"
+
+
+def latest_state(comm: RecordingComm) -> tuple[dict, dict]:
+    """The trait values and the binary buffers (by path) of every update so far, merged."""
+    state: dict = {}
+    binary: dict = {}
+    for _, data, buffers in updates(comm):
+        state.update(data["state"])
+        for path, buffer in zip(data.get("buffer_paths", []), buffers):
+            binary[tuple(path)] = bytes(buffer)
+    return state, binary
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_sample_map_is_sent_once_per_clustering(session_factory, recording_comm):
+    session = session_factory(n=600, max_epochs=3, recluster_seconds=None)
+    session.start().wait(timeout=60)
+    clustering = session.cluster()
+    dashboard = session.dashboard()
+    wait_for(lambda: "points" in latest_state(dashboard.comm)[0])
+    session._changed.set()
+    time.sleep(0.3)
+    sends = [d for _, d, _ in updates(dashboard.comm) if "points" in d["state"]]
+    assert len(sends) == 1, "the map is resent only when the clustering changes"
+    state, binary = latest_state(dashboard.comm)
+    points = state["points"]
+    n = points["n"]
+    assert n == 600 == len(clustering.indices) + len(clustering.background)
+    index = np.frombuffer(binary[("points", "index")], "<u4")
+    cluster = np.frombuffer(binary[("points", "cluster")], "<u2")
+    x = np.frombuffer(binary[("points", "x")], "<f4")
+    loss = np.frombuffer(binary[("points", "loss")], "<f4")
+    assert sorted(index) == list(range(600))
+    hard = len(clustering.indices)
+    np.testing.assert_array_equal(cluster[:hard], clustering.labels)
+    assert (cluster[hard:] == 0xFFFF).all()
+    np.testing.assert_array_equal(x[:hard], clustering.projection[:, 0])
+    np.testing.assert_array_equal(loss, session.store.loss[index])
+    frame = session.slice(index[:hard].tolist())
+    assert (frame["cluster"].to_numpy() == clustering.labels).all()
+
+
+def test_a_lasso_selection_reaches_python_and_every_view(session_factory, recording_comm):
+    session = session_factory(n=300, max_epochs=1)
+    session.start().wait(timeout=30)
+    dashboard = session.dashboard()
+    chosen = np.array([7, 3, 250, 3], dtype="<u4")
+    dashboard._on_message(dashboard, {"type": "select", "n": 4}, [memoryview(chosen.tobytes())])
+    assert session.selection.tolist() == [3, 7, 250]
+    wait_for(lambda: latest_state(dashboard.comm)[0].get("selection", {}).get("n") == 3)
+    state, binary = latest_state(dashboard.comm)
+    assert np.frombuffer(binary[("selection", "index")], "<u4").tolist() == [3, 7, 250]
+    assert session.slice(session.selection)["index"].tolist() == [3, 7, 250]
+    dashboard._on_message(dashboard, {"type": "select", "n": 0}, [])
+    assert session.selection.tolist() == []
+
+
+def test_bad_messages_are_logged_and_change_nothing(session_factory, recording_comm):
+    session = session_factory(n=300, max_epochs=1)
+    session.start().wait(timeout=30)
+    dashboard = session.dashboard()
+    session.select([1, 2])
+    junk = [
+        ({"type": "select", "n": 3}, [np.array([1], "<u4").tobytes()]),
+        ({"type": "select", "n": 1}, [np.array([999], "<u4").tobytes()]),
+        ({"type": "select", "n": "all"}, []),
+        ({"type": "plan", "id": "plan-404", "decision": "approve"}, []),
+        ({"type": "plan", "id": 3, "decision": "approve"}, []),
+        ({"type": "command", "name": "format-disk"}, []),
+        ({"type": "nonsense"}, []),
+    ]
+    for content, buffers in junk:
+        dashboard._on_message(dashboard, content, buffers)
+    rejected = [e for e in session.events if e["kind"] == "rejected_message"]
+    assert len(rejected) == len(junk)
+    reasons = " | ".join(e["reason"] for e in rejected)
+    assert "buffer holds 1 indices" in reasons and "outside the dataset of 300" in reasons
+    assert "no plan 'plan-404'" in reasons and "unknown or unavailable command 'format-disk'" in reasons
+    assert session.selection.tolist() == [1, 2]
+
+
+def test_plan_decisions_from_the_browser_reach_the_engine(session_factory, recording_comm):
+    session = session_factory(n=256, max_epochs=1000)
+    dashboard = session.dashboard()
+    session.start(paused=True)
+    session.step(80)
+    for group in session.optimizer.param_groups:
+        group["lr"] = 60.0
+    session.step(10)
+    plan = next(p for p in session.plans if p["kind"] == "lower_lr")
+    dashboard._on_message(dashboard, {"type": "plan", "id": plan["id"], "decision": "approve",
+                                      "params": {"factor": 0.25}}, [])
+    wait_for(lambda: session.plans[0]["status"] == "executed")
+    assert session.optimizer.param_groups[0]["lr"] == 15.0
+    wait_for(lambda: latest_state(dashboard.comm)[0].get("plans", [{}])[0].get("status") == "executed")
+    assert latest_state(dashboard.comm)[0]["plans"][0]["result"] == "lr 60 -> 15"
+
+
+def test_the_static_summary_travels_with_the_widget(session_factory, recording_comm):
+    session = session_factory(n=256, max_epochs=2)
+    session.start().wait(timeout=30)
+    bundle, _ = session.dashboard()._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    html = bundle["text/html"]
+    assert "finished" in html and "<svg" in html and f"{session.global_step} / {session.total_steps}" in html

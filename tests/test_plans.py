@@ -1,0 +1,137 @@
+"""Plan cards: proposals from the loss history, decisions, execution at a step boundary, events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import classification_data, small_model
+from torch import nn
+from torch.utils.data import DataLoader
+
+from onthefly_nb import Session
+from onthefly_nb.errors import PlanError
+from onthefly_nb.plans import SPIKE_WINDOW, PlanBook, PlanWatch
+from onthefly_nb.store import STEP_COLUMNS, StepHistory
+
+
+def history_rows(means: list[float], start: int = 0) -> np.ndarray:
+    rows = np.zeros((len(means), len(STEP_COLUMNS)))
+    rows[:, STEP_COLUMNS.index("step")] = np.arange(start, start + len(means))
+    rows[:, STEP_COLUMNS.index("mean")] = means
+    rows[:, STEP_COLUMNS.index("p50")] = means
+    return rows
+
+
+class Book:
+    """A PlanBook whose log and boundary are plain lists (what a Session wires to its own)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.book = PlanBook(lambda kind, step, **data: self.events.append((kind, data)),
+                             submit=self._run, step=lambda: 0)
+
+    @staticmethod
+    def _run(action):
+        return action()
+
+
+def test_a_spike_proposes_one_lower_lr_card_per_spike():
+    rec, history = Book(), StepHistory()
+    watch = PlanWatch(rec.book, history, can_validate=False)
+    history.extend(history_rows([1.0] * (SPIKE_WINDOW + 5)))
+    watch.observe(55)
+    assert rec.book.all() == []
+    history.extend(history_rows([1.1, 4.0, 1.0], start=55))  # a spike in the middle of one flush
+    watch.observe(58)
+    plans = rec.book.all()
+    assert [p["kind"] for p in plans] == ["lower_lr"]
+    assert "step 56" in plans[0]["evidence"] and "4.0x" in plans[0]["evidence"]
+    assert plans[0]["params"] == {"factor": 0.5}
+    history.extend(history_rows([9.0], start=58))  # another spike while the card is open
+    watch.observe(59)
+    assert len(rec.book.all()) == 1
+
+
+def test_progress_proposes_validation_which_a_validation_makes_moot():
+    rec, history = Book(), StepHistory()
+    watch = PlanWatch(rec.book, history, can_validate=True)
+    history.extend(history_rows(list(np.linspace(2.0, 1.0, 80))))
+    watch.observe(80)
+    (plan,) = rec.book.all()
+    assert plan["kind"] == "validate_now" and "fell" in plan["evidence"]
+    watch.validated(81)
+    assert rec.book.all()[0]["status"] == "expired"
+    assert ("plan_expired", {"plan": plan["id"], "plan_kind": "validate_now",
+                             "reason": "a validation ran at step 81"}) in rec.events
+
+
+def test_bad_decisions_are_refused_with_what_to_do():
+    rec = Book()
+    rec.book.register("lower_lr", lambda plan: "done")
+    from onthefly_nb.plans import ParamSpec
+
+    plan = rec.book.propose("lower_lr", "Lower", "evidence", {"factor": 0.5},
+                            {"factor": ParamSpec("factor", 0.01, 1.0, 0.05)})
+    with pytest.raises(PlanError, match="no plan 'plan-9'; the plans are: plan-1"):
+        rec.book.decide("plan-9", "approve")
+    with pytest.raises(PlanError, match=r"must lie in \[0.01, 1.0\], got 3"):
+        rec.book.decide(plan.id, "approve", {"factor": 3})
+    with pytest.raises(PlanError, match="has no parameter 'lr'; it has: factor"):
+        rec.book.decide(plan.id, "approve", {"lr": 0.1})
+    with pytest.raises(PlanError, match="must be a number"):
+        rec.book.decide(plan.id, "approve", {"factor": "half"})
+    with pytest.raises(PlanError, match="'approve' or 'reject'"):
+        rec.book.decide(plan.id, "maybe")
+    assert rec.book.all()[0]["status"] == "proposed", "a refused decision changes nothing"
+    rec.book.decide(plan.id, "reject")
+    with pytest.raises(PlanError, match="already rejected"):
+        rec.book.decide(plan.id, "approve")
+
+
+def spiking_session(**kwargs) -> Session:
+    data = classification_data(512)
+    model = small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    return Session(model, opt, nn.CrossEntropyLoss(), DataLoader(data, batch_size=8, shuffle=True),
+                   max_epochs=100, recluster_seconds=None, **kwargs)
+
+
+def test_an_approved_lower_lr_card_runs_at_a_step_boundary():
+    session = spiking_session()
+    try:
+        session.start(paused=True)
+        session.step(120)
+        for group in session.optimizer.param_groups:  # the user (or a bug) sets a wild learning rate
+            group["lr"] = 40.0
+        session.step(20)
+        plans = [p for p in session.plans if p["kind"] == "lower_lr"]
+        assert plans, f"no lower-LR card after a spike; events: {[e['kind'] for e in session.events][-10:]}"
+        result = session.approve(plans[0]["id"], factor=0.01).result(timeout=10)
+        assert result == "lr 40 -> 0.4"
+        assert session.optimizer.param_groups[0]["lr"] == pytest.approx(0.4)
+        kinds = [e["kind"] for e in session.events]
+        assert kinds.index("plan_approved") < kinds.index("lr_changed") < kinds.index("plan_executed")
+        executed = next(e for e in session.events if e["kind"] == "plan_executed")
+        assert executed["step"] == session.global_step, "executed at the boundary of the paused run"
+        assert session.plans[0]["status"] == "executed" and session.plans[0]["params"] == {"factor": 0.01}
+    finally:
+        session.stop()
+
+
+def test_an_approved_validate_card_validates_mid_epoch():
+    data = classification_data(2048)
+    model = small_model()
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=256),
+                      max_epochs=2, recluster_seconds=None)
+    try:
+        session.start(paused=True)
+        session.step(150)
+        plans = [p for p in session.plans if p["kind"] == "validate_now"]
+        assert plans, "no validation card though the loss fell"
+        assert session.approve(plans[0]["id"], wait=True).startswith("validation loss")
+        (result,) = session.metrics["validation"]
+        assert result["step"] == 150 and result["epoch"] == 0
+    finally:
+        session.stop()
