@@ -149,6 +149,10 @@ def test_scalar_loss_fails_the_run_but_not_the_kernel():
     assert output_text(nb.cells[2]).strip() == "2", "the kernel did not survive the failed run"
 
 
+def html_outputs(cell) -> str:
+    return "".join(o["data"]["text/html"] for o in cell.outputs if "text/html" in o.get("data", {}))
+
+
 def test_magics_steer_slice_and_export_in_a_kernel(tmp_path):
     """The kernel side of %onthefly, as JupyterLab and VS Code's Interactive Window run it."""
     export = tmp_path / "hard.parquet"
@@ -172,6 +176,10 @@ def test_magics_steer_slice_and_export_in_a_kernel(tmp_path):
         '%onthefly slice "loss > q50 and seen > 0"',
         f'%onthefly export {export} "loss > q50"',
         'print(get_ipython().find_line_magic("onthefly").__doc__)  # what %onthefly? shows',
+        "%onthefly health",
+        "_ = session.select([9, 1, 5])  # what a lasso on the sample map does",
+        "%onthefly slice selection",
+        "%onthefly plans",
         "%onthefly stop",
         "%onthefly nonsense",
     ]
@@ -184,12 +192,17 @@ def test_magics_steer_slice_and_export_in_a_kernel(tmp_path):
     assert "magic/m: paused" in paused, paused
     step = int(paused.split("step ")[1].split("/")[0])
     assert f"paused, step {step + 7}/" in stepped, stepped
-    table = [o["data"]["text/html"] for o in nb.cells[3].outputs if "text/html" in o.get("data", {})]
-    assert table and "<table" in table[0] and "loss" in table[0]
+    table = html_outputs(nb.cells[3])
+    assert "<table" in table and "loss" in table
     assert f"wrote {export}" in output_text(nb.cells[4]) and export.stat().st_size > 0
     help_text = json.dumps(nb.cells[5].outputs)
-    assert "export PATH" in help_text and "step N" in help_text, help_text[:500]
-    assert "magic/m: stopped" in output_text(nb.cells[6])
+    assert "export PATH" in help_text and "step N" in help_text and "health" in help_text, help_text[:500]
+    health = html_outputs(nb.cells[6])
+    assert "gradients" in health and "pass" in health, health[:500]
+    selected = html_outputs(nb.cells[8])
+    assert selected.count("<tr") == 4 and all(f"<td>{i}</td>" in selected for i in (1, 5, 9)), selected[:800]
+    assert "evidence" in html_outputs(nb.cells[9])
+    assert "magic/m: stopped" in output_text(nb.cells[10])
     errors = error_outputs(nb)
     assert len(errors) == 1 and "unknown %onthefly command 'nonsense'" in errors[0], errors
 
