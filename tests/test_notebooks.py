@@ -93,9 +93,14 @@ def test_quickstart_notebook_runs_and_steers_the_session():
     kinds = [set(o.get("data", {})) for o in dashboard_cell.outputs]
     assert any(WIDGET_VIEW in k for k in kinds), f"no widget view in the quickstart cell outputs: {kinds}"
 
-    slice_cell = find_cell(original, "session.slice(")
+    slice_cell = find_cell(original, 'session.slice("loss')
     html = [o["data"]["text/html"] for o in slice_cell.outputs if "text/html" in o.get("data", {})]
     assert html and "<table" in html[0], f"slice cell shows no DataFrame table: {slice_cell.outputs}"
+
+    clusters = html_outputs(find_cell(original, "session.cluster()"))
+    assert "mean_loss" in clusters and "representatives" in clusters, clusters[:500]
+    health = html_outputs(find_cell(original, "session.health()"))
+    assert "gradients" in health and "learning rate" in health, health[:500]
 
     magic_cell = find_cell(original, "%onthefly status")
     assert "mnist-demo/baseline" in output_text(magic_cell), output_text(magic_cell)
