@@ -162,8 +162,10 @@ class Recorder:
         if len(columns) > 1:
             classes = (columns[1].astype(np.int32), columns[2].astype(np.int32), columns[3], columns[4])
         hard = _hard_features(pending, percentiles) if self.bank is not None else None
+        visits = Visits(indices, losses, steps, percentiles, *classes)
         with self.lock:
-            self.store.update(Visits(indices, losses, steps, percentiles, *classes))
+            for part in _epochs(pending, sizes):  # within an epoch a sampler rarely repeats an index
+                self.store.update(visits.at(part))
             self.history.extend(rows)
             if hard is not None:
                 self.bank.put(indices[hard[0]], hard[1])  # type: ignore[union-attr]
@@ -187,6 +189,16 @@ class Recorder:
                 for p, chunk in zip(deferred, done.split([len(p.indices) for p in deferred], dim=1)):
                     p.columns = chunk
             return torch.cat([p.columns for p in pending], dim=1).cpu().numpy()  # type: ignore[misc]
+
+
+def _epochs(pending: list[_Step], sizes: np.ndarray) -> list[slice]:
+    """Visit positions of each epoch the pending steps span (usually one)."""
+    if pending[0].epoch == pending[-1].epoch:
+        return [slice(None)]
+    ends = np.cumsum(sizes)
+    cuts = [int(ends[i]) for i in range(len(pending) - 1) if pending[i].epoch != pending[i + 1].epoch]
+    bounds = [0, *cuts, int(ends[-1])]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _hard_features(pending: list[_Step], percentiles: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
