@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import numpy as np
 import traitlets
+from IPython.display import DisplayHandle, display
 
+from .control import TERMINAL
 from .store import STEP_COLUMNS
 from .summary import summary_html
 
@@ -22,6 +24,7 @@ STATIC = Path(__file__).parent / "static"
 CURVE_COLUMNS = ("step", "p5", "p25", "p50", "p75", "p95", "mean")
 PUBLISH_INTERVAL = 0.1
 NOT_CLUSTERED = 0xFFFF
+TERMINAL_STATES = {str(state) for state in TERMINAL}
 
 
 def _bundle(name: str) -> Path:
@@ -85,6 +88,8 @@ class Dashboard(anywidget.AnyWidget):
         self._mapped: Clustering | None = None  # the clustering the points trait shows
         self._map_version = 0
         self._selection_version = -1
+        self._displays: list[DisplayHandle] = []
+        self._ended = False
         self._apply(session.snapshot())
         self.on_msg(self._on_message)
         self._publisher = Publisher(session, self)
@@ -112,6 +117,9 @@ class Dashboard(anywidget.AnyWidget):
             if session.selection_version != self._selection_version:
                 self._selection_version = session.selection_version
                 self.selection = selection_payload(session.selection, self._selection_version)
+        if not self._ended and snapshot["run"]["state"] in TERMINAL_STATES:
+            self._ended = True
+            self._finalize_displays()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:
         """The widget view plus a static HTML summary, which a notebook saved without its
@@ -120,6 +128,19 @@ class Dashboard(anywidget.AnyWidget):
         if bundle is not None:
             bundle[0]["text/html"] = summary_html(self._session.snapshot())
         return bundle
+
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """Display with a display id, so the static summary can be replaced by the final one."""
+        bundle = self._repr_mimebundle_()
+        if bundle is not None:
+            self._displays.append(display(bundle[0], metadata=bundle[1], raw=True, display_id=True))
+
+    def _finalize_displays(self) -> None:
+        """Once the run has ended: every display of this dashboard gets the final summary."""
+        bundle = self._repr_mimebundle_()
+        if bundle is not None:
+            for handle in self._displays:
+                handle.update(bundle[0], metadata=bundle[1], raw=True)
 
     def close(self) -> None:
         """Close the comm and let the publisher thread end."""

@@ -166,6 +166,7 @@ class LabServer:
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             # window.jupyterapp, to run JupyterLab commands without hunting for menus
             "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",  # the same in Notebook 7
             "--LabApp.extension_manager=readonly",  # no PyPI look-ups
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:

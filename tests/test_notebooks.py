@@ -92,6 +92,8 @@ def test_quickstart_notebook_runs_and_steers_the_session():
     dashboard_cell = find_cell(original, "quickstart(")
     kinds = [set(o.get("data", {})) for o in dashboard_cell.outputs]
     assert any(WIDGET_VIEW in k for k in kinds), f"no widget view in the quickstart cell outputs: {kinds}"
+    summary = html_outputs(dashboard_cell)  # replaced by the final one when the run ended
+    assert "onthefly-static" in summary and "stopped" in summary and "<svg" in summary, summary[:800]
 
     slice_cell = find_cell(original, 'session.slice("loss')
     html = [o["data"]["text/html"] for o in slice_cell.outputs if "text/html" in o.get("data", {})]
