@@ -40,10 +40,14 @@ demo: install
 
 test: install chromium
 	$(VENV)/bin/ruff check onthefly_nb onthefly tests bench
+	npm run typecheck
+	npm test
 	$(PY) -m pytest -q
 
-bench: install
+bench: install chromium
 	$(PY) bench/overhead.py
+	$(PY) bench/payload.py
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) node_modules onthefly_nb/static

@@ -2,9 +2,9 @@
 // validation dots, event markers and a hover guide. No dependencies.
 
 import { type Curve, nearestRow } from "./curve";
+import { s } from "./dom";
 import { fmtCount, fmtNum } from "./format";
-
-const SVG_NS = "http://www.w3.org/2000/svg";
+import { type Scale, linearScale, logScale } from "./scale";
 
 export interface Marker {
   step: number;
@@ -21,13 +21,6 @@ export interface ChartInput {
   height: number;
 }
 
-interface Scale {
-  (v: number): number;
-  invert(px: number): number;
-  ticks: number[];
-  format(v: number): string;
-}
-
 interface Layout {
   width: number;
   height: number;
@@ -37,73 +30,6 @@ interface Layout {
   bottom: number;
   x: Scale;
   y: Scale;
-}
-
-// --- scales ------------------------------------------------------------------
-
-function tickStep(span: number, count: number): number {
-  const raw = span / Math.max(1, count);
-  const p = 10 ** Math.floor(Math.log10(raw));
-  const e = raw / p;
-  const m = e >= 7.5 ? 10 : e >= 3.5 ? 5 : e >= 1.5 ? 2 : 1;
-  return m * p;
-}
-
-function linearTicks(lo: number, hi: number, count: number): { ticks: number[]; step: number } {
-  if (!(hi > lo)) return { ticks: [lo], step: 1 };
-  const step = tickStep(hi - lo, count);
-  const ticks: number[] = [];
-  const start = Math.ceil(lo / step - 1e-9);
-  const stop = Math.floor(hi / step + 1e-9);
-  for (let k = start; k <= stop; k++) ticks.push(Number((k * step).toPrecision(12)));
-  return { ticks, step };
-}
-
-function decimalsFor(step: number): number {
-  return Math.max(0, Math.min(8, -Math.floor(Math.log10(step) + 1e-9)));
-}
-
-function linearScale(d0: number, d1: number, r0: number, r1: number, count: number): Scale {
-  const span = d1 - d0 || 1;
-  const k = (r1 - r0) / span;
-  const { ticks, step } = linearTicks(d0, d1, count);
-  const dec = decimalsFor(step);
-  const s = ((v: number) => r0 + (v - d0) * k) as Scale;
-  s.invert = (px: number) => d0 + (px - r0) / k;
-  s.ticks = ticks;
-  s.format = (v: number) => {
-    const a = Math.abs(v);
-    if (a !== 0 && (a >= 1e5 || a < 1e-4)) return v.toExponential(1);
-    return v.toFixed(dec);
-  };
-  return s;
-}
-
-function logScale(d0: number, d1: number, r0: number, r1: number): Scale {
-  const l0 = Math.log10(d0);
-  const l1 = Math.log10(d1);
-  const span = l1 - l0 || 1;
-  const k = (r1 - r0) / span;
-  const s = ((v: number) => r0 + (Math.log10(Math.max(v, d0)) - l0) * k) as Scale;
-  s.invert = (px: number) => 10 ** (l0 + (px - r0) / k);
-  const ticks: number[] = [];
-  const decades = Math.ceil(l1) - Math.floor(l0);
-  const mults = decades <= 1 ? [1, 2, 5] : decades <= 3 ? [1, 3] : [1];
-  for (let e = Math.floor(l0); e <= Math.ceil(l1); e++) {
-    for (const m of mults) {
-      const v = Number((m * 10 ** e).toPrecision(6));
-      if (v >= d0 * (1 - 1e-9) && v <= d1 * (1 + 1e-9)) ticks.push(v);
-    }
-  }
-  if (ticks.length < 2) {
-    // Narrow range inside one decade: fall back to linear ticks.
-    s.ticks = linearTicks(d0, d1, 4).ticks.filter((v) => v > 0);
-  } else {
-    const every = Math.ceil(ticks.length / 7);
-    s.ticks = ticks.filter((_, i) => i % every === 0);
-  }
-  s.format = (v: number) => fmtNum(v);
-  return s;
 }
 
 // --- geometry ------------------------------------------------------------------
@@ -181,18 +107,6 @@ function* xValues(input: ChartInput): Generator<number> {
 
 // --- the chart -------------------------------------------------------------------
 
-function el<K extends keyof SVGElementTagNameMap>(
-  doc: Document,
-  tag: K,
-  attrs: Record<string, string | number> = {},
-  parent?: Element,
-): SVGElementTagNameMap[K] {
-  const node = doc.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  if (parent) parent.appendChild(node);
-  return node;
-}
-
 export class LossChart {
   readonly svg: SVGSVGElement;
   private readonly doc: Document;
@@ -211,19 +125,19 @@ export class LossChart {
 
   constructor(doc: Document) {
     this.doc = doc;
-    this.svg = el(doc, "svg", {
+    this.svg = s(doc, "svg", {
       class: "onthefly-svg",
       role: "img",
       "aria-label": "Training loss per step: quantile fan, median, mean and validation loss",
     });
-    this.gGrid = el(doc, "g", { class: "onthefly-axes" }, this.svg);
-    this.gSeries = el(doc, "g", { class: "onthefly-series" }, this.svg);
-    this.gMarkers = el(doc, "g", { class: "onthefly-markers" }, this.svg);
-    this.gVal = el(doc, "g", { class: "onthefly-val" }, this.svg);
-    this.gHover = el(doc, "g", { class: "onthefly-hover", display: "none" }, this.svg);
-    this.hoverLine = el(doc, "line", { class: "onthefly-hover-line" }, this.gHover);
-    this.hoverMedian = el(doc, "circle", { class: "onthefly-hover-median", r: 3 }, this.gHover);
-    this.hoverMean = el(doc, "circle", { class: "onthefly-hover-mean", r: 3 }, this.gHover);
+    this.gGrid = s(doc, "g", { class: "onthefly-axes" }, this.svg);
+    this.gSeries = s(doc, "g", { class: "onthefly-series" }, this.svg);
+    this.gMarkers = s(doc, "g", { class: "onthefly-markers" }, this.svg);
+    this.gVal = s(doc, "g", { class: "onthefly-val" }, this.svg);
+    this.gHover = s(doc, "g", { class: "onthefly-hover", display: "none" }, this.svg);
+    this.hoverLine = s(doc, "line", { class: "onthefly-hover-line" }, this.gHover);
+    this.hoverMedian = s(doc, "circle", { class: "onthefly-hover-median", r: 3 }, this.gHover);
+    this.hoverMean = s(doc, "circle", { class: "onthefly-hover-mean", r: 3 }, this.gHover);
   }
 
   /** Redraws everything. Returns false (and draws nothing) when there is no data. */
@@ -297,43 +211,44 @@ export class LossChart {
     for (const t of y.ticks) {
       const py = r1(y(t));
       if (py < top - 0.5 || py > bottom + 0.5) continue;
-      el(doc, "line", { class: "onthefly-grid", x1: left, x2: right, y1: py, y2: py }, this.gGrid);
-      const label = el(doc, "text", { class: "onthefly-tick", x: left - 6, y: py, "text-anchor": "end", dy: "0.32em" }, this.gGrid);
+      s(doc, "line", { class: "onthefly-grid", x1: left, x2: right, y1: py, y2: py }, this.gGrid);
+      const label = s(doc, "text", { class: "onthefly-tick", x: left - 6, y: py, "text-anchor": "end", dy: "0.32em" }, this.gGrid);
       label.textContent = y.format(t);
     }
     for (const t of x.ticks) {
       const px = r1(x(t));
-      el(doc, "line", { class: "onthefly-tick-mark", x1: px, x2: px, y1: bottom, y2: bottom + 4 }, this.gGrid);
-      const label = el(doc, "text", { class: "onthefly-tick", x: px, y: bottom + 15, "text-anchor": "middle" }, this.gGrid);
+      s(doc, "line", { class: "onthefly-tick-mark", x1: px, x2: px, y1: bottom, y2: bottom + 4 }, this.gGrid);
+      const label = s(doc, "text", { class: "onthefly-tick", x: px, y: bottom + 15, "text-anchor": "middle" }, this.gGrid);
       label.textContent = x.format(t);
     }
-    el(doc, "line", { class: "onthefly-axis", x1: left, x2: right, y1: bottom, y2: bottom }, this.gGrid);
-    el(doc, "line", { class: "onthefly-axis", x1: left, x2: left, y1: top, y2: bottom }, this.gGrid);
+    s(doc, "line", { class: "onthefly-axis", x1: left, x2: right, y1: bottom, y2: bottom }, this.gGrid);
+    s(doc, "line", { class: "onthefly-axis", x1: left, x2: left, y1: top, y2: bottom }, this.gGrid);
 
     // Series.
     const c = curve.cols;
     const n = curve.n;
     if (n > 0) {
-      el(doc, "path", { class: "onthefly-fan onthefly-fan-outer", d: bandPath(c.step, c.p5, c.p95, n, L) }, this.gSeries);
-      el(doc, "path", { class: "onthefly-fan onthefly-fan-inner", d: bandPath(c.step, c.p25, c.p75, n, L) }, this.gSeries);
-      el(doc, "path", { class: "onthefly-line onthefly-mean", d: linePath(c.step, c.mean, n, L) }, this.gSeries);
-      el(doc, "path", { class: "onthefly-line onthefly-median", d: linePath(c.step, c.p50, n, L) }, this.gSeries);
+      s(doc, "path", { class: "onthefly-fan onthefly-fan-outer", d: bandPath(c.step, c.p5, c.p95, n, L) }, this.gSeries);
+      s(doc, "path", { class: "onthefly-fan onthefly-fan-inner", d: bandPath(c.step, c.p25, c.p75, n, L) }, this.gSeries);
+      s(doc, "path", { class: "onthefly-line onthefly-mean", d: linePath(c.step, c.mean, n, L) }, this.gSeries);
+      s(doc, "path", { class: "onthefly-line onthefly-median", d: linePath(c.step, c.p50, n, L) }, this.gSeries);
     }
 
     // Event markers inside the x domain.
     for (const m of markers) {
       if (!Number.isFinite(m.step) || m.step < x0 || m.step > x1) continue;
       const px = r1(x(m.step));
-      const g = el(doc, "g", { class: "onthefly-marker", "data-kind": m.kind }, this.gMarkers);
-      el(doc, "title", {}, g).textContent = m.label;
-      el(doc, "line", { class: "onthefly-marker-hit", x1: px, x2: px, y1: top, y2: bottom }, g);
-      el(doc, "line", { class: "onthefly-marker-line", x1: px, x2: px, y1: top, y2: bottom }, g);
+      const g = s(doc, "g", { class: "onthefly-marker", "data-kind": m.kind }, this.gMarkers);
+      s(doc, "title", {}, g).textContent = m.label;
+      s(doc, "line", { class: "onthefly-marker-hit", x1: px, x2: px, y1: top, y2: bottom }, g);
+      s(doc, "line", { class: "onthefly-marker-line", x1: px, x2: px, y1: top, y2: bottom }, g);
+      s(doc, "circle", { class: "onthefly-marker-dot", cx: px, cy: top + 3, r: 3 }, g);
     }
 
     // Validation points.
-    for (const [s, loss] of val) {
-      const dot = el(doc, "circle", { class: "onthefly-val-dot", cx: r1(x(s)), cy: r1(y(loss)), r: 3.5 }, this.gVal);
-      el(doc, "title", {}, dot).textContent = `validation loss ${fmtNum(loss)} @ step ${s}`;
+    for (const [step, loss] of val) {
+      const dot = s(doc, "circle", { class: "onthefly-val-dot", cx: r1(x(step)), cy: r1(y(loss)), r: 3.5 }, this.gVal);
+      s(doc, "title", {}, dot).textContent = `validation loss ${fmtNum(loss)} @ step ${step}`;
     }
     return true;
   }

@@ -1,6 +1,8 @@
 // Decoding of the `curve` trait: {n, columns, data} where data is float32
 // little-endian, row-major n x 7 with columns step,p5,p25,p50,p75,p95,mean.
 
+import { toFloat32 } from "./binary";
+
 export const CURVE_COLUMNS = ["step", "p5", "p25", "p50", "p75", "p95", "mean"] as const;
 export type CurveColumn = (typeof CURVE_COLUMNS)[number];
 
@@ -19,51 +21,24 @@ function emptyCols(n: number): Record<CurveColumn, Float32Array> {
 
 export const EMPTY_CURVE: Curve = { n: 0, cols: emptyCols(0) };
 
-/** Reads float32 LE values from a byte view without alignment requirements. */
-function floatsFromBytes(buffer: ArrayBufferLike, byteOffset: number, byteLength: number): Float32Array {
-  const count = Math.floor(byteLength / 4);
-  if (byteOffset % 4 === 0) {
-    return new Float32Array(buffer, byteOffset, count);
-  }
-  // Misaligned view: copy into a fresh, aligned buffer.
-  const dv = new DataView(buffer, byteOffset, count * 4);
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) out[i] = dv.getFloat32(i * 4, true);
-  return out;
-}
-
-function flatten(values: unknown[]): Float32Array | null {
-  if (values.length > 0 && Array.isArray(values[0])) {
+/** Flat float32 values; nested rows (`[[step, p5, ...], ...]`) are flattened. */
+function curveData(data: unknown): Float32Array | null {
+  if (Array.isArray(data) && data.length > 0 && Array.isArray(data[0])) {
     const flat: number[] = [];
-    for (const row of values) {
+    for (const row of data) {
       if (!Array.isArray(row)) return null;
       for (const x of row) flat.push(typeof x === "number" ? x : Number.NaN);
     }
     return Float32Array.from(flat);
   }
-  return Float32Array.from(values, (x) => (typeof x === "number" ? x : Number.NaN));
-}
-
-/** Flat float32 values from a DataView, ArrayBuffer, typed array or number array. */
-export function toFloat32(data: unknown): Float32Array | null {
-  if (data == null) return null;
-  if (data instanceof Float32Array) return data;
-  if (ArrayBuffer.isView(data)) return floatsFromBytes(data.buffer, data.byteOffset, data.byteLength);
-  if (data instanceof ArrayBuffer) return floatsFromBytes(data, 0, data.byteLength);
-  // SharedArrayBuffer or a buffer from another realm.
-  if (Object.prototype.toString.call(data) === "[object ArrayBuffer]") {
-    const ab = data as ArrayBuffer;
-    return floatsFromBytes(ab, 0, ab.byteLength);
-  }
-  if (Array.isArray(data)) return flatten(data);
-  return null;
+  return toFloat32(data);
 }
 
 /** Decodes the `curve` trait; anything malformed becomes an empty curve. */
 export function decodeCurve(value: unknown): Curve {
   if (typeof value !== "object" || value === null) return EMPTY_CURVE;
   const v = value as { n?: unknown; columns?: unknown; data?: unknown };
-  const flat = toFloat32(v.data);
+  const flat = curveData(v.data);
   const names: string[] = Array.isArray(v.columns) && v.columns.length > 0
     ? v.columns.map(String)
     : [...CURVE_COLUMNS];

@@ -57,3 +57,12 @@ export function fmtClock(unixSec: number): string {
   const p = (v: number) => String(v).padStart(2, "0");
   return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
+
+/** A learning rate: 3e-4, 0.01, 0.1. */
+export function fmtLr(x: number | null | undefined): string {
+  if (x == null || !Number.isFinite(x)) return DASH;
+  if (x === 0) return "0";
+  const a = Math.abs(x);
+  if (a < 1e-2 || a >= 1e4) return x.toExponential(1).replace(".0e", "e");
+  return String(Number(x.toPrecision(3)));
+}

@@ -1,5 +1,5 @@
-// Protocol shared with onthefly_nb (Python). JS only reads these traits and
-// only ever writes through `model.send({type: "command", ...})`.
+// Protocol shared with onthefly_nb (Python), see docs/protocol.md. JS only reads
+// the traits and only ever writes through `model.send` messages.
 
 /** A callback registered with `model.on`. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -58,6 +58,7 @@ export interface RunInfo {
   task: "classification" | "regression" | null;
   seen: number;
   n_samples: number;
+  lr: number | null;
 }
 
 export interface RunEvent {
@@ -68,7 +69,7 @@ export interface RunEvent {
   [extra: string]: unknown;
 }
 
-export type CommandName = "pause" | "resume" | "stop" | "step" | "validate" | "test";
+export type CommandName = "pause" | "resume" | "stop" | "step" | "validate" | "test" | "health";
 
 export interface Command {
   type: "command";
@@ -124,6 +125,7 @@ export function normalizeRun(v: unknown): RunInfo {
     task,
     seen: num(r.seen, 0),
     n_samples: num(r.n_samples, 0),
+    lr: numOrNull(r.lr),
   };
 }
 
@@ -172,4 +174,143 @@ export function normalizeClusters(v: unknown): ClusterRow[] {
     top_labels: str(r.top_labels),
     top_predictions: str(r.top_predictions),
   }));
+}
+
+/** `histogram`: per-sample losses of the latest pass, binned. */
+export interface Histogram {
+  edges: number[];
+  counts: number[];
+  quantiles: Partial<Record<"p1" | "p5" | "p25" | "p50" | "p75" | "p95" | "p99" | "max" | "mean", number>>;
+}
+
+const QUANTILE_KEYS = ["p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "mean"] as const;
+
+/** Null unless there is at least one bin with finite, increasing edges. */
+export function normalizeHistogram(v: unknown): Histogram | null {
+  if (!isObject(v) || !Array.isArray(v.edges) || !Array.isArray(v.counts)) return null;
+  const bins = Math.min(v.counts.length, v.edges.length - 1);
+  if (bins < 1) return null;
+  const edges = v.edges.slice(0, bins + 1).map((e) => num(e, Number.NaN));
+  for (let i = 0; i <= bins; i++) {
+    if (!Number.isFinite(edges[i]!) || (i > 0 && !(edges[i]! >= edges[i - 1]!))) return null;
+  }
+  const counts = v.counts.slice(0, bins).map((c) => Math.max(0, num(c, 0)));
+  const quantiles: Histogram["quantiles"] = {};
+  const q = isObject(v.quantiles) ? v.quantiles : {};
+  for (const k of QUANTILE_KEYS) {
+    const x = numOrNull(q[k]);
+    if (x !== null) quantiles[k] = x;
+  }
+  return { edges, counts, quantiles };
+}
+
+/** "proposed", "approved", "rejected", "executed", "failed", or a newer status shown as is. */
+export type PlanStatus = string;
+
+export interface ParamSpec {
+  label: string;
+  min: number | null;
+  max: number | null;
+  step: number | null;
+}
+
+export interface Plan {
+  /** As Python sent it (decisions must echo it unchanged). */
+  id: string | number;
+  kind: string;
+  title: string;
+  evidence: string;
+  step: number | null;
+  params: Record<string, number>;
+  param_specs: Record<string, ParamSpec>;
+  status: PlanStatus;
+  result: string;
+}
+
+/** `plans`: plans without an id are dropped; a missing status reads as "failed". */
+export function normalizePlans(v: unknown): Plan[] {
+  if (!Array.isArray(v)) return [];
+  const out: Plan[] = [];
+  for (const p of v) {
+    if (!isObject(p)) continue;
+    const id = typeof p.id === "number" && Number.isFinite(p.id) ? p.id : str(p.id);
+    if (id === "") continue;
+    const params: Record<string, number> = {};
+    if (isObject(p.params)) {
+      for (const [k, x] of Object.entries(p.params)) if (typeof x === "number" && Number.isFinite(x)) params[k] = x;
+    }
+    const specs: Record<string, ParamSpec> = {};
+    const rawSpecs = isObject(p.param_specs) ? p.param_specs : {};
+    for (const name of new Set([...Object.keys(params), ...Object.keys(rawSpecs)])) {
+      const s = isObject(rawSpecs[name]) ? rawSpecs[name] : {};
+      specs[name] = { label: str(s.label, name), min: numOrNull(s.min), max: numOrNull(s.max), step: numOrNull(s.step) };
+    }
+    const status = typeof p.status === "string" && p.status ? p.status : "failed";
+    out.push({
+      id,
+      kind: str(p.kind),
+      title: str(p.title, str(p.kind, "plan")),
+      evidence: str(p.evidence),
+      step: numOrNull(p.step),
+      params,
+      param_specs: specs,
+      status,
+      result: typeof p.result === "string" ? p.result : "",
+    });
+  }
+  return out;
+}
+
+export type LineageKind = "run" | "fork" | "merge";
+
+export interface LineageNode {
+  id: string;
+  parent: string | null;
+  kind: LineageKind;
+  label: string;
+  step: number | null;
+  state: string;
+}
+
+const idOf = (v: unknown): string => (typeof v === "number" && Number.isFinite(v) ? String(v) : str(v));
+
+/** `lineage`: nodes without an id are dropped; an unknown kind reads as "run". */
+export function normalizeLineage(v: unknown): LineageNode[] {
+  if (!Array.isArray(v)) return [];
+  const out: LineageNode[] = [];
+  for (const n of v) {
+    if (!isObject(n)) continue;
+    const id = idOf(n.id);
+    if (!id) continue;
+    const kind = n.kind === "fork" || n.kind === "merge" ? n.kind : "run";
+    out.push({ id, parent: idOf(n.parent) || null, kind, label: str(n.label, id), step: numOrNull(n.step), state: str(n.state) });
+  }
+  return out;
+}
+
+export type HealthStatus = "pass" | "warn" | "fail";
+
+export interface HealthResult {
+  check: string;
+  status: HealthStatus;
+  evidence: string;
+  explanation: string;
+}
+
+export interface Health {
+  step: number | null;
+  time: number | null;
+  results: HealthResult[];
+}
+
+/** `health`: null until the first check; an unknown status reads as "warn". */
+export function normalizeHealth(v: unknown): Health | null {
+  if (!isObject(v)) return null;
+  const results = (Array.isArray(v.results) ? v.results : []).filter(isObject).map((r) => ({
+    check: str(r.check, "check"),
+    status: r.status === "pass" || r.status === "fail" ? r.status : ("warn" as HealthStatus),
+    evidence: typeof r.evidence === "string" ? r.evidence : r.evidence == null ? "" : JSON.stringify(r.evidence),
+    explanation: str(r.explanation),
+  }));
+  return { step: numOrNull(v.step), time: numOrNull(v.time), results };
 }

@@ -21,9 +21,12 @@ from .store import STEP_COLUMNS, StepHistory
 
 SPIKE_WINDOW = 50  # steps of history a spike is measured against
 SPIKE_FACTOR = 3.0  # a step whose mean loss exceeds this times the window's median is a spike
+SPIKE_MADS = 10.0  # ... and exceeds the median by this many median absolute deviations (batch noise)
+SPIKE_ALONE = 10.0  # a single step this many times the median is a spike by itself; else two in a row
 SPIKE_COOLDOWN = 200  # steps before another lower-LR card
 VALIDATE_IMPROVEMENT = 0.2  # relative drop of the median train loss since the last validation
 VALIDATE_MIN_STEPS = 50
+CONVERGED = 1e-3  # a train loss below this fraction of its start has converged: no more validate cards
 
 _MEAN = STEP_COLUMNS.index("mean")
 _MEDIAN = STEP_COLUMNS.index("p50")
@@ -168,6 +171,7 @@ class PlanWatch:
         self._validated_median: float | None = None  # the median train loss at the last validation
         self._validated_step = 0
         self._observed = 0  # history rows looked at so far
+        self._was_above = False  # whether the last step looked at was above the spike threshold
 
     def observe(self, step: int) -> None:
         """Look at the history rows added since the last call (on the trainer thread, after a flush)."""
@@ -183,17 +187,26 @@ class PlanWatch:
     def _watch_spike(self, before: np.ndarray, new: np.ndarray, step: int) -> None:
         if len(before) < SPIKE_WINDOW // 2:
             return
-        baseline = float(np.median(before[:, _MEAN]))
-        worst = int(np.argmax(np.nan_to_num(new[:, _MEAN], nan=np.inf)))
+        means = before[:, _MEAN]
+        baseline = float(np.median(means))
+        spread = float(np.median(np.abs(means - baseline)))  # batch-to-batch noise (MAD)
+        threshold = baseline + max((SPIKE_FACTOR - 1) * baseline, SPIKE_MADS * spread)
+        values = np.nan_to_num(new[:, _MEAN], nan=np.inf)
+        above = values > threshold
+        # one wild step, or two in a row above the threshold: a lone noisy batch is not a spike
+        lasting = above[1:] & above[:-1] if len(above) > 1 else np.zeros(0, bool)
+        spiked = baseline > 0 and (bool((values > SPIKE_ALONE * baseline).any()) or bool(lasting.any())
+                                   or bool(above[0] and self._was_above))
+        self._was_above = bool(above[-1])
+        worst = int(np.argmax(values))
         latest = float(new[worst, _MEAN])
-        spiked = baseline > 0 and (not math.isfinite(latest) or latest > SPIKE_FACTOR * baseline)
         if not spiked or step - self._last_spike < SPIKE_COOLDOWN or self._book.open("lower_lr"):
             return
         self._last_spike = step
         self._book.propose(
             "lower_lr", "Lower the learning rate",
             f"the mean loss of step {int(new[worst, _STEP])} was {latest:.4g}, {latest / baseline:.1f}x the "
-            f"median {baseline:.4g} of the {len(before)} steps before it",
+            f"median {baseline:.4g} of the {len(before)} steps before it (noise there: {spread:.2g})",
             {"factor": 0.5}, {"factor": ParamSpec("multiply the learning rate by", 0.01, 1.0, 0.05)},
         )
 
@@ -201,10 +214,10 @@ class PlanWatch:
         if self._book.open("validate_now"):
             return
         median = float(np.median(recent[-10:, _MEDIAN]))
-        reference = self._validated_median
-        if reference is None:
-            reference = float(np.median(self._history.first(10)[:, _MEDIAN]))
-        if not reference > 0 or median >= (1 - VALIDATE_IMPROVEMENT) * reference:
+        start = float(np.median(self._history.first(10)[:, _MEDIAN]))
+        reference = start if self._validated_median is None else self._validated_median
+        converged = reference <= CONVERGED * start  # relative changes of a loss near 0 mean little
+        if converged or median >= (1 - VALIDATE_IMPROVEMENT) * reference:
             return
         since = "the start" if self._validated_median is None else f"the last validation at step {self._validated_step}"
         self._book.propose(

@@ -34,6 +34,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# WebGL (the sample map) without a GPU: SwiftShader, which Chromium no longer falls back to by itself
+WEBGL_ARGS = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader"]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 

@@ -2,7 +2,8 @@
 
 They load tests/browser/harness.html, which renders the anywidget module into
 a page with a fake model, and drive it through Debian's Chromium with
-Playwright. Build the bundle first: ``npm run build``.
+Playwright. Build the bundle first: ``npm run build``. The sample map is WebGL:
+Chromium renders it with SwiftShader (WEBGL_ARGS).
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
+import struct
 import threading
+import zlib
 
 import pytest
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT
+from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, WEBGL_ARGS
 
 WIDGET_JS = ROOT / "onthefly_nb" / "static" / "widget.js"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+# Chromium 137+ no longer falls back to SwiftShader by itself; without it there is no WebGL.
 
 pytestmark = [
     pytest.mark.browser,
@@ -66,6 +71,7 @@ def running_run(**overrides) -> dict:
         "task": "classification",
         "seen": 78976,
         "n_samples": 60000,
+        "lr": 0.0003,
     }
     run.update(overrides)
     return run
@@ -131,7 +137,7 @@ def browser_context(tmp_path_factory):
             str(profile),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=CHROMIUM_ARGS + WEBGL_ARGS,
             viewport={"width": 1000, "height": 900},
         )
         try:
@@ -217,6 +223,7 @@ def test_header_and_chart_render(harness):
     expect(root.locator(".onthefly-title")).to_contain_text("proj")
     expect(root.locator(".onthefly-title")).to_contain_text("run-1")
     expect(root.locator(".onthefly-device")).to_have_text("cuda:0")
+    expect(root.locator(".onthefly-lr")).to_have_text("lr 3e-4")
     expect(root.locator(".onthefly-throughput")).to_contain_text("samples/s")
     expect(root.locator(".onthefly-eta")).to_have_text("ETA 2m 05s")
     expect(root.locator(".onthefly-error")).to_be_hidden()
@@ -303,7 +310,7 @@ def test_empty_curve_keeps_empty_state(harness):
 
 def test_controls_follow_state_and_send_commands(harness):
     root = harness.root()
-    commands = ("pause", "resume", "stop", "step", "validate")
+    commands = ("pause", "resume", "stop", "step", "validate", "test", "health")
     btn = {c: root.locator(f'button.onthefly-btn[data-command="{c}"]') for c in commands}
     expect(btn["pause"]).to_have_attribute("aria-label", "Pause")
     expect(btn["resume"]).to_have_attribute("aria-label", "Resume")
@@ -347,6 +354,10 @@ def test_controls_follow_state_and_send_commands(harness):
     assert harness.sent()[-1] == {"type": "command", "name": "resume"}
     btn["validate"].click()
     assert harness.sent()[-1] == {"type": "command", "name": "validate"}
+    btn["test"].click()
+    assert harness.sent()[-1] == {"type": "command", "name": "test"}
+    btn["health"].click()
+    assert harness.sent()[-1] == {"type": "command", "name": "health"}
     btn["stop"].click()
     assert harness.sent()[-1] == {"type": "command", "name": "stop"}
 
@@ -381,7 +392,8 @@ def test_cleanup_and_two_mounts(bare_harness):
     page.evaluate("() => { window.mount(); window.mount(); }")
     expect(page.locator(".onthefly-root")).to_have_count(2)
     per_mount = page.evaluate("() => window.fakeModel.listenerCount()") // 2
-    assert per_mount == 5  # run, curve, val_curve, events, clusters
+    # run, curve, val_curve, events, clusters, histogram, points, selection, plans, lineage, health
+    assert per_mount == 11
 
     h.update("run", running_run(step=77))
     for i in (0, 1):
@@ -460,7 +472,9 @@ def test_chart_follows_container_width(harness):
 def test_cluster_table_shows_the_summary_rows(harness):
     root = harness.root()
     box = root.locator(".onthefly-clusters")
-    expect(box).to_be_hidden()
+    table = box.locator("table")
+    expect(table).to_be_hidden()
+    expect(box.locator(".onthefly-empty-state")).to_contain_text("no clusters yet")
     harness.update("clusters", [
         {"cluster": 0, "size": 180, "mean_loss": 2.46, "loss_vs_median": 14.2, "top_labels": "1 (95), 0 (85)",
          "top_predictions": "0 (95), 1 (85)"},
@@ -468,11 +482,692 @@ def test_cluster_table_shows_the_summary_rows(harness):
          "top_predictions": "1 (178)"},
         "junk",
     ])
-    expect(box).to_be_visible()
+    expect(table).to_be_visible()
+    expect(box.locator(".onthefly-empty-state")).to_be_hidden()
     rows = box.locator("tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.nth(0)).to_have_attribute("data-cluster", "0")
     expect(rows.nth(0)).to_contain_text("1 (95), 0 (85)")
     expect(rows.nth(1).locator("td").nth(3)).to_have_text("—")
     harness.update("clusters", [])
-    expect(box).to_be_hidden()
+    expect(table).to_be_hidden()
+
+
+# sample map ------------------------------------------------------------------------------------
+
+SET_POINTS_JS = """
+(spec) => {
+  const n = spec.x.length;
+  window.fakeModel.update("points", {
+    version: spec.version, step: spec.step, source: "test", n,
+    x: window.dataView(Float32Array.from(spec.x), 1),
+    y: window.dataView(Float32Array.from(spec.y), 2),
+    loss: window.dataView(Float32Array.from(spec.loss)),
+    cluster: window.dataView(Uint16Array.from(spec.cluster), 3),
+    index: window.dataView(Uint32Array.from(spec.index), 1),
+  });
+}
+"""
+
+SET_SELECTION_JS = """
+([version, indices]) => window.fakeModel.update("selection", {
+  version, n: indices.length, index: window.dataView(Uint32Array.from(indices), 1),
+})
+"""
+
+PIXEL_JS = """
+([slot, x, y]) => {
+  const c = document.querySelectorAll('.onthefly-map-canvas')[slot];
+  const r = c.getBoundingClientRect();
+  const k = c.width / r.width;
+  const px = c.getContext('2d').getImageData(Math.round((x - r.left) * k), Math.round((y - r.top) * k), 1, 1);
+  return Array.from(px.data);
+}
+"""
+
+
+def grid_points(k: int = 15, version: int = 1) -> dict:
+    """k×k points on a grid spanning [-0.9, 0.9]² (so the map draws them at those NDC
+    coordinates), with shuffled dataset indices, varied losses and three clusters."""
+    xs, ys = [], []
+    for j in range(k):
+        for i in range(k):
+            xs.append(-0.9 + 1.8 * i / (k - 1))
+            ys.append(-0.9 + 1.8 * j / (k - 1))
+    n = len(xs)
+    return {
+        "version": version,
+        "step": 100,
+        "x": xs,
+        "y": ys,
+        "loss": [0.05 + 3 * (i % 17) / 16 for i in range(n)],
+        "cluster": [i % 3 if i % 4 else 65535 for i in range(n)],
+        "index": [5000 + ((i * 37) % n) * 3 for i in range(n)],
+    }
+
+
+def set_points(h: Harness, spec: dict, slot: int = 0) -> None:
+    h.page.evaluate(SET_POINTS_JS, spec)
+    wait_drawn(h, spec["version"], slot)
+
+
+def wait_drawn(h: Harness, version: int, slot: int = 0) -> None:
+    h.page.wait_for_function(
+        "([slot, v]) => document.querySelectorAll('.onthefly-map')[slot]?.dataset.drawnVersion === String(v)",
+        arg=[slot, version],
+        timeout=20_000,
+    )
+    h.next_frame()
+
+
+def map_geometry(h: Harness, slot: int = 0) -> tuple[float, float, float, float]:
+    return tuple(h.page.evaluate(
+        "(i) => { const r = document.querySelectorAll('.onthefly-map-canvas')[i].getBoundingClientRect();"
+        " return [r.left, r.top, r.width, r.height]; }",
+        slot,
+    ))
+
+
+def to_screen(geom, x: float, y: float) -> tuple[float, float]:
+    """Where the map draws NDC (x, y) at the initial camera: [-1, 1] fills the shorter side."""
+    left, top, w, h = geom
+    s = min(w, h) / 2
+    return left + w / 2 + x * s, top + h / 2 - y * s
+
+
+def inside(poly: list[tuple[float, float]], x: float, y: float) -> bool:
+    hit = False
+    for (x1, y1), (x2, y2) in zip(poly, poly[1:] + poly[:1]):
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            hit = not hit
+    return hit
+
+
+def draw_lasso(h: Harness, geom, poly_ndc, shift: bool = False) -> None:
+    """Drags the mouse along the polygon, slowly enough for the lasso to record each corner."""
+    pts = [to_screen(geom, *p) for p in poly_ndc]
+    path = []
+    for a, b in zip(pts, pts[1:] + pts[:1]):
+        path += [(a[0] + (b[0] - a[0]) * t / 6, a[1] + (b[1] - a[1]) * t / 6) for t in range(6)]
+    path.append(pts[0])
+    page = h.page
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.move(*path[0])
+    page.mouse.down()
+    for p in path[1:]:
+        page.mouse.move(*p, steps=2)
+        page.wait_for_timeout(15)
+    page.mouse.up()
+    if shift:
+        page.keyboard.up("Shift")
+
+
+def select_messages(h: Harness) -> list[tuple[dict, list[dict]]]:
+    sent = h.page.evaluate("() => [window.sent, window.sentBuffers]")
+    return [(c, b) for c, b in zip(*sent) if c.get("type") == "select"]
+
+
+def wait_select(h: Harness, count: int) -> tuple[dict, list[dict]]:
+    h.page.wait_for_function(
+        "(k) => window.sent.filter((m) => m.type === 'select').length >= k", arg=count, timeout=10_000,
+    )
+    return select_messages(h)[count - 1]
+
+
+def painted_pixels(h: Harness, slot: int = 0) -> int:
+    """Pixels of the map canvas that differ from its top-left corner (the background)."""
+    return h.page.evaluate(
+        """(slot) => {
+          const c = document.querySelectorAll('.onthefly-map-canvas')[slot];
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let n = 0;
+          for (let i = 0; i < d.length; i += 4)
+            if (Math.abs(d[i] - d[0]) + Math.abs(d[i + 1] - d[1]) + Math.abs(d[i + 2] - d[2]) > 30) n++;
+          return n;
+        }""",
+        slot,
+    )
+
+
+def pixel(h: Harness, x: float, y: float, slot: int = 0) -> list[int]:
+    return h.page.evaluate(PIXEL_JS, [slot, x, y])
+
+
+def test_map_renders_points_and_redraws_only_on_a_new_version(harness):
+    root = harness.root()
+    expect(root.locator(".onthefly-map-empty")).to_have_text("the map appears after the first clustering")
+    expect(root.locator('[data-color-by="cluster"]')).to_be_disabled()
+    harness.page.evaluate(
+        "() => { window.drawn = 0; document.addEventListener('onthefly-map-drawn', () => window.drawn++); }"
+    )
+    spec = grid_points()
+    set_points(harness, spec)
+    expect(root.locator(".onthefly-map-empty")).to_be_hidden()
+    expect(root.locator(".onthefly-map-info")).to_have_text("225 points · step 100 · test")
+    assert painted_pixels(harness) > 225 * 4
+    # The point at NDC (0, 0) is painted; a spot between grid points is background.
+    geom = map_geometry(harness)
+    bg = pixel(harness, geom[0] + 2, geom[1] + 2)
+    assert pixel(harness, *to_screen(geom, 0, 0)) != bg
+    assert pixel(harness, *to_screen(geom, 0.064, 0.064)) == bg
+
+    # Same version, other content: nothing is redrawn. A new version is.
+    moved = {**spec, "x": [v * 0.5 for v in spec["x"]]}
+    harness.page.evaluate(SET_POINTS_JS, moved)
+    harness.next_frame()
+    harness.page.wait_for_timeout(300)
+    assert harness.page.evaluate("() => window.drawn") == 1
+    harness.page.evaluate(SET_POINTS_JS, {**moved, "version": 2})
+    wait_drawn(harness, 2)
+    assert harness.page.evaluate("() => window.drawn") == 2
+    # Empty points bring the empty state back.
+    harness.update("points", {"version": 3, "n": 0, "x": [], "y": []})
+    expect(root.locator(".onthefly-map-empty")).to_be_visible()
+
+
+def test_map_tooltip_shows_index_loss_and_cluster(harness):
+    spec = grid_points()
+    set_points(harness, spec)
+    geom = map_geometry(harness)
+    i = 7 * 15 + 7  # the point at (0, 0)
+    harness.page.mouse.move(*to_screen(geom, 0.3, 0.3))
+    harness.page.mouse.move(*to_screen(geom, 0, 0), steps=4)
+    tip = harness.root().locator(".onthefly-map-tooltip")
+    expect(tip).to_be_visible()
+    expect(tip).to_have_attribute("data-index", str(spec["index"][i]))
+    expect(tip).to_contain_text(f"sample #{spec['index'][i]}")
+    expect(tip).to_contain_text(f"loss {spec['loss'][i]:.4g}")
+    cluster = spec["cluster"][i]
+    expect(tip).to_contain_text("not clustered" if cluster == 65535 else f"cluster {cluster}")
+
+
+LASSO = [(-0.32, -0.2), (0.32, -0.2), (0.32, 0.45), (-0.32, 0.45)]
+
+
+@pytest.mark.parametrize("how", ["button", "shift"])
+def test_lasso_sends_the_selected_dataset_indices(harness, how):
+    spec = grid_points()
+    set_points(harness, spec)
+    root = harness.root()
+    geom = map_geometry(harness)
+    expected = sorted(
+        spec["index"][i] for i in range(len(spec["x"])) if inside(LASSO, spec["x"][i], spec["y"][i])
+    )
+    assert len(expected) == 25  # 5 columns × 5 rows of the grid
+
+    if how == "button":
+        lasso = root.locator('button[data-action="lasso"]')
+        lasso.click()
+        expect(lasso).to_have_attribute("aria-pressed", "true")
+    draw_lasso(harness, geom, LASSO, shift=how == "shift")
+    content, buffers = wait_select(harness, 1)
+    assert content == {"type": "select", "n": 25}
+    assert len(buffers) == 1
+    assert buffers[0]["isArrayBuffer"] is True
+    assert buffers[0]["byteLength"] == 4 * 25
+    assert buffers[0]["u32"] == expected
+
+    # Nothing is highlighted as "selected" until Python echoes the selection trait.
+    expect(root.locator(".onthefly-selection-count")).to_be_hidden()
+    harness.page.evaluate(SET_SELECTION_JS, [1, expected])
+    expect(root.locator(".onthefly-selection-count")).to_have_text("25 selected")
+
+    # Clear sends the empty selection: n = 0 and one empty buffer.
+    root.locator('button[data-action="clear-selection"]').click()
+    content, buffers = wait_select(harness, 2)
+    assert content == {"type": "select", "n": 0}
+    assert buffers == [{"isArrayBuffer": True, "byteLength": 0, "u32": []}]
+
+
+def test_lasso_on_a_large_map_uses_the_worker_built_index(harness):
+    # 64,000 points (the spatial index is built in a Worker above 50,000): four tight blobs.
+    centres = [(-0.6, -0.6), (0.6, -0.6), (-0.6, 0.6), (0.6, 0.6)]
+    per = 16_000
+    harness.page.evaluate(
+        """([centres, per]) => {
+          const n = centres.length * per;
+          const x = new Float32Array(n), y = new Float32Array(n), index = new Uint32Array(n);
+          let s = 1;
+          const r = () => ((s = (s * 16807) % 2147483647) / 2147483647 - 0.5) * 0.2;
+          for (let i = 0; i < n; i++) {
+            const [cx, cy] = centres[i % centres.length];
+            x[i] = cx + r(); y[i] = cy + r(); index[i] = n - i;
+          }
+          x[0] = -0.9; x[1] = 0.9; y[0] = -0.9; y[1] = 0.9;  // pin the bounding box to [-0.9, 0.9]
+          window.fakeModel.update('points', { version: 5, n, x: window.dataView(x, 1), y: window.dataView(y, 2),
+            loss: new Float32Array(n).fill(1), cluster: new Uint16Array(n).fill(65535),
+            index: window.dataView(index, 3) });
+        }""",
+        [centres, per],
+    )
+    wait_drawn(harness, 5)
+    geom = map_geometry(harness)
+    draw_lasso(harness, geom, [(0.3, 0.3), (0.9, 0.3), (0.9, 0.9), (0.3, 0.9)], shift=True)
+    content, buffers = wait_select(harness, 1)
+    n = len(centres) * per
+    got = buffers[0]["u32"]
+    assert content["n"] == len(got)
+    assert got == sorted(got)
+    # Every point of the blob at (0.6, 0.6), and maybe point 1, pinned on the lasso's corner.
+    blob = {n - i for i in range(3, n, 4)}
+    assert blob <= set(got) <= blob | {n - 1}
+
+
+def test_selection_trait_highlights_points_and_shows_the_count(harness):
+    spec = grid_points()
+    set_points(harness, spec)
+    root = harness.root()
+    geom = map_geometry(harness)
+    i = 7 * 15 + 7  # (0, 0)
+    far = 0  # (-0.9, -0.9)
+    at_i, at_far = to_screen(geom, 0, 0), to_screen(geom, -0.9, -0.9)
+    before_i, before_far = pixel(harness, *at_i), pixel(harness, *at_far)
+
+    harness.page.evaluate(SET_SELECTION_JS, [1, [spec["index"][i], 123456]])
+    count = root.locator(".onthefly-selection-count")
+    expect(count).to_have_text("2 selected (1 on the map)")
+    expect(count).to_have_attribute("data-n", "2")
+    expect(root.locator('button[data-action="clear-selection"]')).to_be_visible()
+    harness.next_frame()
+    harness.page.wait_for_timeout(100)
+    assert pixel(harness, *at_i) != before_i  # drawn in the selection colour
+    assert pixel(harness, *at_far) != before_far  # faded: not selected
+    assert spec["index"][far] != spec["index"][i]
+
+    harness.page.evaluate(SET_SELECTION_JS, [2, []])
+    expect(count).to_be_hidden()
+    harness.page.wait_for_timeout(100)
+    assert pixel(harness, *at_i) == before_i
+    # The echo never travels back to Python.
+    assert select_messages(harness) == []
+
+
+def test_colour_toggle_switches_between_loss_and_cluster(harness):
+    spec = grid_points()
+    set_points(harness, spec)
+    root = harness.root()
+    geom = map_geometry(harness)
+    by_loss, by_cluster = root.locator('[data-color-by="loss"]'), root.locator('[data-color-by="cluster"]')
+    expect(by_loss).to_have_attribute("aria-pressed", "true")
+    expect(root.locator(".onthefly-map-gradient")).to_be_visible()
+    i = 7 * 15 + 4  # (-0.386, 0): in cluster 1
+    assert spec["cluster"][i] == 1
+    at = to_screen(geom, spec["x"][i], spec["y"][i])
+    loss_colour = pixel(harness, *at)
+
+    by_cluster.click()
+    expect(by_cluster).to_have_attribute("aria-pressed", "true")
+    expect(by_loss).to_have_attribute("aria-pressed", "false")
+    expect(root.locator(".onthefly-map")).to_have_attribute("data-color", "cluster")
+    legend = root.locator(".onthefly-map-legend")
+    expect(legend).to_contain_text("0 (")
+    expect(legend).to_contain_text("other (")
+    harness.page.wait_for_timeout(100)
+    cluster_colour = pixel(harness, *at)
+    assert cluster_colour != loss_colour
+    # Cluster 1 is orange (#f28e2b) in the categorical palette: red well above blue.
+    assert cluster_colour[0] > cluster_colour[2] + 60
+
+
+def test_cluster_row_selects_its_points(harness):
+    spec = grid_points()
+    set_points(harness, spec)
+    harness.update("clusters", [{"cluster": 2, "size": 56, "mean_loss": 1.0, "loss_vs_median": 2.0,
+                                 "top_labels": "a", "top_predictions": "b"}])
+    harness.root().locator('tr[data-cluster="2"]').click()
+    content, buffers = wait_select(harness, 1)
+    expected = sorted(spec["index"][i] for i, c in enumerate(spec["cluster"]) if c == 2)
+    assert content == {"type": "select", "n": len(expected)}
+    assert buffers[0]["u32"] == expected
+
+
+def test_two_mounts_of_one_model_stay_in_sync(bare_harness):
+    h = bare_harness
+    page = h.page
+    page.evaluate("() => { window.fakeModel.echo = true; window.mount(); window.mount(); }")
+    spec = grid_points()
+    h.page.evaluate(SET_POINTS_JS, spec)
+    wait_drawn(h, 1, 0)
+    wait_drawn(h, 1, 1)
+    geom1 = map_geometry(h, 1)
+    at = to_screen(geom1, 0, 0)
+    before = pixel(h, *at, slot=1)
+
+    draw_lasso(h, map_geometry(h, 0), LASSO, shift=True)
+    wait_select(h, 1)
+    for i in (0, 1):
+        expect(h.root(i).locator(".onthefly-selection-count")).to_have_text("25 selected")
+    h.page.wait_for_timeout(100)
+    assert pixel(h, *at, slot=1) != before  # the other view highlights the same points
+
+    # Clearing in the second view clears the first.
+    h.root(1).locator('button[data-action="clear-selection"]').click()
+    for i in (0, 1):
+        expect(h.root(i).locator(".onthefly-selection-count")).to_be_hidden()
+    h.assert_no_console_errors()
+
+
+def test_mount_cleanup_cycles_leak_no_webgl_contexts_or_listeners(bare_harness):
+    h = bare_harness
+    page = h.page
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if "WebGL contexts" in m.text else None)
+    baseline = page.evaluate("() => window.globalListeners()")
+    spec = grid_points()
+    page.evaluate(SET_POINTS_JS, spec)
+    for cycle in range(30):
+        page.evaluate("() => window.mount()")
+        wait_drawn(h, 1, 0)  # the only map on the page
+        page.evaluate("(i) => window.mounts[i].cleanup()", cycle)
+        assert page.evaluate("(i) => window.mounts[i].el.childElementCount", cycle) == 0
+    stats = page.evaluate(
+        """() => ({
+          contexts: window.glContexts.length,
+          live: window.glContexts.filter((gl) => !gl.isContextLost()).length,
+          listeners: window.globalListeners(),
+          modelListeners: window.fakeModel.listenerCount(),
+          stray: document.body.querySelectorAll(':scope > :not(#slots):not(script)').length,
+        })"""
+    )
+    assert stats["live"] == 0, stats
+    assert 1 <= stats["contexts"] <= 30, stats
+    assert stats["listeners"] == baseline, stats
+    assert stats["modelListeners"] == 0, stats
+    assert stats["stray"] == 0, stats
+    assert warnings == []
+
+    # Many live views share one context.
+    page.evaluate("() => { for (let i = 0; i < 20; i++) window.mount(); }")
+    for slot in range(20):
+        wait_drawn(h, 1, slot)
+    assert page.evaluate("() => window.glContexts.filter((gl) => !gl.isContextLost()).length") == 1
+    page.evaluate("() => window.mounts.forEach((m) => m.cleanup())")
+    assert page.evaluate("() => window.glContexts.filter((gl) => !gl.isContextLost()).length") == 0
+    h.assert_no_console_errors()
+
+
+def test_map_without_webgl_says_so(browser_context, server_url):
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.add_init_script(
+        "const gc = HTMLCanvasElement.prototype.getContext;"
+        "HTMLCanvasElement.prototype.getContext = function (t, ...a) {"
+        " return /webgl/.test(t) ? null : gc.call(this, t, ...a); };"
+    )
+    page.goto(f"{server_url}/tests/browser/harness.html")
+    page.wait_for_function("() => window.harnessReady === true")
+    h = Harness(page, errors)
+    try:
+        h.page.evaluate(SET_POINTS_JS, grid_points())
+        expect(h.root().locator(".onthefly-map-empty")).to_contain_text("needs WebGL")
+        h.update("run", running_run())  # the rest of the dashboard keeps working
+        expect(h.root().locator(".onthefly-step")).to_have_attribute("data-step", "1234")
+    finally:
+        page.close()
+    h.assert_no_console_errors()
+
+
+# histogram, plans, health, lineage, markers ----------------------------------------------------------
+
+
+HISTOGRAM = {
+    "edges": [0.01 * 10 ** (k / 10) for k in range(41)],
+    "counts": [int(1000 * 2.718 ** (-((k - 14) / 5) ** 2)) + (30 if k > 30 else 0) for k in range(40)],
+    "quantiles": {"p1": 0.02, "p5": 0.04, "p25": 0.12, "p50": 0.25, "p75": 0.5, "p95": 9.0, "p99": 40.0,
+                  "max": 100.0, "mean": 0.9},
+}
+
+
+def test_histogram_marks_median_and_tail_quantiles(harness):
+    root = harness.root()
+    panel = root.locator('[data-panel="histogram"]')
+    expect(panel.locator(".onthefly-hist-empty")).to_have_text("no per-sample losses yet")
+    harness.update("histogram", HISTOGRAM)
+    expect(panel.locator(".onthefly-hist-empty")).to_be_hidden()
+    svg = panel.locator("svg.onthefly-hist-svg")
+    expect(svg.locator("rect.onthefly-hist-bar")).to_have_count(sum(1 for c in HISTOGRAM["counts"] if c > 0))
+    marks = svg.locator("g.onthefly-hist-mark")
+    expect(marks).to_have_count(3)
+    labels = [marks.nth(i).locator("text").text_content() for i in range(3)]
+    assert labels == ["median 0.25", "p95 9", "p99 40"]
+    xs = [float(marks.nth(i).locator("line").get_attribute("x1")) for i in range(3)]
+    assert xs[0] < xs[1] < xs[2]
+    # Log-spaced edges get a log axis: p99 = 40 sits at log-position 0.8 of [0.01, 100].
+    left = float(svg.locator("line.onthefly-axis").first.get_attribute("x1"))
+    right = float(svg.locator("line.onthefly-axis").first.get_attribute("x2"))
+    assert abs((xs[2] - left) / (right - left) - 0.9) < 0.02
+    # Bins at or above p95 are the tail.
+    tail = svg.locator("rect.onthefly-hist-tail")
+    expect(tail).to_have_count(sum(1 for e, c in zip(HISTOGRAM["edges"], HISTOGRAM["counts"]) if e >= 9.0 and c > 0))
+    expect(panel.locator(".onthefly-panel-note")).to_contain_text("mean 0.9")
+    harness.update("histogram", None)
+    expect(panel.locator(".onthefly-hist-empty")).to_be_visible()
+
+
+def plan(pid, status="proposed", **kw) -> dict:
+    p = {"id": pid, "kind": "lower_lr", "title": "Lower the learning rate", "evidence": "p95 rising", "step": 120,
+         "params": {"factor": 0.5}, "param_specs": {"factor": {"label": "factor", "min": 0.01, "max": 1, "step": 0.01}},
+         "status": status, "result": ""}
+    p.update(kw)
+    return p
+
+
+def test_plan_cards_send_decisions(harness):
+    root = harness.root()
+    panel = root.locator('[data-panel="plans"]')
+    expect(panel.locator(".onthefly-empty-state")).to_be_visible()
+    harness.update("plans", [
+        plan("a"),
+        plan(7, kind="validate_now", title="Validate now", params={}, param_specs={}),
+        plan("old", status="executed", result="lr 3e-4 → 1.5e-4"),
+        plan("gone", status="expired", result="superseded"),
+    ])
+    cards = panel.locator("article.onthefly-plan")
+    expect(cards).to_have_count(4)
+    expect(panel.locator(".onthefly-count-badge")).to_have_text("2")
+    # Proposed first, then the decided ones newest first: greyed, with their result and no buttons.
+    statuses = [cards.nth(i).get_attribute("data-status") for i in range(4)]
+    assert statuses == ["proposed", "proposed", "expired", "executed"]
+    expect(cards.nth(3)).to_have_class("onthefly-plan onthefly-plan-decided")
+    expect(cards.nth(3)).to_contain_text("lr 3e-4 → 1.5e-4")
+    expect(cards.nth(2).locator(".onthefly-badge")).to_have_text("expired")
+    expect(cards.nth(2).locator("button")).to_have_count(0)
+    expect(cards.nth(3).locator("button")).to_have_count(0)
+
+    factor = panel.locator('article[data-plan-id="a"] input[data-param="factor"]')
+    expect(factor).to_have_value("0.5")
+    approve = panel.locator('button[data-plan-id="a"][data-decision="approve"]')
+    # Out of range: flagged, Approve disabled, nothing sent.
+    factor.fill("5")
+    expect(factor).to_have_attribute("aria-invalid", "true")
+    expect(approve).to_be_disabled()
+    expect(panel.locator('article[data-plan-id="a"] .onthefly-param-error')).to_have_text("at most 1")
+    # Typing survives an update of the plans trait while the plan is still proposed.
+    factor.fill("0.25")
+    harness.update("plans", [plan("a"), plan(7, kind="validate_now", title="Validate now", params={}, param_specs={},
+                                              evidence="newer")])
+    expect(factor).to_have_value("0.25")
+    approve.click()
+    assert harness.sent()[-1] == {"type": "plan", "id": "a", "decision": "approve", "params": {"factor": 0.25}}
+    expect(approve).to_be_disabled()  # pending until Python answers
+
+    panel.locator('button[data-plan-id="7"][data-decision="reject"]').click()
+    assert harness.sent()[-1] == {"type": "plan", "id": 7, "decision": "reject"}
+    assert len([m for m in harness.sent() if m["type"] == "plan"]) == 2
+
+    harness.update("plans", [plan("a", status="approved"), plan(7, status="rejected", params={}, param_specs={})])
+    expect(panel.locator("button[data-decision]")).to_have_count(0)
+    expect(panel.locator(".onthefly-count-badge")).to_be_hidden()
+
+
+def test_health_panel_renders_pass_warn_fail(harness):
+    panel = harness.root().locator('[data-panel="health"]')
+    expect(panel.locator(".onthefly-empty-state")).to_have_text("no health check yet")
+    harness.update("health", {"step": 900, "time": 1_700_000_000, "results": [
+        {"check": "loss_finite", "status": "pass", "evidence": "0 NaN", "explanation": "all finite"},
+        {"check": "grad_spikes", "status": "warn", "evidence": "p99 = 10× median", "explanation": "clip gradients"},
+        {"check": "label_noise", "status": "fail", "evidence": "cluster 3", "explanation": "check labels"},
+    ]})
+    items = panel.locator("li.onthefly-health-item")
+    expect(items).to_have_count(3)
+    assert [items.nth(i).get_attribute("data-status") for i in range(3)] == ["fail", "warn", "pass"]
+    expect(items.nth(0).locator(".onthefly-badge")).to_have_text("fail")
+    expect(items.nth(0)).to_contain_text("label noise")
+    expect(items.nth(0)).to_contain_text("cluster 3")
+    expect(items.nth(0)).to_contain_text("check labels")
+    expect(panel).to_have_attribute("data-worst", "fail")
+    expect(panel.locator(".onthefly-panel-note")).to_contain_text("step 900")
+    colours = [items.nth(i).locator(".onthefly-badge").evaluate("b => getComputedStyle(b).backgroundColor")
+               for i in range(3)]
+    assert len(set(colours)) == 3
+    harness.update("health", None)
+    expect(panel.locator(".onthefly-empty-state")).to_be_visible()
+
+
+def test_lineage_tree(harness):
+    panel = harness.root().locator('[data-panel="lineage"]')
+    root_node = {"id": "r", "parent": None, "kind": "run", "label": "main", "step": 0, "state": "running"}
+    harness.update("lineage", [root_node])
+    expect(panel.locator("li.onthefly-tree-node")).to_have_count(1)
+    harness.update("lineage", [
+        root_node,
+        {"id": "f", "parent": "r", "kind": "fork", "label": "lr half", "step": 50, "state": "paused"},
+        {"id": "m", "parent": "f", "kind": "merge", "label": "merged", "step": 90, "state": "finished"},
+    ])
+    expect(panel.locator('li[data-id="r"] li[data-id="f"] li[data-id="m"]')).to_have_count(1)
+    expect(panel.locator('li[data-id="f"] > .onthefly-tree-row')).to_contain_text("lr half")
+    expect(panel.locator('li[data-id="f"] > .onthefly-tree-row')).to_contain_text("step 50")
+
+
+def test_markers_for_plans_forks_merges_and_health(harness):
+    harness.set_curve(curve_rows(50))
+    kinds = ["plan_executed", "fork", "merge", "health", "test", "started", "rejected_message"]
+    harness.update("events", [{"seq": i, "time": 1_700_000_000 + i, "step": 50 + 40 * i, "kind": k}
+                              for i, k in enumerate(kinds)])
+    markers = harness.root().locator("svg.onthefly-svg g.onthefly-marker")
+    expect(markers).to_have_count(5)
+    assert [markers.nth(i).get_attribute("data-kind") for i in range(5)] == kinds[:5]
+    colours = {markers.nth(i).locator(".onthefly-marker-dot").evaluate("c => getComputedStyle(c).fill")
+               for i in range(4)}
+    assert len(colours) >= 3
+
+
+# theme and screenshots ------------------------------------------------------------------------------------
+
+DARK_VARS = (
+    "--jp-layout-color0: #111111; --jp-layout-color1: #212121; --jp-layout-color2: #424242;"
+    "--jp-ui-font-color1: rgba(255, 255, 255, 0.87); --jp-ui-font-color2: rgba(255, 255, 255, 0.54);"
+    "--jp-ui-font-color3: rgba(255, 255, 255, 0.38); --jp-border-color1: #616161; --jp-border-color2: #424242;"
+    "--jp-brand-color1: #42a5f5;"
+)
+VSCODE_DARK_VARS = (
+    "--vscode-editor-background: #1e1e1e; --vscode-foreground: #cccccc;"
+    "--vscode-descriptionForeground: rgba(204, 204, 204, 0.7); --vscode-disabledForeground: rgba(204, 204, 204, 0.5);"
+    "--vscode-panel-border: rgba(128, 128, 128, 0.35);"
+)
+
+
+def luminance(rgb: list[int]) -> float:
+    return (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255
+
+
+def css_rgb(h: Harness, selector: str, prop: str, slot: int) -> list[int]:
+    text = h.page.evaluate(
+        "([sel, prop, slot]) =>"
+        " getComputedStyle(document.querySelectorAll('.harness-slot')[slot].querySelector(sel))[prop]",
+        [selector, prop, slot],
+    )
+    return [int(float(v)) for v in text[text.index("(") + 1:text.index(")")].replace("/", ",").split(",")[:3]]
+
+
+def screen_pixel(h: Harness, x: float, y: float) -> list[int]:
+    """The composited colour on screen (page background, CSS and WebGL canvas together)."""
+    png = h.page.screenshot(clip={"x": int(x), "y": int(y), "width": 1, "height": 1})
+    pos, data, channels = 8, b"", 3
+    while pos < len(png):
+        length = struct.unpack(">I", png[pos:pos + 4])[0]
+        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            channels = {2: 3, 6: 4}[body[9]]
+        elif kind == b"IDAT":
+            data += body
+        pos += 12 + length
+    row = zlib.decompress(data)
+    return list(row[1:1 + channels][:3])  # one pixel: every PNG filter leaves it as is
+
+
+CENTRE = 7 * 15 + 7  # grid point (0, 0): not clustered
+
+
+def test_theme_follows_jupyterlab_then_vscode_variables(bare_harness):
+    h = bare_harness
+    h.page.evaluate(
+        "([dark, vscode]) => { window.mount(); window.mount(undefined, dark); window.mount(undefined, vscode); }",
+        [DARK_VARS, VSCODE_DARK_VARS],
+    )
+    spec = grid_points()
+    assert spec["cluster"][CENTRE] == 65535
+    h.page.evaluate(SET_POINTS_JS, spec)
+    for slot in range(3):
+        wait_drawn(h, 1, slot)
+    light, dark, vscode = (css_rgb(h, ".onthefly-panel", "backgroundColor", i) for i in range(3))
+    assert light == [255, 255, 255]
+    assert dark == [33, 33, 33]
+    assert vscode == [30, 30, 30]
+    assert luminance(css_rgb(h, ".onthefly-title", "color", 0)) < 0.5
+    assert luminance(css_rgb(h, ".onthefly-title", "color", 1)) > 0.5
+    assert luminance(css_rgb(h, ".onthefly-title", "color", 2)) > 0.5
+    # The WebGL map sits on the panel colour, and its theme-dependent point colour (the
+    # grey of samples outside the clusters) is light on light and dark on dark.
+    greys = []
+    for slot, bg in enumerate([light, dark, vscode]):
+        h.root(slot).locator('[data-color-by="cluster"]').click()
+        geom = map_geometry(h, slot)
+        h.page.mouse.move(0, 0)
+        h.page.wait_for_timeout(150)
+        assert screen_pixel(h, geom[0] + 3, geom[1] + 3) == bg
+        greys.append(screen_pixel(h, *to_screen(geom, 0, 0)))
+        assert greys[-1] != bg
+    assert luminance(greys[0]) > luminance(greys[1]) + 0.1
+    assert luminance(greys[0]) > luminance(greys[2]) + 0.1
+
+
+def test_theme_switch_repaints_the_map(browser_context, server_url):
+    h = _open(browser_context, server_url, "?theme=light")
+    try:
+        set_points(h, grid_points())
+        h.root().locator('[data-color-by="cluster"]').click()
+        geom = map_geometry(h)
+        h.page.wait_for_timeout(150)
+        assert screen_pixel(h, geom[0] + 3, geom[1] + 3) == [255, 255, 255]
+        grey_light = screen_pixel(h, *to_screen(geom, 0, 0))
+        h.page.evaluate("() => window.setTheme('dark')")  # what JupyterLab does: body[data-jp-theme-light]
+        expect(h.root().locator(".onthefly-panel").first).to_have_css("background-color", "rgb(33, 33, 33)")
+        h.page.wait_for_timeout(200)
+        assert screen_pixel(h, geom[0] + 3, geom[1] + 3) == [33, 33, 33]
+        grey_dark = screen_pixel(h, *to_screen(geom, 0, 0))
+        assert luminance(grey_light) > luminance(grey_dark) + 0.1
+    finally:
+        h.page.close()
+    h.assert_no_console_errors()
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_screenshot_of_the_demo_dashboard(browser_context, server_url, theme):
+    h = _open(browser_context, server_url, f"?demo&theme={theme}")
+    try:
+        h.page.set_viewport_size({"width": 1200, "height": 900})
+        wait_drawn(h, 3)
+        root = h.root()
+        expect(root.locator('[data-panel="plans"] button[data-decision="approve"]')).to_be_visible()
+        expect(root.locator("g.onthefly-hist-mark")).to_have_count(3)
+        assert painted_pixels(h) > 5000
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = "dashboard.png" if theme == "light" else "dashboard-dark.png"
+        h.page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    finally:
+        h.page.close()
+    h.assert_no_console_errors()

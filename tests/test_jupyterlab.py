@@ -1,14 +1,14 @@
-"""End to end: the quickstart notebook in a real JupyterLab, driven by Debian's Chromium.
+"""End to end: the quickstart notebook in a real JupyterLab and Notebook 7, driven by Debian's Chromium.
 
-The dashboard's buttons must steer the training thread in the kernel, which is checked
-from the Python side by a second client connected to the same kernel. Run with
-``pytest -m e2e tests/test_jupyterlab.py``; it takes about a minute.
+The dashboard's map selection, plan cards and buttons must reach the training thread in the
+kernel, which is checked from the Python side by a second client connected to the same kernel.
+Run with ``pytest -m e2e tests/test_jupyterlab.py``; it takes about two minutes.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from jupyter_helpers import (
     CHROMIUM_ARGS,
     QUICKSTART,
     ROOT,
+    WEBGL_ARGS,
     LabServer,
     lab_server,
     run_in_kernel,
@@ -35,7 +36,6 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 jupyter_client = pytest.importorskip("jupyter_client", reason="jupyter_client is not installed")
 
-NOTEBOOK = "quickstart.ipynb"
 APP_LOAD_MS = 90_000
 STATE_MS = 60_000
 PROBE = """
@@ -50,8 +50,8 @@ del _a, _b
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """One server for both front ends: it serves JupyterLab and Notebook 7."""
     with lab_server(tmp_path_factory.mktemp("jupyterlab")) as server:
-        shutil.copy(QUICKSTART, server.root_dir / NOTEBOOK)
         yield server
 
 
@@ -62,7 +62,7 @@ def page(tmp_path: Path) -> Iterator[sync_api.Page]:
             user_data_dir=str(tmp_path / "chromium-profile"),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=CHROMIUM_ARGS + WEBGL_ARGS,
             viewport={"width": 1400, "height": 1000},
         )
         try:
@@ -105,56 +105,124 @@ def probe(kc: jupyter_client.BlockingKernelClient) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_dashboard_buttons_steer_the_kernel_session(lab: LabServer, page: sync_api.Page, tmp_path: Path) -> None:
-    shot = tmp_path / "dashboard-running.png"
-    where = f"(server log: {lab.log_path}; screenshot: {shot})"
+APPS = {
+    # app: (URL path prefix, notebook copy)
+    "jupyterlab": ("lab/tree", "quickstart-lab.ipynb"),
+    "notebook7": ("notebooks", "quickstart-nb7.ipynb"),
+}
+ARTIFACTS = ROOT / "tests" / "artifacts"
+SPIKE = """
+session.pause()
+for group in session.optimizer.param_groups:
+    group["lr"] = 0.5   # a wild learning rate: the next steps spike
+session.step(4)
+print(json.dumps([p["id"] for p in session.plans if p["kind"] == "lower_lr" and p["status"] == "proposed"]))
+"""
+CAPTURE_SELECTIONS = """() => {
+    window.ontheflySelections = [];
+    document.addEventListener("onthefly-select", (e) => window.ontheflySelections.push(e.detail.indices));
+}"""
 
-    page.goto(lab.lab_url(NOTEBOOK), timeout=APP_LOAD_MS)
+
+def open_and_run_all(page: sync_api.Page, lab: LabServer, app: str) -> str:
+    prefix, name = APPS[app]
+    source = QUICKSTART.read_text()
+    assert "max_epochs=40," in source
+    # the demo's run ends in about a minute; this one must outlast the test
+    (lab.root_dir / name).write_text(source.replace("max_epochs=40,", "max_epochs=400,"))
+    page.goto(f"{lab.url}/{prefix}/{name}?token={lab.token}", timeout=APP_LOAD_MS)
     page.wait_for_selector(".jp-Notebook", timeout=APP_LOAD_MS)
-    page.wait_for_function(kernel_idle_js(NOTEBOOK), timeout=APP_LOAD_MS)
-
-    # Run → Run All Cells, through JupyterLab's command registry (the menu item's command)
+    page.wait_for_function(kernel_idle_js(name), timeout=APP_LOAD_MS)
+    # Run → Run All Cells, through the app's command registry (the menu item's command)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-
     # every cell ran: the last one is `%onthefly status`, and the kernel is free again,
     # so the dashboard's comm messages are handled at once
     last_output = page.locator(".jp-Notebook .jp-Cell").last.locator(".jp-OutputArea-output")
     sync_api.expect(last_output).to_contain_text("mnist-demo/baseline", timeout=STATE_MS)
-    page.wait_for_function(kernel_idle_js(NOTEBOOK), timeout=STATE_MS)
+    page.wait_for_function(kernel_idle_js(name), timeout=STATE_MS)
+    return name
+
+
+def lasso(page: sync_api.Page, canvas: sync_api.Locator) -> None:
+    """Drag a closed loop around the middle of the map."""
+    box = canvas.bounding_box()
+    assert box is not None, "the sample map has no size"
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.3
+    loop = [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in (2 * math.pi * i / 32 for i in range(33))]
+    page.mouse.move(*loop[0])
+    page.mouse.down()
+    for x, y in loop[1:]:
+        page.mouse.move(x, y, steps=2)
+    page.mouse.up()
+
+
+@pytest.mark.parametrize("app", list(APPS))
+def test_dashboard_steers_the_kernel_session(lab: LabServer, page: sync_api.Page, tmp_path: Path, app: str) -> None:
+    """Train; lasso points on the sample map and find them in session.selection; approve an
+    edited plan card and see the engine act on it; Pause and Resume; save a screenshot."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"{app}-dashboard.png"
+    where = f"(server log: {lab.log_path}; screenshot: {shot})"
+    name = open_and_run_all(page, lab, app)
 
     root = page.locator(".onthefly-root")
     sync_api.expect(root).to_have_count(1, timeout=STATE_MS)
     status = root.locator(".onthefly-status")
     sync_api.expect(status).to_have_attribute("data-state", "running", timeout=STATE_MS)
-    root.scroll_into_view_if_needed()
-    page.screenshot(path=str(shot), full_page=False)
 
     kc = None
     try:
-        # Pause in the browser; the trainer pauses at the next step boundary
-        root.locator('button[data-command="pause"]').click()
-        sync_api.expect(status).to_have_attribute("data-state", "paused", timeout=STATE_MS)
-
-        kc = connect_kernel(lab, NOTEBOOK)
+        kc = connect_kernel(lab, name)
         seen = probe(kc)
         lab.kernel_pids.add(seen["pid"])
-        assert seen["status"] == ["paused", "paused"], f"kernel session not paused: {seen} {where}"
-        assert seen["step"][0] == seen["step"][1] > 0, f"steps moved while paused: {seen} {where}"
+
+        # the notebook clustered the hard samples: the map is drawn
+        sample_map = root.locator(".onthefly-map")
+        sync_api.expect(sample_map).to_have_attribute("data-drawn-version", "1", timeout=STATE_MS)
+        root.locator('[data-panel="map"]').scroll_into_view_if_needed()
+        page.evaluate(CAPTURE_SELECTIONS)
+        root.locator('button[data-action="lasso"]').click()
+        lasso(page, root.locator(".onthefly-map-canvas"))
+        page.wait_for_function("() => (window.ontheflySelections || []).some((s) => s.length > 0)", timeout=STATE_MS)
+        sent = [s for s in page.evaluate("() => window.ontheflySelections") if s][-1]
+        selected = json.loads(run_in_kernel(kc, "print(json.dumps(session.selection.tolist()))"))
+        assert selected == sorted(sent) and selected, f"browser sent {len(sent)} indices, Python has {len(selected)}"
+        sync_api.expect(root.locator(".onthefly-selection-count")).to_contain_text(f"{len(selected):,} selected")
+        rows = json.loads(run_in_kernel(kc, "print(json.dumps(session.slice(session.selection)['index'].tolist()))"))
+        assert rows == selected
+
+        # a loss spike proposes a lower learning rate; edit the factor and approve it in the browser
+        plan_ids = json.loads(run_in_kernel(kc, SPIKE, timeout=60).strip().splitlines()[-1])
+        assert plan_ids, f"no lower-LR plan after the spike {where}"
+        approve = root.locator(f'button[data-plan-id="{plan_ids[0]}"][data-decision="approve"]')
+        card = root.locator("article.onthefly-plan", has=approve)
+        card.scroll_into_view_if_needed()
+        card.locator(".onthefly-param-input").fill("0.02")
+        page.screenshot(path=str(shot), full_page=False)
+        approve.click()
+        sync_api.expect(card.locator(".onthefly-badge")).to_have_text("executed", timeout=STATE_MS)
+        engine = json.loads(run_in_kernel(kc, "print(json.dumps([session.optimizer.param_groups[0]['lr'], "
+                                              "[e['kind'] for e in session.events][-6:]]))"))
+        assert engine[0] == pytest.approx(0.01), f"learning rate after the approved plan: {engine}"
+        assert "plan_executed" in engine[1] and "lr_changed" in engine[1], engine
+
+        # Resume and Pause in the browser steer the training thread
+        sync_api.expect(status).to_have_attribute("data-state", "paused", timeout=STATE_MS)
+        root.locator('button[data-command="resume"]').click()
+        sync_api.expect(status).to_have_attribute("data-state", "running", timeout=STATE_MS)
+        assert probe(kc)["status"][0] == "running"
+        root.locator('button[data-command="pause"]').click()
+        sync_api.expect(status).to_have_attribute("data-state", "paused", timeout=STATE_MS)
+        seen = probe(kc)
+        assert seen["status"] == ["paused", "paused"] and seen["step"][0] == seen["step"][1] > 0, seen
         sync_api.expect(root.locator(".onthefly-step")).to_have_attribute(
             "data-step", str(seen["step"][0]), timeout=10_000)
 
-        # Resume in the browser
-        root.locator('button[data-command="resume"]').click()
-        sync_api.expect(status).to_have_attribute("data-state", "running", timeout=STATE_MS)
-        seen = probe(kc)
-        assert seen["status"][0] == "running", f"kernel session not running after Resume: {seen} {where}"
-
         # Stop from Python; the dashboard follows
-        run_in_kernel(kc, "session.stop(); print(session.status)", timeout=60)
+        run_in_kernel(kc, "session.stop()", timeout=60)
         sync_api.expect(status).to_have_attribute("data-state", "stopped", timeout=STATE_MS)
-        assert run_in_kernel(kc, "print(session.status)").strip() == "stopped"
     except Exception as exc:
-        page.screenshot(path=str(tmp_path / "failure.png"))
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         raise AssertionError(f"{exc}\n{where}; failure screenshot: {tmp_path / 'failure.png'}\n"
                              f"--- server log tail:\n{lab.log_tail(2000)}") from exc
     finally:

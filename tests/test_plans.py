@@ -42,15 +42,54 @@ def test_a_spike_proposes_one_lower_lr_card_per_spike():
     history.extend(history_rows([1.0] * (SPIKE_WINDOW + 5)))
     watch.observe(55)
     assert rec.book.all() == []
-    history.extend(history_rows([1.1, 4.0, 1.0], start=55))  # a spike in the middle of one flush
+    history.extend(history_rows([1.1, 4.0, 1.0], start=55))  # one noisy batch is not a spike
     watch.observe(58)
+    assert rec.book.all() == []
+    history.extend(history_rows([1.1, 4.0], start=58))  # two steps in a row, across two flushes
+    watch.observe(60)
+    history.extend(history_rows([5.0, 1.0], start=60))
+    watch.observe(62)
     plans = rec.book.all()
     assert [p["kind"] for p in plans] == ["lower_lr"]
-    assert "step 56" in plans[0]["evidence"] and "4.0x" in plans[0]["evidence"]
+    assert "step 60" in plans[0]["evidence"] and "5.0x" in plans[0]["evidence"]
     assert plans[0]["params"] == {"factor": 0.5}
-    history.extend(history_rows([9.0], start=58))  # another spike while the card is open
-    watch.observe(59)
+    history.extend(history_rows([90.0], start=62))  # another spike while the card is open
+    watch.observe(63)
     assert len(rec.book.all()) == 1
+
+
+def test_one_wild_step_is_a_spike_by_itself():
+    rec, history = Book(), StepHistory()
+    watch = PlanWatch(rec.book, history, can_validate=False)
+    history.extend(history_rows([1.0] * 60))
+    watch.observe(60)
+    history.extend(history_rows([12.0, 1.0], start=60))
+    watch.observe(62)
+    assert [p["kind"] for p in rec.book.all()] == ["lower_lr"]
+
+
+def test_batch_noise_at_a_low_loss_is_not_a_spike():
+    """Ten runs of 400 steps of heavy-tailed batch means (lone batches above 3x the median): no card."""
+    lone_outliers = 0
+    for seed in range(10):
+        rec, history = Book(), StepHistory()
+        watch = PlanWatch(rec.book, history, can_validate=False)
+        noisy = np.random.default_rng(seed).lognormal(np.log(0.03), 0.4, 400)  # means of 64 heavy-tailed losses
+        for start in range(0, 400, 20):
+            history.extend(history_rows(list(noisy[start:start + 20]), start=start))
+            watch.observe(start + 20)
+        lone_outliers += int((noisy > 3 * np.median(noisy)).sum())
+        assert rec.book.all() == [], f"seed {seed}"
+    assert lone_outliers >= 5, "the test needs batches above 3x the median"
+
+
+def test_a_converged_loss_proposes_no_validation():
+    rec, history = Book(), StepHistory()
+    watch = PlanWatch(rec.book, history, can_validate=True)
+    history.extend(history_rows([1.0] * 10 + [1e-5] * 60 + [1e-7] * 60))
+    watch.validated(70)
+    watch.observe(130)
+    assert [p["kind"] for p in rec.book.all()] == []
 
 
 def test_progress_proposes_validation_which_a_validation_makes_moot():

@@ -1,0 +1,117 @@
+// The training controls: pause, resume, stop, run n steps, validate, test, health check.
+// Buttons keep their `data-command` attribute; each click sends one `command` message.
+
+import { h, icon } from "./dom";
+import type { Command, CommandName, RunState } from "./types";
+
+const ICONS: Record<CommandName, string> = {
+  pause: "M3 2h3v10H3zM8 2h3v10H8z",
+  resume: "M3 1.5v11l9-5.5z",
+  stop: "M2.5 2.5h9v9h-9z",
+  step: "M2 1.5v11l7-5.5zM10 2h2v10h-2z",
+  validate: "M5.5 10.2 2.3 7l-1.1 1.1 4.3 4.3 7.3-7.3-1.1-1.1z",
+  test: "M5 1.5h4v1H8.5v3.2l3.3 5.6c.4.7-.1 1.7-1 1.7H3.2c-.9 0-1.4-1-1-1.7l3.3-5.6V2.5H5zm1.5 1v3.5L5 8.5h4L7.5 6V2.5z",
+  health: "M7 12.5 1.9 7.6C.4 6.1.6 3.6 2.4 2.5c1.4-.9 3.2-.6 4.3.6L7 3.4l.3-.3c1.1-1.2 2.9-1.5 4.3-.6 1.8 1.1 2 3.6.5 5.1z",
+};
+
+const BUTTONS: ReadonlyArray<[CommandName, string, string]> = [
+  ["pause", "Pause", "Pause training after the current step"],
+  ["resume", "Resume", "Resume training"],
+  ["stop", "Stop", "Stop training"],
+  ["step", "Step", "Run this many steps, then pause"],
+  ["validate", "Validate", "Evaluate on the validation set now"],
+  ["test", "Test", "Evaluate on the test set now"],
+  ["health", "Health check", "Check the run for common training problems now"],
+];
+
+/** Which commands make sense in a run state. */
+export function enabledCommands(state: RunState): Record<CommandName, boolean> {
+  const active = state === "running" || state === "paused";
+  return {
+    pause: state === "running",
+    resume: state === "paused",
+    stop: active,
+    step: active,
+    validate: active,
+    test: active,
+    health: active,
+  };
+}
+
+export class Controls {
+  readonly el: HTMLElement;
+  private readonly buttons = new Map<CommandName, HTMLButtonElement>();
+  private readonly stepN: HTMLInputElement;
+
+  constructor(doc: Document, send: (cmd: Command) => void, signal: AbortSignal) {
+    const button = (cmd: CommandName, label: string, tip: string) => {
+      const b = h(
+        doc,
+        "button",
+        { type: "button", class: "onthefly-btn", "data-command": cmd, "aria-label": label, title: tip, disabled: true },
+        icon(doc, ICONS[cmd]),
+        h(doc, "span", { class: "onthefly-btn-label" }, label),
+      );
+      this.buttons.set(cmd, b);
+      return b;
+    };
+    this.stepN = h(doc, "input", {
+      type: "number",
+      class: "onthefly-step-n",
+      value: 10,
+      min: 1,
+      step: 1,
+      inputmode: "numeric",
+      "aria-label": "Number of steps",
+      title: "number of steps",
+      disabled: true,
+    });
+    const [pause, resume, stop, step, validate, test, health] = BUTTONS.map(([c, l, t]) => button(c, l, t));
+    this.el = h(
+      doc,
+      "div",
+      { class: "onthefly-controls", role: "toolbar", "aria-label": "Training controls" },
+      h(doc, "span", { class: "onthefly-btn-group" }, pause!, resume!, stop!),
+      h(doc, "span", { class: "onthefly-step-group" }, this.stepN, step!),
+      h(doc, "span", { class: "onthefly-btn-group" }, validate!, test!, health!),
+    );
+
+    const sendStep = () => {
+      const n = Math.floor(Number(this.stepN.value));
+      if (!Number.isFinite(n) || n < 1) {
+        this.stepN.setAttribute("aria-invalid", "true");
+        return;
+      }
+      this.stepN.removeAttribute("aria-invalid");
+      send({ type: "command", name: "step", n });
+    };
+    for (const [cmd, b] of this.buttons) {
+      b.addEventListener(
+        "click",
+        () => {
+          if (b.disabled) return;
+          if (cmd === "step") sendStep();
+          else send({ type: "command", name: cmd });
+        },
+        { signal },
+      );
+    }
+    this.stepN.addEventListener("input", () => this.stepN.removeAttribute("aria-invalid"), { signal });
+    this.stepN.addEventListener(
+      "keydown",
+      (ev) => {
+        if (ev.key === "Enter" && !this.buttons.get("step")!.disabled) {
+          ev.preventDefault();
+          sendStep();
+        }
+      },
+      { signal },
+    );
+  }
+
+  render(state: RunState): void {
+    const enabled = enabledCommands(state);
+    for (const [cmd, b] of this.buttons) b.disabled = !enabled[cmd];
+    this.stepN.disabled = !enabled.step;
+  }
+}

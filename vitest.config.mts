@@ -1,0 +1,10 @@
+// Unit tests of the front end's pure modules (decoders, normalisers, formatters,
+// colour scales, selection encoding). Run with `npm test`.
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["js/test/**/*.test.ts"],
+    environment: "node",
+  },
+});
