@@ -37,7 +37,8 @@ export type { DashboardModel } from "./types";
 
 const CHART_HEIGHT = 220;
 const HIST_HEIGHT = 260;
-const MARKER_KINDS = new Set(["paused", "resumed", "validation", "test", "plan_executed", "fork", "merge", "health"]);
+// validations are not markers: the validation loss series already shows each one
+const MARKER_KINDS = new Set(["paused", "resumed", "test", "plan_executed", "fork", "merge", "health"]);
 
 /** Fired on the mount element with `detail.indices` each time a selection is sent to Python. */
 export const SELECT_EVENT = "onthefly-select";

@@ -85,7 +85,7 @@ export class PlansPanel {
       let card = this.cards.get(key);
       const sig = signature(plan);
       if (!card) {
-        card = { el: h(this.doc, "article", { class: "onthefly-plan" }), signature: "", edits: new Map(), pendingTimer: 0 };
+        card = { el: h(this.doc, "article", { class: "onthefly-plan", "data-plan-id": key }), signature: "", edits: new Map(), pendingTimer: 0 };
         this.cards.set(key, card);
       }
       if (card.signature !== sig) {

@@ -118,7 +118,7 @@ class Session:
         self.clustering: Clustering | None = None
         self._clustering_job: Future | None = None
         self._recluster_seconds = recluster_seconds
-        self._last_clustered = time.monotonic()
+        self._last_clustered = -math.inf  # the first epoch's end clusters, then every recluster_seconds
         self._plans = PlanBook(self._log.append, self._controller.submit, lambda: self.global_step)
         self._plans.register("lower_lr", lambda plan: self._scale_lr(plan.params["factor"]))
         self._plans.register("validate_now", lambda _plan: _describe(self._evaluate("validation")))

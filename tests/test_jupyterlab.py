@@ -194,8 +194,8 @@ def test_dashboard_steers_the_kernel_session(lab: LabServer, page: sync_api.Page
         # a loss spike proposes a lower learning rate; edit the factor and approve it in the browser
         plan_ids = json.loads(run_in_kernel(kc, SPIKE, timeout=60).strip().splitlines()[-1])
         assert plan_ids, f"no lower-LR plan after the spike {where}"
-        approve = root.locator(f'button[data-plan-id="{plan_ids[0]}"][data-decision="approve"]')
-        card = root.locator("article.onthefly-plan", has=approve)
+        card = root.locator(f'article.onthefly-plan[data-plan-id="{plan_ids[0]}"]')
+        approve = card.locator('button[data-decision="approve"]')
         card.scroll_into_view_if_needed()
         card.locator(".onthefly-param-input").fill("0.02")
         page.screenshot(path=str(shot), full_page=False)
