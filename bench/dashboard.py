@@ -12,6 +12,8 @@ Loads tests/browser/harness.html (the bundle with a fake model; build it first w
   page takes them, where updates between two frames coalesce into one render.
 
 WebGL runs on SwiftShader (the CPU), so the map figures are an upper bound for a real GPU.
+Then ``bench/payload.py`` measures the kernel side: bytes per update and updates per second
+while a run with a 10,000,000-sample store trains.
 
     .venv/bin/python bench/dashboard.py [--points 1000000] [--seconds 5]
 """
@@ -33,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+import payload  # noqa: E402  (bench/payload.py)
 from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, WEBGL_ARGS  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
@@ -151,6 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--samples", type=int, default=10_000_000, help="store size for the payload measurement")
     args = parser.parse_args()
     if not (ROOT / "onthefly_nb" / "static" / "widget.js").exists():
         sys.exit("onthefly_nb/static/widget.js is missing: run `npm run build` first")
@@ -173,6 +177,8 @@ def main() -> None:
             print(f"updates ({mode}): {r['updates']:.1f} pushed/s, {r['renders']:.1f} rendered/s, "
                   f"{r['frames']:.1f} frames/s (run + 1,000-row curve + 60-bin histogram each, "
                   f"{args.points:,} points on the map)")
+    # what the kernel sends: bytes per update while a run with a 10M-sample store trains
+    payload.report(payload.measure(args.samples, args.seconds))
 
 
 if __name__ == "__main__":
