@@ -16,7 +16,8 @@ from .control import Controller
 from .losses import SampleLoss, reduce_to_samples
 from .recorder import Recorder
 
-FLUSH_SECONDS = 0.1
+LIVE_FLUSH_SECONDS = 0.1  # while a dashboard shows the run: fresh data for every update
+QUIET_FLUSH_SECONDS = 0.5  # otherwise: fewer, larger flushes (each has a fixed cost)
 
 
 @dataclass
@@ -54,7 +55,8 @@ class TrainingLoop:
         self.samples_per_sec: float | None = None
         self._clock = time.monotonic()
         self._clock_samples = 0
-        self._next_flush = self._clock + FLUSH_SECONDS
+        self.flush_seconds = QUIET_FLUSH_SECONDS
+        self._next_flush = self._clock + self.flush_seconds
 
     def run(self) -> None:
         """Train until the schedule ends or a stop is asked for; exceptions propagate."""
@@ -114,7 +116,7 @@ class TrainingLoop:
             rate = self._clock_samples / elapsed
             self.samples_per_sec = rate if self.samples_per_sec is None else 0.7 * self.samples_per_sec + 0.3 * rate
             self._clock, self._clock_samples = now, 0
-        self._next_flush = now + FLUSH_SECONDS
+        self._next_flush = now + self.flush_seconds
         self.on_flush()
 
     def restart_clock(self) -> None:

@@ -3,8 +3,9 @@
 The hot path only appends detached tensors to a list. Small outputs (logits of shape
 [N, C], regression vectors) are kept as they are and processed together at the next
 ``flush``: one unreduced-loss call, one margin computation and one host copy for all the
-steps since the last flush (about a tenth of a second). Larger outputs are reduced to
-their per-sample columns right away, so the memory kept between flushes stays bounded.
+steps since the last flush (a tenth of a second while a dashboard shows the run, else half a
+second). Larger outputs are reduced to their per-sample columns right away, so the memory
+kept between flushes stays bounded.
 """
 
 from __future__ import annotations

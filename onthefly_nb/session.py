@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from .batches import Unpack, check_loader, default_unpack
 from .clusters import Clustering, cluster
 from .control import TERMINAL, Controller, RunState, run_into
-from .engine import Schedule, TrainingLoop
+from .engine import LIVE_FLUSH_SECONDS, Schedule, TrainingLoop
 from .errors import ConfigurationError
 from .evaluation import evaluate
 from .events import EventLog
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .widget import Dashboard
 
 DEFAULT_WAIT = 60.0
+FIRST_CLUSTER_SECONDS = 5.0
 
 
 class Session:
@@ -118,7 +119,8 @@ class Session:
         self.clustering: Clustering | None = None
         self._clustering_job: Future | None = None
         self._recluster_seconds = recluster_seconds
-        self._last_clustered = -math.inf  # the first epoch's end clusters, then every recluster_seconds
+        # the first epoch's end at least FIRST_CLUSTER_SECONDS in clusters, then every recluster_seconds
+        self._last_clustered = time.monotonic() - (recluster_seconds or 0.0) + FIRST_CLUSTER_SECONDS
         self._plans = PlanBook(self._log.append, self._controller.submit, lambda: self.global_step)
         self._plans.register("lower_lr", lambda plan: self._scale_lr(plan.params["factor"]))
         self._plans.register("validate_now", lambda _plan: _describe(self._evaluate("validation")))
@@ -496,6 +498,7 @@ class Session:
             from .widget import Dashboard
 
             self._dashboard = Dashboard(self)
+            self._loop.flush_seconds = LIVE_FLUSH_SECONDS
         return self._dashboard
 
     def snapshot(self, max_rows: int = 1000) -> dict[str, Any]:
