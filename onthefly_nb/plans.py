@@ -66,9 +66,12 @@ class Plan:
     param_specs: dict[str, ParamSpec] = field(default_factory=dict)
     status: str = PROPOSED
     result: str | None = None
+    context: dict[str, Any] = field(default_factory=dict, repr=False)  # what the executor needs; not shown
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["context"]
+        return data
 
 
 Execute = Callable[[Plan], str]
@@ -90,10 +93,11 @@ class PlanBook:
     def register(self, kind: str, execute: Execute) -> None:
         self._executors[kind] = execute
 
-    def propose(self, kind: str, title: str, evidence: str,
-                params: dict[str, float] | None = None, specs: dict[str, ParamSpec] | None = None) -> Plan:
+    def propose(self, kind: str, title: str, evidence: str, params: dict[str, float] | None = None,
+                specs: dict[str, ParamSpec] | None = None, context: dict[str, Any] | None = None) -> Plan:
         step = self._step()
-        plan = Plan(f"plan-{next(self._ids)}", kind, title, evidence, step, dict(params or {}), dict(specs or {}))
+        plan = Plan(f"plan-{next(self._ids)}", kind, title, evidence, step, dict(params or {}), dict(specs or {}),
+                    context=dict(context or {}))
         with self._lock:
             self._plans.append(plan)
         self._log("plan_proposed", step, plan=plan.id, plan_kind=kind, title=title)
@@ -234,3 +238,29 @@ class PlanWatch:
         if len(recent):
             self._validated_median = float(np.median(recent[:, _MEDIAN]))
         self._validated_step = step
+
+
+FORK_LOSS_RATIO = 3.0  # a cluster whose mean loss is this many times the median is worth a specialist
+FORK_MIN_SIZE = 20
+
+
+def propose_fork(book: PlanBook, summary: Any, indices: np.ndarray, labels: np.ndarray, step: int) -> Plan | None:
+    """After a clustering: a card to fork a specialist on the hardest cluster, if it stands out."""
+    if summary is None or not len(summary) or book.open("fork"):
+        return None
+    top = summary.iloc[0]
+    ratio = float(top["loss_vs_median"])
+    if not ratio >= FORK_LOSS_RATIO or int(top["size"]) < FORK_MIN_SIZE:
+        return None
+    cluster = int(summary.index[0])
+    labels_text = ", ".join(f"{k} ({v})" for k, v in top.get("top_labels", {}).items()) if "top_labels" in top \
+        else ""
+    return book.propose(
+        "fork", f"Fork a specialist on cluster {cluster}",
+        f"cluster {cluster} of the clustering at step {step}: {int(top['size'])} hard samples, mean loss "
+        f"{float(top['mean_loss']):.4g} = {ratio:.1f}x the median" + (f"; labels {labels_text}" if labels_text else ""),
+        {"budget": 300, "general_share": 0.2},
+        {"budget": ParamSpec("training steps", 10, 10_000, 10),
+         "general_share": ParamSpec("share of general data per batch", 0.0, 0.9, 0.1)},
+        context={"rows": indices[labels == cluster], "slice": f"cluster {cluster} (step {step})"},
+    )

@@ -23,10 +23,11 @@ from .engine import LIVE_FLUSH_SECONDS, Schedule, TrainingLoop
 from .errors import ConfigurationError
 from .evaluation import evaluate
 from .events import EventLog
+from .experts import Expert, Merge, Workshop
 from .features import FeatureBank, PenultimateCapture
 from .health import check_health, report
 from .losses import sample_loss
-from .plans import PlanBook, PlanWatch
+from .plans import PlanBook, PlanWatch, propose_fork
 from .recorder import Recorder
 from .slices import (
     EXPORT_CHUNK_ROWS,
@@ -124,7 +125,9 @@ class Session:
         self._plans = PlanBook(self._log.append, self._controller.submit, lambda: self.global_step)
         self._plans.register("lower_lr", lambda plan: self._scale_lr(plan.params["factor"]))
         self._plans.register("validate_now", lambda _plan: _describe(self._evaluate("validation")))
+        self._plans.register("fork", lambda plan: self._fork_cluster(plan))
         self._watch = PlanWatch(self._plans, self._history, can_validate=self.val_loader is not None)
+        self._workshop = Workshop(self)
         self.health_report: dict[str, Any] | None = None
         self._selection = np.empty(0, dtype=np.uint32)
         self.selection_version = 0
@@ -364,7 +367,61 @@ class Session:
     def lineage(self) -> list[dict[str, Any]]:
         """The run and its forks and merges, as tree nodes ``{id, parent, kind, label, step, state}``."""
         return [{"id": self.run_name, "parent": None, "kind": "run", "label": self.run_name,
-                 "step": self.global_step, "state": self.status}]
+                 "step": self.global_step, "state": self.status}, *self._workshop.lineage()]
+
+    # ---- experts -----------------------------------------------------------------------------
+    def fork(self, slice: Selection, budget: int = 300, lr: float | None = None, name: str | None = None,
+             fresh_optimizer: bool = False, general_share: float = 0.0, seed: int = 0,
+             wait: bool = True) -> Expert | Future:
+        """Fork a specialist: a copy of the model (and optimizer state, unless ``fresh_optimizer``)
+        trained for ``budget`` steps on a slice (a query, dataset indices or ``session.selection``),
+        with ``general_share`` of each batch drawn from the whole training set. It runs at the
+        next step boundary; the main run waits meanwhile."""
+        rows = self._slice_rows(slice)
+        description = slice if isinstance(slice, str) else f"{len(rows)} chosen samples"
+        job = self._workshop.fork_job(rows, description, budget, lr, name, fresh_optimizer, general_share, seed)
+        future = self._controller.submit(job)
+        return future.result() if wait else future
+
+    def _slice_rows(self, slice: Selection) -> np.ndarray:
+        if isinstance(slice, str):
+            return self.slice(slice, features=False)["index"].to_numpy()
+        return np.unique(choose_rows(self.store, slice))
+
+    def _fork_cluster(self, plan: Any) -> str:
+        """The fork plan's executor (on the trainer thread): fork on the planned cluster now."""
+        where = plan.context["slice"]
+        expert = self._workshop.fork_job(plan.context["rows"], where, int(plan.params["budget"]), None, None,
+                                         False, plan.params["general_share"], 0)()
+        return f"{expert.name}: {len(expert.losses)} steps on {where}, final loss {expert.losses[-1]:.4g}"
+
+    @property
+    def experts(self) -> dict[str, Expert]:
+        """The specialists forked so far, by name."""
+        return dict(self._workshop.experts)
+
+    def compare(self) -> pd.DataFrame:
+        """Loss and accuracy of the run and of every expert on each expert's slice and on the
+        validation set (evaluated at the next step boundary)."""
+        return self._controller.submit(self._workshop.compare).result()
+
+    def merge(self, experts: list[str] | None = None, method: str = "swa") -> Merge:
+        """Merge trained experts with the run into candidate weights (``method='swa'``: their
+        average, BatchNorm statistics recomputed), evaluated before and after on the experts'
+        slices and on validation. Nothing changes until ``commit(merge.name)``."""
+        return self._controller.submit(lambda: self._workshop.merge(experts, method)).result()
+
+    def commit(self, merge: str, wait: bool = True) -> str | Future:
+        """Load a merge's weights into the run at the next step boundary."""
+        future = self._controller.submit(self._workshop.commit_job(merge))
+        return future.result() if wait else future
+
+    def discard(self, merge: str) -> None:
+        """Drop a merge's candidate weights."""
+        self._workshop.discard(merge)
+
+    def _evaluate_model(self, model: nn.Module, loader: DataLoader) -> dict[str, Any]:
+        return evaluate(model, loader, self._loss.evaluate, self.unpack, self.device)
 
     # ---- state -------------------------------------------------------------------------
     @property
@@ -472,6 +529,7 @@ class Session:
             self.clustering = result
             self._log.append("clustered", step, k=len(result.summary), source=result.source,
                              samples=int(len(result.indices)))
+            propose_fork(self._plans, result.summary, result.indices, result.labels, step)
         return result
 
     def figure(self, kind: str = "loss", slice: Selection = None) -> Any:

@@ -1,0 +1,262 @@
+"""Specialists forked from a run onto a slice of its data, compared with it, and merged back.
+
+A fork copies the run's model (and, unless asked otherwise, its optimizer state) at a step
+boundary and trains the copy for a budget of steps on a slice: batches drawn from the slice's
+dataset indices, optionally mixed with a share of samples from the whole training set. The
+main run waits meanwhile. A merge builds candidate weights (for now the uniform average of the
+parent and its forks, with BatchNorm statistics recomputed, via ``torch.optim.swa_utils``),
+evaluates them before and after, and changes the run only when the user commits it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, update_bn
+from torch.utils.data import DataLoader, Subset
+
+from .batches import Unpack, to_device
+from .errors import ConfigurationError
+from .losses import reduce_to_samples
+
+
+@dataclass
+class Expert:
+    """A specialist: a copy of the run's model trained on a slice for a budget of steps."""
+
+    name: str
+    parent: str
+    step: int  # the parent's step at the fork
+    slice: str  # how the slice was chosen
+    indices: np.ndarray = field(repr=False)
+    budget: int
+    lr: float
+    general_share: float
+    model: nn.Module = field(repr=False)
+    state: str = "training"
+    losses: list[float] = field(default_factory=list, repr=False)  # mean training loss per step
+
+    def node(self) -> dict[str, Any]:
+        """The expert as a lineage node."""
+        return {"id": self.name, "parent": self.parent, "kind": "fork", "label": self.name, "step": self.step,
+                "state": self.state, "slice": self.slice, "samples": int(len(self.indices)), "budget": self.budget}
+
+
+@dataclass
+class Merge:
+    """Candidate weights from merging experts into the run: evaluated, not yet applied."""
+
+    name: str
+    method: str
+    experts: list[str]
+    step: int
+    weights: dict[str, torch.Tensor] = field(repr=False)
+    before: dict[str, Any]
+    after: dict[str, Any]
+    state: str = "candidate"  # then committed or discarded
+
+    def node(self, parent: str) -> dict[str, Any]:
+        return {"id": self.name, "parent": parent, "kind": "merge", "label": f"{self.method} merge",
+                "step": self.step, "state": self.state, "merged_from": self.experts}
+
+
+def fork_batches(dataset_size: int, indices: np.ndarray, batch_size: int, budget: int, general_share: float,
+                 seed: int) -> list[list[int]]:
+    """``budget`` batches of dataset indices: each a share of the slice (drawn in shuffled passes)
+    and ``general_share`` of the whole training set."""
+    if not 0.0 <= general_share < 1.0:
+        raise ConfigurationError(f"general_share must be in [0, 1), got {general_share}")
+    rng = np.random.default_rng(seed)
+    general = int(round(batch_size * general_share))
+    focused = batch_size - general
+    passes = math.ceil(budget * focused / len(indices))
+    stream = np.concatenate([rng.permutation(indices) for _ in range(passes)])
+    batches = []
+    for b in range(budget):
+        picked = stream[b * focused:(b + 1) * focused]
+        if general:
+            picked = np.concatenate([picked, rng.integers(0, dataset_size, general)])
+        batches.append(picked.tolist())
+    return batches
+
+
+def train_expert(expert: Expert, optimizer: torch.optim.Optimizer, loss_fn: Any, loader: DataLoader,
+                 unpack: Unpack, device: torch.device) -> None:
+    """Train the expert's model over ``loader`` (``budget`` batches); its loss per step is kept."""
+    model = expert.model
+    model.train()
+    for batch in loader:
+        inputs, targets = unpack(batch)
+        inputs, targets = to_device(inputs, device), to_device(targets, device)
+        optimizer.zero_grad(set_to_none=True)
+        value = loss_fn(model(inputs), targets)
+        if value.ndim:
+            value = reduce_to_samples(value, len(value)).mean()
+        value.backward()
+        optimizer.step()
+        expert.losses.append(float(value.detach()))
+    expert.state = "trained"
+
+
+def copy_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, source: nn.Module, fresh: bool,
+                   lr: float | None) -> torch.optim.Optimizer:
+    """An optimizer of the same kind over ``model`` (a deep copy of ``source``), with the state
+    of ``optimizer`` copied unless ``fresh``; ``lr`` replaces every group's learning rate."""
+    if [p.shape for p in model.parameters()] != [p.shape for p in source.parameters()]:
+        raise ConfigurationError("the forked model's parameters do not match the run's")
+    clone = type(optimizer)(model.parameters(), **optimizer.defaults)
+    if not fresh:
+        clone.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    if lr is not None:
+        for group in clone.param_groups:
+            group["lr"] = lr
+    return clone
+
+
+def average(models: Sequence[nn.Module], bn_loader: Any | None = None, device: torch.device | None = None
+            ) -> dict[str, torch.Tensor]:
+    """The uniform average of ``models`` (same architecture) as a state dict; BatchNorm running
+    statistics are recomputed over ``bn_loader`` (an iterable of inputs) when the model has any."""
+    averaged = AveragedModel(models[0], use_buffers=False)
+    for model in models:  # the first update copies, the later ones average
+        averaged.update_parameters(model)
+    if bn_loader is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in averaged.modules()):
+        update_bn(bn_loader, averaged, device=device)
+    return {k: v.detach().clone() for k, v in averaged.module.state_dict().items()}
+
+
+def slice_loader(dataset: Any, indices: np.ndarray, like: DataLoader) -> DataLoader:
+    """An evaluation loader over the dataset indices, batched like ``like``."""
+    return DataLoader(Subset(dataset, indices.tolist()), batch_size=like.batch_size or 256,
+                      collate_fn=like.collate_fn)
+
+
+class Workshop:
+    """A session's experts and merges: fork, compare, merge, commit. Forks and commits run on
+    the trainer thread at a step boundary (the caller waits, or gets a Future)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.experts: dict[str, Expert] = {}
+        self.merges: dict[str, Merge] = {}
+
+    def fork_job(self, rows: np.ndarray, description: str, budget: int, lr: float | None, name: str | None,
+                 fresh_optimizer: bool, general_share: float, seed: int) -> Callable[[], Expert]:
+        """Check the request now; return the fork to run on the trainer thread at a boundary."""
+        s = self.session
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise ConfigurationError(f"budget must be a whole number of steps >= 1, got {budget!r}")
+        if len(rows) == 0:
+            raise ConfigurationError(f"the slice {description!r} holds no samples; nothing to specialise on")
+        name = name or f"{s.run_name}-fork{len(self.experts) + 1}"
+        if name in self.experts or name == s.run_name:
+            raise ConfigurationError(f"an expert named {name!r} exists already; pass name=...")
+        batches = fork_batches(s.store.size, rows, s.train_loader.batch_size or 1, budget, general_share, seed)
+
+        def run() -> Expert:
+            model = copy.deepcopy(s.model)
+            optimizer = copy_optimizer(s.optimizer, model, s.model, fresh_optimizer, lr)
+            expert = Expert(name, s.run_name, s.global_step, description, rows, budget,
+                            float(optimizer.param_groups[0]["lr"]), general_share, model)
+            self.experts[name] = expert
+            s._log.append("forked", s.global_step, expert=name, slice=description, samples=int(len(rows)),
+                          budget=budget, lr=expert.lr)
+            loader = DataLoader(s.train_loader.dataset, batch_sampler=batches, collate_fn=s.train_loader.collate_fn)
+            with torch.random.fork_rng(devices=[s.device.index or 0] if s.device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                train_expert(expert, optimizer, s._loss.train, loader, s.unpack, s.device)
+            s._log.append("fork_trained", s.global_step, expert=name, steps=len(expert.losses),
+                          final_loss=expert.losses[-1])
+            return expert
+
+        return run
+
+    def compare(self) -> Any:
+        """Loss and accuracy of the run and each expert on every expert's slice and on validation."""
+        import pandas as pd
+
+        s = self.session
+        models = {s.run_name: s.model, **{n: e.model for n, e in self.experts.items()}}
+        targets = {f"slice {n}": slice_loader(s.train_loader.dataset, e.indices, s.train_loader)
+                   for n, e in self.experts.items()}
+        if s.val_loader is not None:
+            targets["validation"] = s.val_loader
+        rows = []
+        for model_name, model in models.items():
+            row: dict[str, Any] = {"model": model_name}
+            for target, loader in targets.items():
+                result = s._evaluate_model(model, loader)
+                row[f"{target} loss"] = result["loss"]
+                if result["accuracy"] is not None:
+                    row[f"{target} accuracy"] = result["accuracy"]
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("model")
+
+    def merge(self, names: Sequence[str] | None, method: str) -> Merge:
+        s = self.session
+        if method != "swa":
+            raise ConfigurationError(f"merge method {method!r} is not available; use method='swa'")
+        chosen = list(names) if names is not None else [n for n, e in self.experts.items() if e.state == "trained"]
+        unknown = [n for n in chosen if n not in self.experts]
+        if unknown or not chosen:
+            raise ConfigurationError(f"no trained experts to merge (asked for {chosen}); "
+                                     f"experts: {', '.join(self.experts) or 'none yet'}")
+        bn_inputs = (s.unpack(batch)[0] for batch in s.train_loader)
+        weights = average([s.model, *(self.experts[n].model for n in chosen)], bn_inputs, s.device)
+        candidate = copy.deepcopy(s.model)
+        candidate.load_state_dict(weights)
+        before = self._scores(s.model, chosen)
+        after = self._scores(candidate, chosen)
+        merge = Merge(f"{s.run_name}-merge{len(self.merges) + 1}", method, chosen, s.global_step, weights,
+                      before, after)
+        self.merges[merge.name] = merge
+        s._log.append("merged", s.global_step, merge=merge.name, method=method, experts=chosen,
+                      before=before, after=after)
+        return merge
+
+    def _scores(self, model: nn.Module, experts: list[str]) -> dict[str, Any]:
+        s = self.session
+        rows = np.unique(np.concatenate([self.experts[n].indices for n in experts]))
+        scores = {"slices": s._evaluate_model(model, slice_loader(s.train_loader.dataset, rows, s.train_loader))}
+        if s.val_loader is not None:
+            scores["validation"] = s._evaluate_model(model, s.val_loader)
+        return scores
+
+    def commit_job(self, name: str) -> Callable[[], str]:
+        """Check the merge now; return the loading of its weights into the run, for a boundary."""
+        s = self.session
+        merge = self._candidate(name)
+
+        def run() -> str:
+            s.model.load_state_dict(merge.weights)
+            merge.state = "committed"
+            for expert in merge.experts:
+                self.experts[expert].state = "merged"
+            s._log.append("merge_committed", s.global_step, merge=name)
+            return name
+
+        return run
+
+    def discard(self, name: str) -> None:
+        merge = self._candidate(name)
+        merge.state = "discarded"
+        self.session._log.append("merge_discarded", self.session.global_step, merge=name)
+
+    def _candidate(self, name: str) -> Merge:
+        merge = self.merges.get(name)
+        if merge is None:
+            raise ConfigurationError(f"no merge {name!r}; merges: {', '.join(self.merges) or 'none yet'}")
+        if merge.state != "candidate":
+            raise ConfigurationError(f"merge {name!r} was already {merge.state}")
+        return merge
+
+    def lineage(self) -> list[dict[str, Any]]:
+        return [e.node() for e in self.experts.values()] + [m.node(self.session.run_name)
+                                                             for m in self.merges.values()]

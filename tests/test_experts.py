@@ -1,0 +1,161 @@
+"""Fork a specialist on a slice, compare it with the run, merge it back (weight averaging)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_clusters import planted_data
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from onthefly_nb import Session
+from onthefly_nb.errors import ConfigurationError
+from onthefly_nb.experts import average, fork_batches
+
+
+def test_averaging_identical_models_returns_their_weights():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    twin = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    twin.load_state_dict(model.state_dict())
+    merged = average([model, twin, model])
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(merged[name], value, rtol=0, atol=1e-7)
+
+
+def test_averaging_is_the_elementwise_mean_and_recomputes_batchnorm():
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    b = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    inputs = [torch.randn(32, 3) for _ in range(4)]
+    merged = average([a, b], inputs)
+    torch.testing.assert_close(merged["0.weight"], (a[0].weight + b[0].weight).detach() / 2)
+    check = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    check.load_state_dict(merged)
+    features = check[0](torch.cat(inputs)).detach()
+    torch.testing.assert_close(merged["1.running_mean"], features.mean(0), rtol=1e-4, atol=1e-5)
+    assert merged["1.running_mean"].abs().sum() > 0, "BatchNorm statistics were recomputed, not averaged zeros"
+
+
+def test_fork_batches_mix_the_slice_with_general_data():
+    rows = np.arange(100, 140)
+    batches = fork_batches(1000, rows, batch_size=10, budget=12, general_share=0.3, seed=0)
+    assert len(batches) == 12 and all(len(b) == 10 for b in batches)
+    focused = np.array([b[:7] for b in batches]).ravel()
+    assert np.isin(focused, rows).all()
+    assert np.bincount(focused - 100, minlength=40).min() >= 2, "slice samples are drawn in shuffled passes"
+    with pytest.raises(ConfigurationError, match="general_share must be in"):
+        fork_batches(1000, rows, 10, 5, 1.0, 0)
+
+
+def trained_generalist(seed: int = 0, **kwargs) -> tuple[Session, np.ndarray]:
+    data, planted = planted_data(seed=seed)
+    torch.manual_seed(0)
+    model = nn.Linear(6, 2)
+    val = DataLoader(data, batch_size=512)
+    session = Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=64, shuffle=True), val, max_epochs=200, recluster_seconds=None,
+                      **kwargs)
+    session.start(paused=True)
+    session.step(200)
+    return session, planted
+
+
+def test_a_fork_specialises_on_its_slice_and_leaves_the_run_alone():
+    session, planted = trained_generalist()
+    try:
+        before = {k: v.clone() for k, v in session.model.state_dict().items()}
+        subgroup = np.flatnonzero(planted)
+        expert = session.fork(subgroup, budget=150, name="blob", general_share=0.0)
+        assert expert.state == "trained" and len(expert.losses) == 150 and expert.step == 200
+        for k, v in session.model.state_dict().items():
+            assert torch.equal(v, before[k]), "forking changed the run's weights"
+        assert session.global_step == 200 and session.status == "paused"
+
+        table = session.compare()
+        assert list(table.index) == [session.run_name, "blob"]
+        run_loss, blob_loss = table["slice blob loss"]
+        assert blob_loss < 0.5 * run_loss, table
+        assert table.loc["blob", "slice blob accuracy"] > 0.9 > table.loc[session.run_name, "slice blob accuracy"]
+        assert "validation accuracy" in table.columns
+        nodes = {n["id"]: n for n in session.lineage}
+        assert nodes["blob"]["parent"] == session.run_name and nodes["blob"]["kind"] == "fork"
+        kinds = [e["kind"] for e in session.events]
+        assert kinds.index("forked") < kinds.index("fork_trained")
+    finally:
+        session.stop()
+
+
+def test_merge_is_a_candidate_until_committed():
+    session, planted = trained_generalist()
+    try:
+        session.fork(np.flatnonzero(planted), budget=50, name="blob")
+        run_weights = {k: v.clone() for k, v in session.model.state_dict().items()}
+        merge = session.merge()
+        assert merge.experts == ["blob"] and merge.state == "candidate"
+        assert set(merge.before) == set(merge.after) == {"slices", "validation"}
+        for k, v in session.model.state_dict().items():
+            assert torch.equal(v, run_weights[k]), "a merge candidate changed the run"
+        expected = (run_weights["weight"] + session.experts["blob"].model.weight.detach()) / 2
+        session.commit(merge.name)
+        torch.testing.assert_close(session.model.weight.detach(), expected)
+        assert session.experts["blob"].state == "merged"
+        with pytest.raises(ConfigurationError, match="already committed"):
+            session.commit(merge.name)
+        nodes = {n["id"]: n for n in session.lineage}
+        assert nodes[merge.name]["kind"] == "merge" and nodes[merge.name]["merged_from"] == ["blob"]
+        session.resume()
+        session.step(5)
+        assert session.status == "paused", "training goes on after a commit"
+    finally:
+        session.stop()
+
+
+def test_bad_fork_and_merge_requests_say_what_to_do():
+    session, planted = trained_generalist()
+    try:
+        with pytest.raises(ConfigurationError, match="budget must be a whole number"):
+            session.fork([1, 2, 3], budget=0)
+        with pytest.raises(ConfigurationError, match="holds no samples"):
+            session.fork("loss < -1")
+        with pytest.raises(ConfigurationError, match="no trained experts to merge"):
+            session.merge()
+        session.fork([1, 2, 3], budget=2, name="tiny")
+        with pytest.raises(ConfigurationError, match="exists already"):
+            session.fork([4, 5], budget=2, name="tiny")
+        with pytest.raises(ConfigurationError, match="merge method 'fisher' is not available"):
+            session.merge(method="fisher")
+        with pytest.raises(ConfigurationError, match="no merge 'nope'"):
+            session.discard("nope")
+        assert session.status == "paused" and session.global_step == 200
+    finally:
+        session.stop()
+
+
+def test_a_clustering_proposes_a_fork_card_that_forks_when_approved():
+    session, planted = trained_generalist()
+    try:
+        session.cluster()
+        fork = [p for p in session.plans if p["kind"] == "fork"]
+        assert fork, f"no fork card; clusters:\n{session.clusters}"
+        assert fork[0]["params"] == {"budget": 300, "general_share": 0.2}
+        result = session.approve(fork[0]["id"], wait=True, budget=40)
+        expert = next(iter(session.experts.values()))
+        assert len(expert.losses) == 40 and "40 steps on cluster 0" in result
+        assert np.isin(expert.indices, np.flatnonzero(planted)).mean() > 0.8
+    finally:
+        session.stop()
+
+
+def test_a_fork_of_a_regression_run_with_a_tensor_dataset():
+    torch.manual_seed(0)
+    x = torch.randn(256, 3)
+    data = TensorDataset(x, x.sum(1, keepdim=True))
+    model = nn.Linear(3, 1)
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.01), nn.MSELoss(),
+                      DataLoader(data, batch_size=16, shuffle=True), max_epochs=2, recluster_seconds=None)
+    session.start().wait(timeout=60)
+    expert = session.fork("loss > q50", budget=20, fresh_optimizer=True, lr=0.05)
+    assert expert.lr == 0.05 and len(expert.losses) == 20 and expert.state == "trained"
+    assert "slice " + expert.name + " loss" in session.compare().columns
