@@ -19,12 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader, Subset
 
 from .batches import Unpack, to_device
 from .errors import ConfigurationError
 from .losses import reduce_to_samples
+from .merging import average, fisher_average, fisher_diagonal
+
+MERGE_METHODS = ("swa", "fisher")
+FISHER_SAMPLES = 2048
 
 
 @dataclass
@@ -120,18 +123,6 @@ def copy_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, source: n
     return clone
 
 
-def average(models: Sequence[nn.Module], bn_loader: Any | None = None, device: torch.device | None = None
-            ) -> dict[str, torch.Tensor]:
-    """The uniform average of ``models`` (same architecture) as a state dict; BatchNorm running
-    statistics are recomputed over ``bn_loader`` (an iterable of inputs) when the model has any."""
-    averaged = AveragedModel(models[0], use_buffers=False)
-    for model in models:  # the first update copies, the later ones average
-        averaged.update_parameters(model)
-    if bn_loader is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in averaged.modules()):
-        update_bn(bn_loader, averaged, device=device)
-    return {k: v.detach().clone() for k, v in averaged.module.state_dict().items()}
-
-
 def slice_loader(dataset: Any, indices: np.ndarray, like: DataLoader) -> DataLoader:
     """An evaluation loader over the dataset indices, batched like ``like``."""
     return DataLoader(Subset(dataset, indices.tolist()), batch_size=like.batch_size or 256,
@@ -201,15 +192,24 @@ class Workshop:
 
     def merge(self, names: Sequence[str] | None, method: str) -> Merge:
         s = self.session
-        if method != "swa":
-            raise ConfigurationError(f"merge method {method!r} is not available; use method='swa'")
+        if method not in MERGE_METHODS:
+            raise ConfigurationError(f"merge method {method!r} is not available; use one of {', '.join(MERGE_METHODS)}")
         chosen = list(names) if names is not None else [n for n, e in self.experts.items() if e.state == "trained"]
         unknown = [n for n in chosen if n not in self.experts]
         if unknown or not chosen:
             raise ConfigurationError(f"no trained experts to merge (asked for {chosen}); "
                                      f"experts: {', '.join(self.experts) or 'none yet'}")
         bn_inputs = (s.unpack(batch)[0] for batch in s.train_loader)
-        weights = average([s.model, *(self.experts[n].model for n in chosen)], bn_inputs, s.device)
+        models = [s.model, *(self.experts[n].model for n in chosen)]
+        if method == "swa":
+            weights = average(models, bn_inputs, s.device)
+        else:
+            rng = np.random.default_rng(0)
+            general = rng.choice(s.store.size, min(s.store.size, FISHER_SAMPLES), replace=False)
+            slices = [general, *(self.experts[n].indices for n in chosen)]
+            fishers = [fisher_diagonal(m, self._batches(rows), s._loss.evaluate, FISHER_SAMPLES)
+                       for m, rows in zip(models, slices)]
+            weights = fisher_average(models, fishers, bn_inputs, s.device)
         candidate = copy.deepcopy(s.model)
         candidate.load_state_dict(weights)
         before = self._scores(s.model, chosen)
@@ -220,6 +220,13 @@ class Workshop:
         s._log.append("merged", s.global_step, merge=merge.name, method=method, experts=chosen,
                       before=before, after=after)
         return merge
+
+    def _batches(self, rows: np.ndarray) -> Any:
+        """(inputs, targets) on the device, for the dataset indices ``rows``."""
+        s = self.session
+        for batch in slice_loader(s.train_loader.dataset, rows, s.train_loader):
+            inputs, targets = s.unpack(batch)
+            yield to_device(inputs, s.device), to_device(targets, s.device)
 
     def _scores(self, model: nn.Module, experts: list[str]) -> dict[str, Any]:
         s = self.session

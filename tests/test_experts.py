@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from onthefly_nb import Session
 from onthefly_nb.errors import ConfigurationError
-from onthefly_nb.experts import average, fork_batches
+from onthefly_nb.experts import fork_batches
+from onthefly_nb.merging import average, fisher_average, fisher_diagonal
 
 
 def test_averaging_identical_models_returns_their_weights():
@@ -36,6 +37,33 @@ def test_averaging_is_the_elementwise_mean_and_recomputes_batchnorm():
     features = check[0](torch.cat(inputs)).detach()
     torch.testing.assert_close(merged["1.running_mean"], features.mean(0), rtol=1e-4, atol=1e-5)
     assert merged["1.running_mean"].abs().sum() > 0, "BatchNorm statistics were recomputed, not averaged zeros"
+
+
+def test_fisher_diagonal_is_the_mean_squared_per_sample_gradient():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
+    loss = nn.CrossEntropyLoss(reduction="none")
+    fisher = fisher_diagonal(model, [(x[:6], y[:6]), (x[6:], y[6:])], loss)
+    expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(10):  # the definition, one sample at a time
+        model.zero_grad()
+        loss(model(x[i:i + 1]), y[i:i + 1]).sum().backward()
+        for n, p in model.named_parameters():
+            expected[n] += p.grad.pow(2) / 10
+    for n in expected:
+        torch.testing.assert_close(fisher[n], expected[n], rtol=1e-4, atol=1e-7)
+
+
+def test_fisher_weights_favour_the_model_with_more_fisher_information():
+    a, b = nn.Linear(2, 1), nn.Linear(2, 1)
+    with torch.no_grad():
+        a.weight.fill_(1.0), b.weight.fill_(3.0), a.bias.fill_(0.0), b.bias.fill_(4.0)
+    fishers = [{"weight": torch.tensor([[9.0, 1.0]]), "bias": torch.tensor([0.0])},
+               {"weight": torch.tensor([[1.0, 1.0]]), "bias": torch.tensor([0.0])}]
+    merged = fisher_average([a, b], fishers)
+    torch.testing.assert_close(merged["weight"], torch.tensor([[1.2, 2.0]]))  # (9*1 + 1*3) / 10, plain mean
+    torch.testing.assert_close(merged["bias"], torch.tensor([2.0]))  # no information anywhere: the mean
 
 
 def test_fork_batches_mix_the_slice_with_general_data():
@@ -112,6 +140,19 @@ def test_merge_is_a_candidate_until_committed():
         session.stop()
 
 
+def test_a_fisher_merge_keeps_each_model_where_it_knows_most():
+    session, planted = trained_generalist()
+    try:
+        session.fork(np.flatnonzero(planted), budget=150, name="blob")
+        swa, fisher = session.merge(method="swa"), session.merge(method="fisher")
+        assert fisher.method == "fisher" and set(fisher.after) == {"slices", "validation"}
+        assert not torch.equal(swa.weights["weight"], fisher.weights["weight"])
+        for merge in (swa, fisher):
+            assert merge.after["slices"]["loss"] < merge.before["slices"]["loss"], merge
+    finally:
+        session.stop()
+
+
 def test_bad_fork_and_merge_requests_say_what_to_do():
     session, planted = trained_generalist()
     try:
@@ -124,8 +165,8 @@ def test_bad_fork_and_merge_requests_say_what_to_do():
         session.fork([1, 2, 3], budget=2, name="tiny")
         with pytest.raises(ConfigurationError, match="exists already"):
             session.fork([4, 5], budget=2, name="tiny")
-        with pytest.raises(ConfigurationError, match="merge method 'fisher' is not available"):
-            session.merge(method="fisher")
+        with pytest.raises(ConfigurationError, match="merge method 'ties' is not available; use one of swa, fisher"):
+            session.merge(method="ties")
         with pytest.raises(ConfigurationError, match="no merge 'nope'"):
             session.discard("nope")
         assert session.status == "paused" and session.global_step == 200
