@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .batches import Unpack, to_device
 from .errors import ConfigurationError
+from .gate import Mixture, route_labels, train_router
 from .losses import reduce_to_samples
 from .merging import average, fisher_average, fisher_diagonal
 
@@ -45,10 +46,11 @@ class Expert:
     model: nn.Module = field(repr=False)
     state: str = "training"
     losses: list[float] = field(default_factory=list, repr=False)  # mean training loss per step
+    kind: str = "fork"  # or "baseline": the run trained on for the same compute, for a fair comparison
 
     def node(self) -> dict[str, Any]:
         """The expert as a lineage node."""
-        return {"id": self.name, "parent": self.parent, "kind": "fork", "label": self.name, "step": self.step,
+        return {"id": self.name, "parent": self.parent, "kind": self.kind, "label": self.name, "step": self.step,
                 "state": self.state, "slice": self.slice, "samples": int(len(self.indices)), "budget": self.budget}
 
 
@@ -139,7 +141,7 @@ class Workshop:
         self.merges: dict[str, Merge] = {}
 
     def fork_job(self, rows: np.ndarray, description: str, budget: int, lr: float | None, name: str | None,
-                 fresh_optimizer: bool, general_share: float, seed: int) -> Callable[[], Expert]:
+                 fresh_optimizer: bool, general_share: float, seed: int, kind: str = "fork") -> Callable[[], Expert]:
         """Check the request now; return the fork to run on the trainer thread at a boundary."""
         s = self.session
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
@@ -155,7 +157,7 @@ class Workshop:
             model = copy.deepcopy(s.model)
             optimizer = copy_optimizer(s.optimizer, model, s.model, fresh_optimizer, lr)
             expert = Expert(name, s.run_name, s.global_step, description, rows, budget,
-                            float(optimizer.param_groups[0]["lr"]), general_share, model)
+                            float(optimizer.param_groups[0]["lr"]), general_share, model, kind=kind)
             self.experts[name] = expert
             s._log.append("forked", s.global_step, expert=name, slice=description, samples=int(len(rows)),
                           budget=budget, lr=expert.lr)
@@ -169,14 +171,17 @@ class Workshop:
 
         return run
 
-    def compare(self) -> Any:
-        """Loss and accuracy of the run and each expert on every expert's slice and on validation."""
+    def compare(self, extra: dict[str, Any] | None = None) -> Any:
+        """Loss and accuracy of the run, each expert and the ``extra`` models (modules, mixtures
+        or merges) on every fork's slice and on validation."""
         import pandas as pd
 
         s = self.session
         models = {s.run_name: s.model, **{n: e.model for n, e in self.experts.items()}}
+        for name, model in (extra or {}).items():
+            models[name] = self._candidate_model(model) if isinstance(model, Merge) else model
         targets = {f"slice {n}": slice_loader(s.train_loader.dataset, e.indices, s.train_loader)
-                   for n, e in self.experts.items()}
+                   for n, e in self.experts.items() if e.kind == "fork"}
         if s.val_loader is not None:
             targets["validation"] = s.val_loader
         rows = []
@@ -194,7 +199,8 @@ class Workshop:
         s = self.session
         if method not in MERGE_METHODS:
             raise ConfigurationError(f"merge method {method!r} is not available; use one of {', '.join(MERGE_METHODS)}")
-        chosen = list(names) if names is not None else [n for n, e in self.experts.items() if e.state == "trained"]
+        chosen = list(names) if names is not None else [n for n, e in self.experts.items()
+                                                        if e.state == "trained" and e.kind == "fork"]
         unknown = [n for n in chosen if n not in self.experts]
         if unknown or not chosen:
             raise ConfigurationError(f"no trained experts to merge (asked for {chosen}); "
@@ -210,16 +216,40 @@ class Workshop:
             fishers = [fisher_diagonal(m, self._batches(rows), s._loss.evaluate, FISHER_SAMPLES)
                        for m, rows in zip(models, slices)]
             weights = fisher_average(models, fishers, bn_inputs, s.device)
-        candidate = copy.deepcopy(s.model)
-        candidate.load_state_dict(weights)
         before = self._scores(s.model, chosen)
-        after = self._scores(candidate, chosen)
         merge = Merge(f"{s.run_name}-merge{len(self.merges) + 1}", method, chosen, s.global_step, weights,
-                      before, after)
+                      before, {})
+        merge.after = self._scores(self._candidate_model(merge), chosen)
         self.merges[merge.name] = merge
         s._log.append("merged", s.global_step, merge=merge.name, method=method, experts=chosen,
-                      before=before, after=after)
+                      before=before, after=merge.after)
         return merge
+
+    def baseline_job(self, steps: int | None, name: str | None) -> Callable[[], Expert]:
+        """The run trained on, on all the data, for as many steps as the forks took (matched compute)."""
+        s = self.session
+        forks = [e for e in self.experts.values() if e.kind == "fork"]
+        steps = steps if steps is not None else sum(e.budget for e in forks)
+        if not steps:
+            raise ConfigurationError("no forks yet: pass steps=... for the baseline's budget")
+        return self.fork_job(np.arange(s.store.size), "all samples (matched-compute baseline)", steps, None,
+                             name or f"{s.run_name}-baseline{len(self.experts) + 1}", False, 0.0, 0, kind="baseline")
+
+    def gate(self, names: Sequence[str] | None, epochs: int, max_samples: int = 20_000) -> Mixture:
+        """Train a router over the run and the chosen experts; returns the mixture."""
+        s = self.session
+        chosen = list(names) if names is not None else [n for n, e in self.experts.items() if e.kind == "fork"]
+        if not chosen or any(n not in self.experts for n in chosen):
+            raise ConfigurationError(f"no experts to gate (asked for {chosen}); experts: "
+                                     f"{', '.join(self.experts) or 'none yet'}")
+        models = [copy.deepcopy(s.model), *(copy.deepcopy(self.experts[n].model) for n in chosen)]
+        rows = np.random.default_rng(0).permutation(s.store.size)[:max_samples]
+        inputs, labels = route_labels(models, self._batches(rows), s._loss.evaluate)
+        mixture = Mixture(models, train_router(inputs, labels, len(models), epochs))
+        mixture.names = [s.run_name, *chosen]
+        s._log.append("gated", s.global_step, experts=chosen, routed=np.bincount(
+            labels.cpu().numpy(), minlength=len(models)).tolist())
+        return mixture
 
     def _batches(self, rows: np.ndarray) -> Any:
         """(inputs, targets) on the device, for the dataset indices ``rows``."""
@@ -227,6 +257,11 @@ class Workshop:
         for batch in slice_loader(s.train_loader.dataset, rows, s.train_loader):
             inputs, targets = s.unpack(batch)
             yield to_device(inputs, s.device), to_device(targets, s.device)
+
+    def _candidate_model(self, merge: Merge) -> nn.Module:
+        model = copy.deepcopy(self.session.model)
+        model.load_state_dict(merge.weights)
+        return model
 
     def _scores(self, model: nn.Module, experts: list[str]) -> dict[str, Any]:
         s = self.session

@@ -25,6 +25,7 @@ from .evaluation import evaluate
 from .events import EventLog
 from .experts import Expert, Merge, Workshop
 from .features import FeatureBank, PenultimateCapture
+from .gate import Mixture
 from .health import check_health, report
 from .losses import sample_loss
 from .plans import PlanBook, PlanWatch, propose_fork
@@ -400,16 +401,28 @@ class Session:
         """The specialists forked so far, by name."""
         return dict(self._workshop.experts)
 
-    def compare(self) -> pd.DataFrame:
-        """Loss and accuracy of the run and of every expert on each expert's slice and on the
-        validation set (evaluated at the next step boundary)."""
-        return self._controller.submit(self._workshop.compare).result()
+    def compare(self, extra: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Loss and accuracy of the run, of every expert, and of the ``extra`` models (name ->
+        module, mixture or merge) on each fork's slice and on the validation set (evaluated at the
+        next step boundary)."""
+        return self._controller.submit(lambda: self._workshop.compare(extra)).result()
 
     def merge(self, experts: list[str] | None = None, method: str = "swa") -> Merge:
         """Merge trained experts with the run into candidate weights (``method='swa'``: their
         average, BatchNorm statistics recomputed), evaluated before and after on the experts'
         slices and on validation. Nothing changes until ``commit(merge.name)``."""
         return self._controller.submit(lambda: self._workshop.merge(experts, method)).result()
+
+    def baseline(self, steps: int | None = None, name: str | None = None) -> Expert:
+        """The fair comparison for forks: a copy of the run trained on all the data for the same
+        number of steps as the forks so far (or ``steps``); ``compare()`` shows it beside them."""
+        return self._controller.submit(self._workshop.baseline_job(steps, name)).result()
+
+    def gate(self, experts: list[str] | None = None, epochs: int = 30) -> Mixture:
+        """A mixture of the run and its experts behind a router trained to send each sample to
+        the model with the lowest loss on it. ``mixture.export(folder, example)`` writes it for
+        use without onthefly_nb."""
+        return self._controller.submit(lambda: self._workshop.gate(experts, epochs)).result()
 
     def commit(self, merge: str, wait: bool = True) -> str | Future:
         """Load a merge's weights into the run at the next step boundary."""
