@@ -139,6 +139,7 @@ class Workshop:
         self.session = session
         self.experts: dict[str, Expert] = {}
         self.merges: dict[str, Merge] = {}
+        self.table: Any = None  # the latest comparison (a DataFrame), for the dashboard
 
     def fork_job(self, rows: np.ndarray, description: str, budget: int, lr: float | None, name: str | None,
                  fresh_optimizer: bool, general_share: float, seed: int, kind: str = "fork") -> Callable[[], Expert]:
@@ -167,9 +168,36 @@ class Workshop:
                 train_expert(expert, optimizer, s._loss.train, loader, s.unpack, s.device)
             s._log.append("fork_trained", s.global_step, expert=name, steps=len(expert.losses),
                           final_loss=expert.losses[-1])
+            self.refresh()
+            if kind == "fork":
+                self._propose_merge(expert)
             return expert
 
         return run
+
+    def refresh(self) -> None:
+        """Re-run the comparison (with the merge candidates) for the dashboard's compare panel."""
+        self.table = self.compare({n: m for n, m in self.merges.items() if m.state == "candidate"})
+
+    def _propose_merge(self, expert: Expert) -> None:
+        row = self.table.loc
+        column = f"slice {expert.name} loss"
+        evidence = (f"{expert.name} trained {len(expert.losses)} steps on {expert.slice}; loss on that slice "
+                    f"{row[expert.name, column]:.4g} against the run's {row[self.session.run_name, column]:.4g}")
+        self.session._plans.propose("merge", f"Merge {expert.name} into the run", evidence,
+                                    context={"expert": expert.name})
+
+    def propose_commit(self, merge: Merge) -> None:
+        """A card to commit (approve) or discard (reject) a merge candidate, with its before and after."""
+        def text(scores: dict[str, Any]) -> str:
+            parts = [f"slices loss {scores['slices']['loss']:.4g}"]
+            if "validation" in scores and scores["validation"]["accuracy"] is not None:
+                parts.append(f"validation accuracy {scores['validation']['accuracy']:.1%}")
+            return ", ".join(parts)
+
+        self.session._plans.propose("commit_merge", f"Commit {merge.name}",
+                                    f"before: {text(merge.before)}; after: {text(merge.after)}",
+                                    context={"merge": merge.name})
 
     def compare(self, extra: dict[str, Any] | None = None) -> Any:
         """Loss and accuracy of the run, each expert and the ``extra`` models (modules, mixtures
@@ -223,6 +251,7 @@ class Workshop:
         self.merges[merge.name] = merge
         s._log.append("merged", s.global_step, merge=merge.name, method=method, experts=chosen,
                       before=before, after=merge.after)
+        self.refresh()
         return merge
 
     def baseline_job(self, steps: int | None, name: str | None) -> Callable[[], Expert]:
@@ -282,6 +311,7 @@ class Workshop:
             for expert in merge.experts:
                 self.experts[expert].state = "merged"
             s._log.append("merge_committed", s.global_step, merge=name)
+            self.refresh()
             return name
 
         return run

@@ -74,6 +74,23 @@ class Plan:
         return data
 
 
+class PlanCard(dict):
+    """A plan as a dict (id, kind, title, evidence, params, status, ...) that can be decided:
+    ``card.approve(budget=300)`` or ``card.reject()``."""
+
+    def __init__(self, data: dict[str, Any], book: PlanBook) -> None:
+        super().__init__(data)
+        self._book = book
+
+    def approve(self, wait: bool = False, **params: float) -> Any:
+        """Approve with edited ``params``; runs at the next step boundary (a Future, or the result with wait)."""
+        future = self._book.decide(self["id"], "approve", params)
+        return future.result() if wait else future
+
+    def reject(self) -> None:
+        self._book.decide(self["id"], "reject")
+
+
 Execute = Callable[[Plan], str]
 Log = Callable[..., Any]
 
@@ -89,9 +106,13 @@ class PlanBook:
         self._submit = submit
         self._step = step
         self._executors: dict[str, Execute] = {}
+        self._on_reject: dict[str, Callable[[Plan], None]] = {}
 
-    def register(self, kind: str, execute: Execute) -> None:
+    def register(self, kind: str, execute: Execute, on_reject: Callable[[Plan], None] | None = None) -> None:
+        """How plans of ``kind`` run once approved (on the trainer thread), and what a rejection does."""
         self._executors[kind] = execute
+        if on_reject is not None:
+            self._on_reject[kind] = on_reject
 
     def propose(self, kind: str, title: str, evidence: str, params: dict[str, float] | None = None,
                 specs: dict[str, ParamSpec] | None = None, context: dict[str, Any] | None = None) -> Plan:
@@ -121,6 +142,9 @@ class PlanBook:
         with self._lock:
             return [p.to_json() for p in self._plans]
 
+    def cards(self) -> list[PlanCard]:
+        return [PlanCard(data, self) for data in self.all()]
+
     def get(self, plan_id: str) -> Plan:
         with self._lock:
             for plan in self._plans:
@@ -147,7 +171,11 @@ class PlanBook:
             plan.params.update(edited)
             plan.status = APPROVED if decision == "approve" else REJECTED
         self._log(f"plan_{plan.status}", self._step(), plan=plan.id, plan_kind=plan.kind, **plan.params)
-        return self._submit(lambda: self._execute(plan)) if plan.status == APPROVED else None
+        if plan.status == REJECTED:
+            if plan.kind in self._on_reject:
+                self._on_reject[plan.kind](plan)
+            return None
+        return self._submit(lambda: self._execute(plan))
 
     def _execute(self, plan: Plan) -> str:
         try:

@@ -28,7 +28,7 @@ from .features import FeatureBank, PenultimateCapture
 from .gate import Mixture
 from .health import check_health, report
 from .losses import sample_loss
-from .plans import PlanBook, PlanWatch, propose_fork
+from .plans import PlanBook, PlanCard, PlanWatch, propose_fork
 from .recorder import Recorder
 from .slices import (
     EXPORT_CHUNK_ROWS,
@@ -127,6 +127,9 @@ class Session:
         self._plans.register("lower_lr", lambda plan: self._scale_lr(plan.params["factor"]))
         self._plans.register("validate_now", lambda _plan: _describe(self._evaluate("validation")))
         self._plans.register("fork", lambda plan: self._fork_cluster(plan))
+        self._plans.register("merge", self._merge_plan)
+        self._plans.register("commit_merge", lambda plan: self._workshop.commit_job(plan.context["merge"])(),
+                             on_reject=lambda plan: self._workshop.discard(plan.context["merge"]))
         self._watch = PlanWatch(self._plans, self._history, can_validate=self.val_loader is not None)
         self._workshop = Workshop(self)
         self.health_report: dict[str, Any] | None = None
@@ -306,9 +309,10 @@ class Session:
 
     # ---- plans, health and selection ----------------------------------------------------
     @property
-    def plans(self) -> list[dict[str, Any]]:
-        """Every plan proposed so far (newest last): id, kind, title, evidence, params, status, result."""
-        return self._plans.all()
+    def plans(self) -> list[PlanCard]:
+        """Every plan proposed so far (newest last), as dicts (id, kind, title, evidence, params,
+        status, result) with ``approve(**params)`` and ``reject()``."""
+        return self._plans.cards()
 
     def approve(self, plan_id: str, wait: bool = False, **params: float) -> str | Future:
         """Approve a proposed plan, with edited ``params``; it runs at the next step boundary.
@@ -396,21 +400,34 @@ class Session:
                                          False, plan.params["general_share"], 0)()
         return f"{expert.name}: {len(expert.losses)} steps on {where}, final loss {expert.losses[-1]:.4g}"
 
+    def _merge_plan(self, plan: Any) -> str:
+        """The merge card's executor: average the expert into candidate weights, then propose committing them."""
+        merge = self._workshop.merge([plan.context["expert"]], "swa")
+        self._workshop.propose_commit(merge)
+        return f"{merge.name}: candidate weights; see its commit card"
+
     @property
     def experts(self) -> dict[str, Expert]:
         """The specialists forked so far, by name."""
         return dict(self._workshop.experts)
 
-    def compare(self, extra: dict[str, Any] | None = None) -> pd.DataFrame:
+    def compare(self, extra: dict[str, Any] | None = None, wait: bool = True) -> pd.DataFrame | Future:
         """Loss and accuracy of the run, of every expert, and of the ``extra`` models (name ->
         module, mixture or merge) on each fork's slice and on the validation set (evaluated at the
-        next step boundary)."""
-        return self._controller.submit(lambda: self._workshop.compare(extra)).result()
+        next step boundary). The dashboard's compare panel shows the latest table."""
+        def job() -> pd.DataFrame:
+            self._workshop.table = self._workshop.compare(extra)
+            self._changed.set()
+            return self._workshop.table
+
+        future = self._controller.submit(job)
+        return future.result() if wait else future
 
     def merge(self, experts: list[str] | None = None, method: str = "swa") -> Merge:
-        """Merge trained experts with the run into candidate weights (``method='swa'``: their
-        average, BatchNorm statistics recomputed), evaluated before and after on the experts'
-        slices and on validation. Nothing changes until ``commit(merge.name)``."""
+        """Merge trained experts with the run into candidate weights, evaluated before and after
+        on the experts' slices and on validation: ``method='swa'`` averages the weights,
+        ``'fisher'`` weighs each parameter by its Fisher information in each model. BatchNorm
+        statistics are recomputed. Nothing changes until ``commit(merge.name)``."""
         return self._controller.submit(lambda: self._workshop.merge(experts, method)).result()
 
     def baseline(self, steps: int | None = None, name: str | None = None) -> Expert:
@@ -603,9 +620,10 @@ class Session:
             "clusters": _cluster_rows(self.clustering),
             "histogram": {"edges": edges.tolist(), "counts": counts.tolist(),
                           "quantiles": {k: _finite(v) for k, v in quantiles.items()}} if seen else None,
-            "plans": self.plans,
+            "plans": self._plans.all(),
             "lineage": self.lineage,
             "health": self.health_report,
+            "compare": _table_rows(self._workshop.table),
         }
 
     def _display_epoch(self) -> int:
@@ -634,6 +652,14 @@ def _cluster_rows(clustering: Clustering | None) -> list[dict[str, Any]]:
          "top_predictions": counts(row.get("top_predictions"))}
         for cid, row in clustering.summary.iterrows()
     ]
+
+
+def _table_rows(table: pd.DataFrame | None) -> dict[str, Any] | None:
+    """A comparison DataFrame as ``{columns, rows}`` for the dashboard (model name first)."""
+    if table is None:
+        return None
+    rows = [[str(name), *(_finite(v) for v in row)] for name, row in zip(table.index, table.to_numpy().tolist())]
+    return {"columns": ["model", *map(str, table.columns)], "rows": rows}
 
 
 def _describe(result: dict[str, Any]) -> str:

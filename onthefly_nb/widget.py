@@ -81,6 +81,7 @@ class Dashboard(anywidget.AnyWidget):
     plans = traitlets.List().tag(sync=True)
     lineage = traitlets.List().tag(sync=True)
     health = traitlets.Dict(allow_none=True).tag(sync=True)
+    compare = traitlets.Dict(allow_none=True).tag(sync=True)
 
     def __init__(self, session: Session, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -109,6 +110,7 @@ class Dashboard(anywidget.AnyWidget):
             self.plans = snapshot["plans"]
             self.lineage = snapshot["lineage"]
             self.health = snapshot["health"]
+            self.compare = snapshot["compare"]
             clustering = session.clustering
             if clustering is not None and clustering is not self._mapped:
                 self._mapped, self._map_version = clustering, self._map_version + 1
@@ -201,6 +203,8 @@ class Dashboard(anywidget.AnyWidget):
             session.test(wait=False)
         elif name == "health":
             session.health(wait=False)
+        elif name == "compare":
+            session.compare(wait=False)
         else:
             raise ValueError(f"unknown or unavailable command {name!r}")
 

@@ -187,10 +187,25 @@ def test_a_clustering_proposes_a_fork_card_that_forks_when_approved():
         fork = [p for p in session.plans if p["kind"] == "fork"]
         assert fork, f"no fork card; clusters:\n{session.clusters}"
         assert fork[0]["params"] == {"budget": 300, "general_share": 0.2}
-        result = session.approve(fork[0]["id"], wait=True, budget=40)
+        result = fork[0].approve(wait=True, budget=40)  # a plan card is a dict that can be decided
         expert = next(iter(session.experts.values()))
         assert len(expert.losses) == 40 and "40 steps on cluster 0" in result
         assert np.isin(expert.indices, np.flatnonzero(planted)).mean() > 0.8
+        compare = session.snapshot()["compare"]
+        assert compare["columns"][0] == "model" and [r[0] for r in compare["rows"]] == [session.run_name, expert.name]
+
+        # the fork proposes a merge; the merge proposes committing it, with before and after
+        merge_card = next(p for p in session.plans if p["kind"] == "merge")
+        assert expert.name in merge_card["evidence"]
+        merge_card.approve(wait=True)
+        commit = next(p for p in session.plans if p["kind"] == "commit_merge")
+        assert "before: slices loss" in commit["evidence"] and "after: slices loss" in commit["evidence"]
+        weights = session.model.weight.detach().clone()
+        commit.reject()
+        (merge,) = session._workshop.merges.values()
+        assert merge.state == "discarded" and torch.equal(session.model.weight.detach(), weights)
+        nodes = {n["id"]: n for n in session.lineage}
+        assert nodes[merge.name]["state"] == "discarded" and nodes[expert.name]["state"] == "trained"
     finally:
         session.stop()
 
