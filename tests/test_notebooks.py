@@ -227,3 +227,19 @@ def test_hard_slices_notebook_finds_the_planted_subgroup(tmp_path):
              if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(plots) == 2, "the two session.figure cells should render plotly figures"
     assert (tmp_path / "hard_cluster.parquet").exists()
+
+
+def test_fork_merge_notebook_beats_the_matched_compute_baseline(tmp_path):
+    nb = nbformat.read(NOTEBOOKS / "fork_merge.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        'import json; print("FACTS " + json.dumps(held_out.to_dict(orient="index")))'))
+    execute(nb, path=tmp_path, timeout=300)  # the exported mixture lands in tmp_path
+    errors = error_outputs(nb)
+    assert not errors, "cells raised:\n" + "\n\n".join(errors)
+    facts = json.loads(output_text(nb.cells[-1]).split("FACTS ", 1)[1])
+    baseline = facts["baseline (matched compute)"]
+    for method in ("swa merge", "gate"):
+        assert facts[method]["subgroup loss"] < 0.8 * baseline["subgroup loss"], facts
+        assert facts[method]["validation accuracy"] >= baseline["validation accuracy"] - 0.01, facts
+    assert "same predictions after reload: True" in output_text(find_cell(nb.cells, "gate.export("))
+    assert (tmp_path / "mixture" / "mixture.pt2").exists()
