@@ -22,12 +22,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from .batches import Unpack, to_device
+from .distill import distill
 from .errors import ConfigurationError
 from .gate import Mixture, route_labels, train_router
 from .losses import reduce_to_samples
 from .merging import average, fisher_average, fisher_diagonal
 
-MERGE_METHODS = ("swa", "fisher")
+MERGE_METHODS = ("swa", "fisher", "distill")
+DISTILL_STEPS = 200
 FISHER_SAMPLES = 2048
 
 
@@ -223,7 +225,7 @@ class Workshop:
             rows.append(row)
         return pd.DataFrame(rows).set_index("model")
 
-    def merge(self, names: Sequence[str] | None, method: str) -> Merge:
+    def merge(self, names: Sequence[str] | None, method: str, steps: int = DISTILL_STEPS) -> Merge:
         s = self.session
         if method not in MERGE_METHODS:
             raise ConfigurationError(f"merge method {method!r} is not available; use one of {', '.join(MERGE_METHODS)}")
@@ -237,6 +239,8 @@ class Workshop:
         models = [s.model, *(self.experts[n].model for n in chosen)]
         if method == "swa":
             weights = average(models, bn_inputs, s.device)
+        elif method == "distill":
+            weights = self._distilled(chosen, steps)
         else:
             rng = np.random.default_rng(0)
             general = rng.choice(s.store.size, min(s.store.size, FISHER_SAMPLES), replace=False)
@@ -253,6 +257,20 @@ class Workshop:
                       before=before, after=merge.after)
         self.refresh()
         return merge
+
+    def _distilled(self, chosen: list[str], steps: int) -> dict[str, torch.Tensor]:
+        """The run's weights after ``steps`` steps of learning from the gated mixture of the run
+        and ``chosen`` on the whole training set (task loss plus KL to the mixture)."""
+        s = self.session
+        teacher = self.gate(chosen, epochs=30)
+        student = copy.deepcopy(s.model)
+        optimizer = copy_optimizer(s.optimizer, student, s.model, fresh=False, lr=None)
+        batches = fork_batches(s.store.size, np.arange(s.store.size), s.train_loader.batch_size or 1, steps, 0.0, 0)
+        loader = DataLoader(s.train_loader.dataset, batch_sampler=batches, collate_fn=s.train_loader.collate_fn)
+        moved = ((to_device(x, s.device), to_device(y, s.device)) for x, y in map(s.unpack, loader))
+        with torch.random.fork_rng(devices=[s.device.index or 0] if s.device.type == "cuda" else []):
+            distill(student, teacher, optimizer, s._loss.train, moved)
+        return {k: v.detach().clone() for k, v in student.state_dict().items()}
 
     def baseline_job(self, steps: int | None, name: str | None) -> Callable[[], Expert]:
         """The run trained on, on all the data, for as many steps as the forks took (matched compute)."""

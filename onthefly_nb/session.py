@@ -423,12 +423,14 @@ class Session:
         future = self._controller.submit(job)
         return future.result() if wait else future
 
-    def merge(self, experts: list[str] | None = None, method: str = "swa") -> Merge:
+    def merge(self, experts: list[str] | None = None, method: str = "swa", steps: int = 200) -> Merge:
         """Merge trained experts with the run into candidate weights, evaluated before and after
         on the experts' slices and on validation: ``method='swa'`` averages the weights,
-        ``'fisher'`` weighs each parameter by its Fisher information in each model. BatchNorm
-        statistics are recomputed. Nothing changes until ``commit(merge.name)``."""
-        return self._controller.submit(lambda: self._workshop.merge(experts, method)).result()
+        ``'fisher'`` weighs each parameter by its Fisher information in each model (BatchNorm
+        statistics recomputed for both), ``'distill'`` trains a copy of the run for ``steps``
+        steps on the task loss plus the KL divergence to the gated mixture of the run and the
+        experts. Nothing changes until ``commit(merge.name)``."""
+        return self._controller.submit(lambda: self._workshop.merge(experts, method, steps)).result()
 
     def baseline(self, steps: int | None = None, name: str | None = None) -> Expert:
         """The fair comparison for forks: a copy of the run trained on all the data for the same

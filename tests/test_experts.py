@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from onthefly_nb import Session
 from onthefly_nb.batches import default_unpack
+from onthefly_nb.distill import distill
 from onthefly_nb.errors import ConfigurationError
 from onthefly_nb.evaluation import evaluate
 from onthefly_nb.experts import fork_batches
@@ -171,7 +172,7 @@ def test_bad_fork_and_merge_requests_say_what_to_do():
         session.fork([1, 2, 3], budget=2, name="tiny")
         with pytest.raises(ConfigurationError, match="exists already"):
             session.fork([4, 5], budget=2, name="tiny")
-        with pytest.raises(ConfigurationError, match="merge method 'ties' is not available; use one of swa, fisher"):
+        with pytest.raises(ConfigurationError, match="'ties' is not available; use one of swa, fisher, distill"):
             session.merge(method="ties")
         with pytest.raises(ConfigurationError, match="no merge 'nope'"):
             session.discard("nope")
@@ -284,3 +285,42 @@ def test_the_exported_mixture_predicts_the_same_in_a_fresh_process(tmp_path):
 
 
 cpu = torch.device("cpu")
+
+
+def test_distillation_pulls_the_student_to_the_teacher():
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3))
+    student = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3))
+    x = torch.randn(512, 4)
+    y = torch.zeros(512, dtype=torch.long)
+
+    def gap() -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.kl_div(student(x).log_softmax(1), teacher(x).log_softmax(1),
+                                                    reduction="batchmean", log_target=True))
+
+    before = gap()
+    no_task = lambda out, target: out.sum() * 0.0  # noqa: E731 - the KL term alone
+    batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 512, 64)] * 40
+    distill(student, teacher, torch.optim.Adam(student.parameters(), lr=1e-2), no_task, batches)
+    assert gap() < 0.05 * before, (before, gap())
+
+
+def test_a_distilled_merge_learns_the_subgroup_without_losing_the_rest():
+    data, planted = planted_data(seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))  # a student that can fit the subgroup
+    session = Session(model, torch.optim.Adam(model.parameters(), lr=3e-3), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=64, shuffle=True), DataLoader(planted_data(seed=100)[0], 512),
+                      max_epochs=100, recluster_seconds=None)
+    session.start(paused=True)
+    session.step(150)
+    try:
+        session.fork(np.flatnonzero(planted), budget=100, name="blob", general_share=0.5)
+        merge = session.merge(method="distill", steps=100)
+        assert merge.method == "distill"
+        assert merge.after["slices"]["loss"] < 0.8 * merge.before["slices"]["loss"], merge
+        assert merge.after["validation"]["accuracy"] >= merge.before["validation"]["accuracy"] - 0.01, merge
+        assert [e["kind"] for e in session.events].count("gated") == 1, "the teacher is the gated mixture"
+    finally:
+        session.stop()
