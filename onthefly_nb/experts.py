@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from .adapters import fuse, with_adapters
 from .batches import Unpack, to_device
 from .distill import distill
 from .errors import ConfigurationError
@@ -28,7 +29,7 @@ from .gate import Mixture, route_labels, train_router
 from .losses import reduce_to_samples
 from .merging import average, fisher_average, fisher_diagonal
 
-MERGE_METHODS = ("swa", "fisher", "distill")
+MERGE_METHODS = ("swa", "fisher", "distill", "adapter")
 DISTILL_STEPS = 200
 FISHER_SAMPLES = 2048
 
@@ -49,6 +50,7 @@ class Expert:
     state: str = "training"
     losses: list[float] = field(default_factory=list, repr=False)  # mean training loss per step
     kind: str = "fork"  # or "baseline": the run trained on for the same compute, for a fair comparison
+    adapter_rank: int | None = None  # trained as low-rank adapters of this rank
 
     def node(self) -> dict[str, Any]:
         """The expert as a lineage node."""
@@ -144,9 +146,14 @@ class Workshop:
         self.table: Any = None  # the latest comparison (a DataFrame), for the dashboard
 
     def fork_job(self, rows: np.ndarray, description: str, budget: int, lr: float | None, name: str | None,
-                 fresh_optimizer: bool, general_share: float, seed: int, kind: str = "fork") -> Callable[[], Expert]:
-        """Check the request now; return the fork to run on the trainer thread at a boundary."""
+                 fresh_optimizer: bool, general_share: float, seed: int, kind: str = "fork",
+                 adapter_rank: int | None = None, adapter_layers: Sequence[str] | None = None) -> Callable[[], Expert]:
+        """Check the request now; return the fork to run on the trainer thread at a boundary.
+        With ``adapter_rank`` the fork trains low-rank adapters on the Linear layers (all, or
+        ``adapter_layers``) with a fresh optimizer, and merges back with ``method='adapter'``."""
         s = self.session
+        if adapter_rank is not None:
+            with_adapters(s.model, adapter_rank, adapter_layers)  # checks the rank and layer names now
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
             raise ConfigurationError(f"budget must be a whole number of steps >= 1, got {budget!r}")
         if len(rows) == 0:
@@ -157,10 +164,16 @@ class Workshop:
         batches = fork_batches(s.store.size, rows, s.train_loader.batch_size or 1, budget, general_share, seed)
 
         def run() -> Expert:
-            model = copy.deepcopy(s.model)
-            optimizer = copy_optimizer(s.optimizer, model, s.model, fresh_optimizer, lr)
+            if adapter_rank is None:
+                model = copy.deepcopy(s.model)
+                optimizer = copy_optimizer(s.optimizer, model, s.model, fresh_optimizer, lr)
+            else:
+                model = with_adapters(s.model, adapter_rank, adapter_layers)
+                optimizer = type(s.optimizer)([p for p in model.parameters() if p.requires_grad],
+                                              **{**s.optimizer.defaults, **({"lr": lr} if lr is not None else {})})
             expert = Expert(name, s.run_name, s.global_step, description, rows, budget,
-                            float(optimizer.param_groups[0]["lr"]), general_share, model, kind=kind)
+                            float(optimizer.param_groups[0]["lr"]), general_share, model, kind=kind,
+                            adapter_rank=adapter_rank)
             self.experts[name] = expert
             s._log.append("forked", s.global_step, expert=name, slice=description, samples=int(len(rows)),
                           budget=budget, lr=expert.lr)
@@ -235,9 +248,16 @@ class Workshop:
         if unknown or not chosen:
             raise ConfigurationError(f"no trained experts to merge (asked for {chosen}); "
                                      f"experts: {', '.join(self.experts) or 'none yet'}")
+        adapted = [n for n in chosen if self.experts[n].adapter_rank is not None]
+        if (method == "adapter") != (len(adapted) == len(chosen)):
+            raise ConfigurationError(
+                f"method='adapter' fuses experts forked with adapter_rank=..., and only those; adapter experts: "
+                f"{', '.join(adapted) or 'none'}; others: {', '.join(set(chosen) - set(adapted)) or 'none'}")
         bn_inputs = (s.unpack(batch)[0] for batch in s.train_loader)
         models = [s.model, *(self.experts[n].model for n in chosen)]
-        if method == "swa":
+        if method == "adapter":
+            weights = fuse(s.model, models[1:])
+        elif method == "swa":
             weights = average(models, bn_inputs, s.device)
         elif method == "distill":
             weights = self._distilled(chosen, steps)

@@ -377,14 +377,17 @@ class Session:
     # ---- experts -----------------------------------------------------------------------------
     def fork(self, slice: Selection, budget: int = 300, lr: float | None = None, name: str | None = None,
              fresh_optimizer: bool = False, general_share: float = 0.0, seed: int = 0,
+             adapter_rank: int | None = None, adapter_layers: list[str] | None = None,
              wait: bool = True) -> Expert | Future:
         """Fork a specialist: a copy of the model (and optimizer state, unless ``fresh_optimizer``)
         trained for ``budget`` steps on a slice (a query, dataset indices or ``session.selection``),
-        with ``general_share`` of each batch drawn from the whole training set. It runs at the
-        next step boundary; the main run waits meanwhile."""
+        with ``general_share`` of each batch drawn from the whole training set. With
+        ``adapter_rank`` only low-rank adapters on the Linear layers (or ``adapter_layers``) are
+        trained. It runs at the next step boundary; the main run waits meanwhile."""
         rows = self._slice_rows(slice)
         description = slice if isinstance(slice, str) else f"{len(rows)} chosen samples"
-        job = self._workshop.fork_job(rows, description, budget, lr, name, fresh_optimizer, general_share, seed)
+        job = self._workshop.fork_job(rows, description, budget, lr, name, fresh_optimizer, general_share, seed,
+                                      adapter_rank=adapter_rank, adapter_layers=adapter_layers)
         future = self._controller.submit(job)
         return future.result() if wait else future
 
@@ -429,7 +432,8 @@ class Session:
         ``'fisher'`` weighs each parameter by its Fisher information in each model (BatchNorm
         statistics recomputed for both), ``'distill'`` trains a copy of the run for ``steps``
         steps on the task loss plus the KL divergence to the gated mixture of the run and the
-        experts. Nothing changes until ``commit(merge.name)``."""
+        experts; ``'adapter'`` adds adapter forks' low-rank deltas to the run's weights. Nothing
+        changes until ``commit(merge.name)``."""
         return self._controller.submit(lambda: self._workshop.merge(experts, method, steps)).result()
 
     def baseline(self, steps: int | None = None, name: str | None = None) -> Expert:

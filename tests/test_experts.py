@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from onthefly_nb import Session
+from onthefly_nb.adapters import fuse, with_adapters
 from onthefly_nb.batches import default_unpack
 from onthefly_nb.distill import distill
 from onthefly_nb.errors import ConfigurationError
@@ -172,7 +173,7 @@ def test_bad_fork_and_merge_requests_say_what_to_do():
         session.fork([1, 2, 3], budget=2, name="tiny")
         with pytest.raises(ConfigurationError, match="exists already"):
             session.fork([4, 5], budget=2, name="tiny")
-        with pytest.raises(ConfigurationError, match="'ties' is not available; use one of swa, fisher, distill"):
+        with pytest.raises(ConfigurationError, match="not available; use one of swa, fisher, distill, adapter"):
             session.merge(method="ties")
         with pytest.raises(ConfigurationError, match="no merge 'nope'"):
             session.discard("nope")
@@ -322,5 +323,42 @@ def test_a_distilled_merge_learns_the_subgroup_without_losing_the_rest():
         assert merge.after["slices"]["loss"] < 0.8 * merge.before["slices"]["loss"], merge
         assert merge.after["validation"]["accuracy"] >= merge.before["validation"]["accuracy"] - 0.01, merge
         assert [e["kind"] for e in session.events].count("gated") == 1, "the teacher is the gated mixture"
+    finally:
+        session.stop()
+
+
+def test_a_fused_adapter_gives_the_adapted_models_outputs():
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+    adapted = with_adapters(base, rank=2, layers=["0", "2"])
+    x = torch.randn(64, 5)
+    torch.testing.assert_close(adapted(x), base(x))  # B starts at zero: an untrained adapter changes nothing
+    assert {n for n, p in adapted.named_parameters() if p.requires_grad} == {"0.A", "0.B", "2.A", "2.B"}
+    with torch.no_grad():
+        for layer in (adapted[0], adapted[2]):
+            layer.B.normal_()
+    fused = copy.deepcopy(base)
+    fused.load_state_dict(fuse(base, [adapted]))
+    torch.testing.assert_close(fused(x), adapted(x), rtol=1e-5, atol=1e-5)
+    delta = adapted[0].B @ adapted[0].A
+    assert torch.linalg.matrix_rank(delta.detach()) <= 2
+    with pytest.raises(ConfigurationError, match="named \\['9'\\]; the model's Linear layers are: 0, 2"):
+        with_adapters(base, rank=2, layers=["9"])
+
+
+def test_an_adapter_fork_trains_few_weights_and_fuses_back():
+    session, planted = trained_generalist()
+    try:
+        frozen = session.model.weight.detach().clone()
+        expert = session.fork(np.flatnonzero(planted), budget=80, name="lora", adapter_rank=1, lr=0.05)
+        assert expert.adapter_rank == 1 and len(expert.losses) == 80
+        assert expert.losses[-1] < expert.losses[0]
+        assert torch.equal(expert.model.base.weight, frozen), "the base weights stay frozen"
+        with pytest.raises(ConfigurationError, match="method='adapter' fuses experts forked with adapter_rank"):
+            session.merge(["lora"], method="swa")
+        merge = session.merge(["lora"], method="adapter")
+        delta = (expert.model.B @ expert.model.A * expert.model.scale).detach()
+        torch.testing.assert_close(merge.weights["weight"], frozen + delta)
+        assert merge.after["slices"]["loss"] < merge.before["slices"]["loss"]
     finally:
         session.stop()
