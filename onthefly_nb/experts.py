@@ -70,6 +70,7 @@ class Merge:
     before: dict[str, Any]
     after: dict[str, Any]
     state: str = "candidate"  # then committed or discarded
+    baseline: dict[str, Any] = field(default_factory=dict)  # the matched-compute baseline's scores
 
     def node(self, parent: str) -> dict[str, Any]:
         return {"id": self.name, "parent": parent, "kind": "merge", "label": f"{self.method} merge",
@@ -211,7 +212,8 @@ class Workshop:
             return ", ".join(parts)
 
         self.session._plans.propose("commit_merge", f"Commit {merge.name}",
-                                    f"before: {text(merge.before)}; after: {text(merge.after)}",
+                                    f"before: {text(merge.before)}; after: {text(merge.after)}; the run trained "
+                                    f"on for the same steps instead: {text(merge.baseline)}",
                                     context={"merge": merge.name})
 
     def compare(self, extra: dict[str, Any] | None = None) -> Any:
@@ -272,11 +274,20 @@ class Workshop:
         merge = Merge(f"{s.run_name}-merge{len(self.merges) + 1}", method, chosen, s.global_step, weights,
                       before, {})
         merge.after = self._scores(self._candidate_model(merge), chosen)
+        merge.baseline = self._scores(self._matched_baseline(chosen).model, chosen)
         self.merges[merge.name] = merge
         s._log.append("merged", s.global_step, merge=merge.name, method=method, experts=chosen,
-                      before=before, after=merge.after)
+                      before=before, after=merge.after, baseline=merge.baseline)
         self.refresh()
         return merge
+
+    def _matched_baseline(self, chosen: list[str]) -> Expert:
+        """The baseline trained for as many steps as the chosen forks together (made if missing)."""
+        steps = sum(self.experts[n].budget for n in chosen)
+        for expert in self.experts.values():
+            if expert.kind == "baseline" and expert.budget == steps and expert.step == self.session.global_step:
+                return expert
+        return self.baseline_job(steps, None)()
 
     def _distilled(self, chosen: list[str], steps: int) -> dict[str, torch.Tensor]:
         """The run's weights after ``steps`` steps of learning from the gated mixture of the run

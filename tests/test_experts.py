@@ -202,6 +202,8 @@ def test_a_clustering_proposes_a_fork_card_that_forks_when_approved():
         merge_card.approve(wait=True)
         commit = next(p for p in session.plans if p["kind"] == "commit_merge")
         assert "before: slices loss" in commit["evidence"] and "after: slices loss" in commit["evidence"]
+        assert "the run trained on for the same steps instead: slices loss" in commit["evidence"]
+        assert [e.kind for e in session.experts.values()] == ["fork", "baseline"], "a matched baseline was made"
         weights = session.model.weight.detach().clone()
         commit.reject()
         (merge,) = session._workshop.merges.values()
