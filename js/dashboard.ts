@@ -3,6 +3,7 @@
 // dirty; one animation frame redraws what changed.
 
 import { LossChart, type Marker } from "./chart";
+import { ComparePanel } from "./compare";
 import { type Curve, EMPTY_CURVE, decodeCurve } from "./curve";
 import { Controls } from "./controls";
 import { emptyState, h, panel } from "./dom";
@@ -20,10 +21,12 @@ import {
   type DashboardModel,
   type EvalResult,
   type Histogram,
+  type LineageNode,
   type Listener,
   type RunEvent,
   type RunInfo,
   normalizeClusters,
+  normalizeCompare,
   normalizeEvents,
   normalizeHealth,
   normalizeHistogram,
@@ -38,7 +41,9 @@ export type { DashboardModel } from "./types";
 const CHART_HEIGHT = 220;
 const HIST_HEIGHT = 260;
 // validations are not markers: the validation loss series already shows each one
-const MARKER_KINDS = new Set(["paused", "resumed", "test", "plan_executed", "fork", "merge", "health"]);
+const MARKER_KINDS = new Set([
+  "paused", "resumed", "test", "plan_executed", "fork", "merge", "forked", "merged", "merge_committed", "health",
+]);
 
 /** Fired on the mount element with `detail.indices` each time a selection is sent to Python. */
 export const SELECT_EVENT = "onthefly-select";
@@ -46,7 +51,7 @@ export const SELECT_EVENT = "onthefly-select";
 /** Every trait the dashboard listens to. */
 const TRAITS = [
   "run", "curve", "val_curve", "events", "clusters", "histogram",
-  "points", "selection", "plans", "lineage", "health",
+  "points", "selection", "plans", "lineage", "compare", "health",
 ] as const;
 type Trait = (typeof TRAITS)[number];
 type Part = Trait | "chart" | "hist" | "theme";
@@ -145,6 +150,8 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
   const lineageTree = h(doc, "div", { class: "onthefly-lineage" });
   lineagePanel.body.append(lineageTree);
 
+  const compare = new ComparePanel(doc, (cmd) => model.send(cmd), dom.signal);
+
   const eventPanel = panel(doc, "events", "Events", "onthefly-panel-wide onthefly-events-box");
   const eventList = h(doc, "ol", { class: "onthefly-events", "aria-label": "Recent events" });
   const eventEmpty = emptyState(doc, "no events yet");
@@ -159,7 +166,8 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
     controls.el,
     error,
     h(doc, "div", { class: "onthefly-panels" },
-      loss.el, hist.el, mapPanel.el, plansPanel.el, healthPanel.el, clusterPanel.el, lineagePanel.el, eventPanel.el),
+      loss.el, hist.el, mapPanel.el, plansPanel.el, healthPanel.el, clusterPanel.el, lineagePanel.el, compare.panel.el,
+      eventPanel.el),
   );
   el.replaceChildren(root);
 
@@ -170,6 +178,8 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
   let events: RunEvent[] = [];
   let clusters: ClusterRow[] = [];
   let histogram: Histogram | null = null;
+  let lineage: LineageNode[] = [];
+  let compareValue: unknown = undefined;
   let chartWidth = 0;
   let histWidth = 0;
   let hoverRow = -1;
@@ -232,6 +242,7 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
       run = normalizeRun(model.get("run"));
       header.render(run);
       controls.render(run.state);
+      compare.setRunState(run.state);
       const failed = run.state === "failed";
       error.hidden = !failed;
       error.textContent = failed ? run.error || "Training failed (no traceback was reported)." : "";
@@ -268,7 +279,17 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
       plansCount.textContent = String(plans.proposed);
       plansCount.hidden = plans.proposed === 0;
     },
-    lineage: () => renderLineage(lineageTree, normalizeLineage(model.get("lineage"))),
+    lineage: () => {
+      lineage = normalizeLineage(model.get("lineage"));
+      renderLineage(lineageTree, lineage);
+      dirty.add("compare"); // its rows show each model's kind and state
+    },
+    compare: () => {
+      const value = model.get("compare");
+      // a new value (not a lineage change) answers a pending Compare click
+      compare.update(normalizeCompare(value), lineage, value !== compareValue);
+      compareValue = value;
+    },
     health: () => {
       const health = normalizeHealth(model.get("health"));
       renderHealth(healthList, healthNote, health);
@@ -368,6 +389,7 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
     frame = 0;
     dom.abort();
     plans.dispose();
+    compare.dispose();
     map.destroy();
     el.replaceChildren();
   };

@@ -73,7 +73,8 @@ export type CommandName = "pause" | "resume" | "stop" | "step" | "validate" | "t
 
 export interface Command {
   type: "command";
-  name: CommandName;
+  /** The training controls, or "compare": recompute the `compare` trait. */
+  name: CommandName | "compare";
   n?: number;
 }
 
@@ -261,7 +262,7 @@ export function normalizePlans(v: unknown): Plan[] {
   return out;
 }
 
-export type LineageKind = "run" | "fork" | "merge";
+export type LineageKind = "run" | "fork" | "baseline" | "merge";
 
 export interface LineageNode {
   id: string;
@@ -269,10 +270,18 @@ export interface LineageNode {
   kind: LineageKind;
   label: string;
   step: number | null;
+  /** run: its status; fork and baseline: training, trained, merged; merge: candidate, committed, discarded */
   state: string;
+  /** fork and baseline: how the slice was chosen, its size and the training budget in steps */
+  slice: string;
+  samples: number | null;
+  budget: number | null;
+  /** merge: the experts averaged with the run */
+  merged_from: string[];
 }
 
 const idOf = (v: unknown): string => (typeof v === "number" && Number.isFinite(v) ? String(v) : str(v));
+const LINEAGE_KINDS: readonly LineageKind[] = ["run", "fork", "baseline", "merge"];
 
 /** `lineage`: nodes without an id are dropped; an unknown kind reads as "run". */
 export function normalizeLineage(v: unknown): LineageNode[] {
@@ -282,10 +291,42 @@ export function normalizeLineage(v: unknown): LineageNode[] {
     if (!isObject(n)) continue;
     const id = idOf(n.id);
     if (!id) continue;
-    const kind = n.kind === "fork" || n.kind === "merge" ? n.kind : "run";
-    out.push({ id, parent: idOf(n.parent) || null, kind, label: str(n.label, id), step: numOrNull(n.step), state: str(n.state) });
+    const kind = LINEAGE_KINDS.includes(n.kind as LineageKind) ? (n.kind as LineageKind) : "run";
+    out.push({
+      id,
+      parent: idOf(n.parent) || null,
+      kind,
+      label: str(n.label, id),
+      step: numOrNull(n.step),
+      state: str(n.state),
+      slice: str(n.slice),
+      samples: numOrNull(n.samples),
+      budget: numOrNull(n.budget),
+      merged_from: Array.isArray(n.merged_from) ? n.merged_from.map(idOf).filter(Boolean) : [],
+    });
   }
   return out;
+}
+
+/** `compare`: one row per model (the run, its experts, merge candidates), one value per column. */
+export interface CompareTable {
+  /** The value columns, without the leading "model" column: "slice <expert> loss", "validation accuracy", ... */
+  columns: string[];
+  rows: Array<{ model: string; values: Array<number | null> }>;
+}
+
+/** `compare`: null until the first comparison; rows are padded or cut to the columns. */
+export function normalizeCompare(v: unknown): CompareTable | null {
+  if (!isObject(v) || !Array.isArray(v.columns) || !Array.isArray(v.rows)) return null;
+  const columns = v.columns.slice(1).map((c) => str(c, String(c)));
+  const rows: CompareTable["rows"] = [];
+  for (const r of v.rows) {
+    if (!Array.isArray(r) || r.length === 0) continue;
+    const model = idOf(r[0]);
+    if (!model) continue;
+    rows.push({ model, values: columns.map((_, i) => numOrNull(r[i + 1])) });
+  }
+  return { columns, rows };
 }
 
 export type HealthStatus = "pass" | "warn" | "fail";

@@ -277,7 +277,7 @@ class Workshop:
         merge.baseline = self._scores(self._matched_baseline(chosen).model, chosen)
         self.merges[merge.name] = merge
         s._log.append("merged", s.global_step, merge=merge.name, method=method, experts=chosen,
-                      before=before, after=merge.after, baseline=merge.baseline)
+                      summary=_summary(merge))
         self.refresh()
         return merge
 
@@ -369,6 +369,7 @@ class Workshop:
         merge = self._candidate(name)
         merge.state = "discarded"
         self.session._log.append("merge_discarded", self.session.global_step, merge=name)
+        self.session._controller.submit(self.refresh)  # the compare panel drops the candidate
 
     def _candidate(self, name: str) -> Merge:
         merge = self.merges.get(name)
@@ -381,3 +382,14 @@ class Workshop:
     def lineage(self) -> list[dict[str, Any]]:
         return [e.node() for e in self.experts.values()] + [m.node(self.session.run_name)
                                                              for m in self.merges.values()]
+
+
+def _summary(merge: Merge) -> str:
+    """The merge's scores in one line, for the event log."""
+    def part(label: str, scores: dict[str, Any]) -> str:
+        text = f"{label} slices loss {scores['slices']['loss']:.4g}"
+        validation = scores.get("validation", {}).get("accuracy")
+        return text + (f", val acc {validation:.1%}" if validation is not None else "")
+
+    return "; ".join(part(k, v) for k, v in (("before", merge.before), ("after", merge.after),
+                                                ("baseline", merge.baseline)) if v)

@@ -392,8 +392,8 @@ def test_cleanup_and_two_mounts(bare_harness):
     page.evaluate("() => { window.mount(); window.mount(); }")
     expect(page.locator(".onthefly-root")).to_have_count(2)
     per_mount = page.evaluate("() => window.fakeModel.listenerCount()") // 2
-    # run, curve, val_curve, events, clusters, histogram, points, selection, plans, lineage, health
-    assert per_mount == 11
+    # run, curve, val_curve, events, clusters, histogram, points, selection, plans, lineage, compare, health
+    assert per_mount == 12
 
     h.update("run", running_run(step=77))
     for i in (0, 1):
@@ -1042,6 +1042,165 @@ def test_lineage_tree(harness):
     expect(panel.locator('li[data-id="f"] > .onthefly-tree-row')).to_contain_text("step 50")
 
 
+COMPARE_COLUMNS = ["model", "slice run-fork1 loss", "slice run-fork1 accuracy", "validation loss",
+                   "validation accuracy"]
+COMPARE = {
+    "columns": COMPARE_COLUMNS,
+    "rows": [
+        ["run", 0.9123, 0.6, 0.31, 0.9],
+        ["run-fork1", 0.2049, 0.95, 0.52, 0.8],
+        ["run-merge1", 0.4, 0.75, 0.29, None],
+    ],
+}
+EXPERT_LINEAGE = [
+    {"id": "run", "parent": None, "kind": "run", "label": "run", "step": 1560, "state": "paused"},
+    {"id": "run-fork1", "parent": "run", "kind": "fork", "label": "run-fork1", "step": 1500, "state": "trained",
+     "slice": "cluster 3 (step 1500)", "samples": 180, "budget": 60},
+    {"id": "run-baseline2", "parent": "run", "kind": "baseline", "label": "run-baseline2", "step": 1500,
+     "state": "training", "slice": "all samples (matched-compute baseline)", "samples": 20000, "budget": 60},
+    {"id": "run-merge1", "parent": "run", "kind": "merge", "label": "swa merge", "step": 1560, "state": "candidate",
+     "merged_from": ["run-fork1"]},
+]
+
+
+def best_models(panel) -> dict[str, list[str]]:
+    """For each column, the models whose cell is highlighted as the best."""
+    return panel.evaluate(
+        """(p) => {
+          const out = {};
+          for (const td of p.querySelectorAll("td[data-best]")) {
+            (out[td.dataset.column] ??= []).push(td.closest("tr").dataset.model);
+          }
+          return out;
+        }"""
+    )
+
+
+def test_compare_table_groups_targets_and_highlights_the_best(harness):
+    panel = harness.root().locator('[data-panel="compare"]')
+    empty = panel.locator(".onthefly-empty-state")
+    expect(empty).to_have_text("fork a specialist to compare it with the run")
+    expect(panel.locator("table")).to_have_count(0)
+
+    harness.update("lineage", EXPERT_LINEAGE)
+    harness.update("compare", COMPARE)
+    expect(empty).to_be_hidden()
+    table = panel.locator("table.onthefly-compare-table")
+    expect(table).to_be_visible()
+    # one header cell per target over its loss and accuracy columns
+    groups = table.locator("thead th.onthefly-compare-group")
+    expect(groups).to_have_count(2)
+    expect(groups.nth(0)).to_have_text("slice run-fork1")
+    expect(groups.nth(0)).to_have_attribute("colspan", "2")
+    expect(groups.nth(1)).to_have_text("validation")
+    expect(table.locator("thead tr.onthefly-compare-metrics th")).to_have_text(["loss", "acc", "loss", "acc"])
+
+    rows = table.locator("tbody tr")
+    expect(rows).to_have_count(3)
+    assert [rows.nth(i).get_attribute("data-model") for i in range(3)] == ["run", "run-fork1", "run-merge1"]
+    expect(rows.nth(0).locator("th")).to_have_text("runrun")  # name, then its kind from the lineage
+    expect(rows.nth(1).locator(".onthefly-compare-kind")).to_have_text("fork")
+    expect(rows.nth(2).locator(".onthefly-compare-kind")).to_have_text("candidate merge")
+    # losses with 4 significant digits, accuracies as percentages, missing values as a dash
+    expect(rows.nth(0).locator("td")).to_have_text(["0.9123", "60.0%", "0.31", "90.0%"])
+    expect(rows.nth(2).locator("td")).to_have_text(["0.4", "75.0%", "0.29", "—"])
+    assert "vs run" in rows.nth(1).locator("td").first.get_attribute("title")
+
+    # lowest loss and highest accuracy of each column
+    assert best_models(panel) == {
+        "slice run-fork1 loss": ["run-fork1"],
+        "slice run-fork1 accuracy": ["run-fork1"],
+        "validation loss": ["run-merge1"],
+        "validation accuracy": ["run"],
+    }
+    best = rows.nth(1).locator("td").nth(0)
+    plain = rows.nth(0).locator("td").nth(0)
+    assert best.evaluate("e => getComputedStyle(e).backgroundColor") != plain.evaluate(
+        "e => getComputedStyle(e).backgroundColor")
+    assert int(best.evaluate("e => getComputedStyle(e).fontWeight")) > int(
+        plain.evaluate("e => getComputedStyle(e).fontWeight"))
+    expect(panel.locator(".onthefly-panel-note")).to_contain_text("best")
+
+    # a discarded merge stays in the table, struck through, and is never the best
+    discarded = [dict(n, state="discarded") if n["kind"] == "merge" else n for n in EXPERT_LINEAGE]
+    harness.update("lineage", discarded)
+    expect(rows.nth(2)).to_have_attribute("data-state", "discarded")
+    expect(rows.nth(2).locator(".onthefly-compare-kind")).to_have_text("discarded merge")
+    assert best_models(panel)["validation loss"] == ["run"]
+
+    # the run alone: its row, nothing highlighted, and the hint to fork
+    harness.update("compare", {"columns": ["model", "validation loss", "validation accuracy"],
+                               "rows": [["run", 0.3, 0.9]]})
+    expect(rows).to_have_count(1)
+    expect(panel.locator("td[data-best]")).to_have_count(0)
+    expect(panel.locator(".onthefly-compare-hint")).to_be_visible()
+    harness.update("compare", None)
+    expect(empty).to_be_visible()
+    expect(panel.locator("table")).to_have_count(0)
+    harness.assert_no_console_errors()
+
+
+def test_compare_button_sends_the_command(harness):
+    root = harness.root()
+    button = root.locator('[data-panel="compare"] button[data-command="compare"]')
+    expect(button).to_have_text("Compare")
+    expect(button).to_be_disabled()  # no run yet
+    harness.update("run", running_run(state="paused"))
+    expect(button).to_be_enabled()
+    button.click()
+    assert harness.sent()[-1] == {"type": "command", "name": "compare"}
+    # pending until Python answers with a new table
+    expect(button).to_be_disabled()
+    expect(button).to_have_text("Comparing…")
+    expect(button).to_have_attribute("aria-busy", "true")
+    harness.update("lineage", EXPERT_LINEAGE)  # not the answer
+    expect(button).to_be_disabled()
+    harness.update("compare", COMPARE)
+    expect(button).to_be_enabled()
+    expect(button).to_have_text("Compare")
+    button.click()
+    assert [m for m in harness.sent() if m.get("name") == "compare"] == [{"type": "command", "name": "compare"}] * 2
+    # after the run has ended Python still compares (at once, on the kernel's thread)
+    harness.update("compare", dict(COMPARE, rows=COMPARE["rows"][:2]))
+    harness.update("run", running_run(state="finished"))
+    expect(button).to_be_enabled()
+    harness.assert_no_console_errors()
+
+
+def test_lineage_shows_forks_baselines_and_merges(harness):
+    panel = harness.root().locator('[data-panel="lineage"]')
+    harness.update("lineage", EXPERT_LINEAGE)
+    nodes = panel.locator("li.onthefly-tree-node")
+    expect(nodes).to_have_count(4)
+    for child in ("run-fork1", "run-baseline2", "run-merge1"):
+        expect(panel.locator(f'li[data-id="run"] li[data-id="{child}"]')).to_have_count(1)
+    fork = panel.locator('li[data-kind="fork"]')
+    expect(fork.locator(".onthefly-tree-label")).to_have_text("run-fork1")
+    expect(fork.locator(".onthefly-tree-kind")).to_have_text("fork")
+    expect(fork.locator(".onthefly-tree-step")).to_have_text("forked at step 1500")
+    expect(fork.locator(".onthefly-badge")).to_have_text("trained")
+    expect(fork.locator(".onthefly-tree-detail")).to_have_text("cluster 3 (step 1500) · 180 samples · 60 steps")
+    baseline = panel.locator('li[data-kind="baseline"]')
+    expect(baseline.locator(".onthefly-badge")).to_have_text("training")
+    expect(baseline.locator(".onthefly-tree-detail")).to_contain_text("matched-compute baseline")
+    merge = panel.locator('li[data-kind="merge"]')
+    expect(merge.locator(".onthefly-tree-label")).to_have_text("run-merge1")  # its label is the method
+    expect(merge.locator(".onthefly-tree-detail")).to_have_text("swa merge · merged from run-fork1")
+    expect(merge.locator(".onthefly-badge")).to_have_text("candidate")
+    colours = {n.locator(".onthefly-badge").evaluate("b => getComputedStyle(b).backgroundColor")
+               for n in (fork, merge, baseline)}
+    assert len(colours) == 3
+
+    harness.update("lineage", [dict(n, state="discarded") if n["kind"] == "merge" else
+                               dict(n, state="merged") if n["kind"] == "fork" else n for n in EXPERT_LINEAGE])
+    expect(merge).to_have_attribute("data-state", "discarded")
+    expect(merge.locator(".onthefly-badge")).to_have_text("discarded")
+    assert "line-through" in merge.locator(".onthefly-tree-label").evaluate(
+        "e => getComputedStyle(e).textDecorationLine")
+    expect(fork.locator(".onthefly-badge")).to_have_text("merged")
+    harness.assert_no_console_errors()
+
+
 def test_markers_for_plans_forks_merges_and_health(harness):
     harness.set_curve(curve_rows(50))
     kinds = ["plan_executed", "fork", "merge", "health", "test", "started", "rejected_message"]
@@ -1162,8 +1321,10 @@ def test_screenshot_of_the_demo_dashboard(browser_context, server_url, theme):
         h.page.set_viewport_size({"width": 1200, "height": 900})
         wait_drawn(h, 3)
         root = h.root()
-        expect(root.locator('[data-panel="plans"] button[data-decision="approve"]')).to_be_visible()
+        expect(root.locator('[data-panel="plans"] button[data-decision="approve"]').first).to_be_visible()
         expect(root.locator("g.onthefly-hist-mark")).to_have_count(3)
+        expect(root.locator('[data-panel="compare"] tbody tr')).to_have_count(4)
+        expect(root.locator('[data-panel="lineage"] li.onthefly-tree-node')).to_have_count(4)
         assert painted_pixels(h) > 5000
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         name = "dashboard.png" if theme == "light" else "dashboard-dark.png"

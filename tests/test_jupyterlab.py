@@ -7,6 +7,7 @@ Run with ``pytest -m e2e tests/test_jupyterlab.py``; it takes about two minutes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Iterator
@@ -124,8 +125,10 @@ CAPTURE_SELECTIONS = """() => {
 }"""
 
 
-def open_and_run_all(page: sync_api.Page, lab: LabServer, app: str) -> str:
-    prefix, name = APPS[app]
+def open_and_run_all(page: sync_api.Page, lab: LabServer, app: str, name: str | None = None) -> str:
+    """Open a copy of the quickstart (named ``name``, or the app's default copy) and run all its cells."""
+    prefix, default = APPS[app]
+    name = name or default
     source = QUICKSTART.read_text()
     assert "max_epochs=40," in source
     # the demo's run ends in about a minute; this one must outlast the test
@@ -227,4 +230,117 @@ def test_dashboard_steers_the_kernel_session(lab: LabServer, page: sync_api.Page
                              f"--- server log tail:\n{lab.log_tail(2000)}") from exc
     finally:
         if kc is not None:
+            kc.stop_channels()
+
+
+FORK_PLAN = """
+import json
+session.pause()
+for _attempt in range(4):
+    if session.global_step < 1500:
+        session.step(1500 - session.global_step, timeout=120)
+    session.cluster()
+    _ids = [p["id"] for p in session.plans if p["kind"] == "fork" and p["status"] == "proposed"]
+    if _ids:
+        break
+    session.step(300, timeout=120)
+print(json.dumps({"ids": _ids, "step": session.global_step, "status": session.status}))
+"""
+EXPERTS = """print(json.dumps({n: {"steps": len(e.losses), "state": e.state, "kind": e.kind}
+                  for n, e in session.experts.items()}))"""
+MERGES = "print(json.dumps([[m.name, m.state] for m in session._workshop.merges.values()]))"
+
+
+def decide_card(root: sync_api.Locator, kind: str, decision: str, **params: str) -> tuple[str, sync_api.Locator]:
+    """Wait for the proposed card of ``kind``, fill its ``params``, click Approve or Reject; return its id and card."""
+    proposed = root.locator(f'article.onthefly-plan[data-kind="{kind}"][data-status="proposed"]')
+    sync_api.expect(proposed).to_have_count(1, timeout=STATE_MS)
+    plan_id = proposed.get_attribute("data-plan-id")
+    card = root.locator(f'article.onthefly-plan[data-plan-id="{plan_id}"]')
+    card.scroll_into_view_if_needed()
+    for name, value in params.items():
+        card.locator(f'input.onthefly-param-input[data-param="{name}"]').fill(value)
+    card.locator(f'button[data-decision="{decision}"]').click()
+    return plan_id, card
+
+
+def test_fork_merge_and_discard_from_the_plan_cards(lab: LabServer, page: sync_api.Page, tmp_path: Path) -> None:
+    """JupyterLab: after a clustering, approve the fork card with an edited budget; the expert
+    trains, shows in the lineage and the compare table; approve the merge card, reject the commit
+    card; the merge is discarded in the kernel and on the dashboard; save a screenshot."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "jupyterlab-experts.png"
+    where = f"(server log: {lab.log_path}; screenshot: {shot})"
+    name = open_and_run_all(page, lab, "jupyterlab", "quickstart-experts.ipynb")
+
+    root = page.locator(".onthefly-root")
+    sync_api.expect(root).to_have_count(1, timeout=STATE_MS)
+    kc = None
+    try:
+        kc = connect_kernel(lab, name)
+        lab.kernel_pids.add(probe(kc)["pid"])
+
+        # paused after a clustering of at least 1500 steps: a fork card waits for a decision
+        state = json.loads(run_in_kernel(kc, FORK_PLAN, timeout=300).strip().splitlines()[-1])
+        assert state["ids"] and state["status"] == "paused", f"no fork card proposed: {state} {where}"
+        sync_api.expect(root.locator(".onthefly-status")).to_have_attribute("data-state", "paused", timeout=STATE_MS)
+
+        # fork: edit the budget to 60 steps and approve it in the browser
+        fork_id, fork_card = decide_card(root, "fork", "approve", budget="60")
+        assert fork_id == state["ids"][0]
+        sync_api.expect(fork_card.locator(".onthefly-badge")).to_have_text("executed", timeout=STATE_MS)
+        experts = json.loads(run_in_kernel(kc, EXPERTS))
+        assert len(experts) == 1, experts
+        expert, info = next(iter(experts.items()))
+        assert info == {"steps": 60, "state": "trained", "kind": "fork"}, experts
+
+        lineage = root.locator('[data-panel="lineage"]')
+        fork_node = lineage.locator(f'li.onthefly-tree-node[data-kind="fork"][data-id="{expert}"]')
+        sync_api.expect(fork_node).to_have_count(1, timeout=STATE_MS)
+        sync_api.expect(fork_node.locator(".onthefly-badge")).to_have_text("trained")
+        sync_api.expect(fork_node.locator(".onthefly-tree-detail")).to_contain_text("60 steps")
+        compare_rows = root.locator('[data-panel="compare"] tbody tr')
+        sync_api.expect(compare_rows).to_have_count(2, timeout=STATE_MS)
+        sync_api.expect(compare_rows.nth(1)).to_have_attribute("data-model", expert)
+
+        # merge: approve the merge card; a card to commit the candidate follows; reject it
+        _, merge_card = decide_card(root, "merge", "approve")
+        sync_api.expect(merge_card.locator(".onthefly-badge")).to_have_text("executed", timeout=STATE_MS)
+        # the candidate joins the table (beside the matched-compute baseline the merge made)
+        merge_rows = root.locator('[data-panel="compare"] tbody tr[data-kind="merge"]')
+        sync_api.expect(merge_rows).to_have_count(1, timeout=STATE_MS)
+        _, commit_card = decide_card(root, "commit_merge", "reject")
+        sync_api.expect(commit_card.locator(".onthefly-badge")).to_have_text("rejected", timeout=STATE_MS)
+        merges = json.loads(run_in_kernel(kc, MERGES))
+        assert len(merges) == 1 and merges[0][1] == "discarded", merges
+        merge_node = lineage.locator(f'li.onthefly-tree-node[data-kind="merge"][data-id="{merges[0][0]}"]')
+        sync_api.expect(merge_node).to_have_attribute("data-state", "discarded", timeout=STATE_MS)
+        sync_api.expect(merge_node.locator(".onthefly-badge")).to_have_text("discarded")
+        sync_api.expect(merge_node.locator(".onthefly-tree-detail")).to_contain_text(f"merged from {expert}")
+        # the candidate's row stays until the next comparison, marked discarded and out of the running
+        merge_row = root.locator(f'[data-panel="compare"] tbody tr[data-model="{merges[0][0]}"]')
+        sync_api.expect(merge_row).to_have_attribute("data-state", "discarded")
+        sync_api.expect(merge_row.locator("td[data-best]")).to_have_count(0)
+
+        # plans, lineage and compare in one picture
+        page.set_viewport_size({"width": 1400, "height": 1150})
+        root.locator('[data-panel="plans"]').evaluate("(p) => p.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(shot), full_page=False)
+
+        # the Compare button recomputes the table: the run and its experts, without the discarded merge
+        experts = json.loads(run_in_kernel(kc, EXPERTS))
+        compare_button = root.locator('[data-panel="compare"] button[data-command="compare"]')
+        compare_button.click()
+        sync_api.expect(merge_row).to_have_count(0, timeout=STATE_MS)
+        sync_api.expect(compare_rows).to_have_count(1 + len(experts))
+        sync_api.expect(compare_button).to_be_enabled()
+    except Exception as exc:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise AssertionError(f"{exc}\n{where}; failure screenshot: {tmp_path / 'failure.png'}\n"
+                             f"--- server log tail:\n{lab.log_tail(2000)}") from exc
+    finally:
+        if kc is not None:
+            with contextlib.suppress(Exception):
+                run_in_kernel(kc, "session.stop()", timeout=60)
             kc.stop_channels()

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   normalizeClusters,
+  normalizeCompare,
   normalizeEvents,
   normalizeHealth,
   normalizeHistogram,
@@ -24,6 +25,7 @@ describe("normalisers", () => {
         normalizePlans(v);
         normalizeLineage(v);
         normalizeHealth(v);
+        normalizeCompare(v);
       }).not.toThrow();
     }
   });
@@ -57,8 +59,8 @@ describe("normalisers", () => {
 
   it("read lineage and health", () => {
     expect(normalizeLineage([{ id: 1, parent: null, kind: "fork", label: "f" }, { id: "" }, { id: "x", kind: "?" }])).toEqual([
-      { id: "1", parent: null, kind: "fork", label: "f", step: null, state: "" },
-      { id: "x", parent: null, kind: "run", label: "x", step: null, state: "" },
+      { id: "1", parent: null, kind: "fork", label: "f", step: null, state: "", slice: "", samples: null, budget: null, merged_from: [] },
+      { id: "x", parent: null, kind: "run", label: "x", step: null, state: "", slice: "", samples: null, budget: null, merged_from: [] },
     ]);
     expect(normalizeHealth(null)).toBeNull();
     const h = normalizeHealth({ step: 3, results: [{ check: "c", status: "fail", evidence: { n: 2 } }, { status: "?" }, 1] })!;
