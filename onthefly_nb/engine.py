@@ -56,6 +56,7 @@ class TrainingLoop:
         self._clock = time.monotonic()
         self._clock_samples = 0
         self.flush_seconds = QUIET_FLUSH_SECONDS
+        self.clip_norm: float | None = None  # gradient clipping, once a plan turns it on
         self._next_flush = self._clock + self.flush_seconds
 
     def run(self) -> None:
@@ -99,6 +100,8 @@ class TrainingLoop:
             losses = reduce_to_samples(value, len(indices))
             value = losses.mean()
         value.backward()
+        if self.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
         self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
 

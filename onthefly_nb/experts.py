@@ -145,6 +145,7 @@ class Workshop:
         self.experts: dict[str, Expert] = {}
         self.merges: dict[str, Merge] = {}
         self.table: Any = None  # the latest comparison (a DataFrame), for the dashboard
+        self.table_version = 0
 
     def fork_job(self, rows: np.ndarray, description: str, budget: int, lr: float | None, name: str | None,
                  fresh_optimizer: bool, general_share: float, seed: int, kind: str = "fork",
@@ -193,7 +194,12 @@ class Workshop:
 
     def refresh(self) -> None:
         """Re-run the comparison (with the merge candidates) for the dashboard's compare panel."""
-        self.table = self.compare({n: m for n, m in self.merges.items() if m.state == "candidate"})
+        self.set_table(self.compare({n: m for n, m in self.merges.items() if m.state == "candidate"}))
+
+    def set_table(self, table: Any) -> None:
+        """Show ``table`` on the dashboard (each new table is a new version, even if equal)."""
+        self.table, self.table_version = table, self.table_version + 1
+        self.session._changed.set()
 
     def _propose_merge(self, expert: Expert) -> None:
         row = self.table.loc

@@ -195,8 +195,10 @@ class PlanWatch:
     """Proposes plans from the per-step history: lower the learning rate after a loss spike, and
     validate now once the training loss has improved markedly since the last validation."""
 
-    def __init__(self, book: PlanBook, history: StepHistory, can_validate: bool) -> None:
+    def __init__(self, book: PlanBook, history: StepHistory, can_validate: bool,
+                 gradient_norm: Callable[[], float | None] | None = None) -> None:
         self._book = book
+        self._gradient_norm = gradient_norm  # the last step's total gradient norm, for a clipping card
         self._history = history
         self._can_validate = can_validate
         self._last_spike = -SPIKE_COOLDOWN
@@ -235,12 +237,17 @@ class PlanWatch:
         if not spiked or step - self._last_spike < SPIKE_COOLDOWN or self._book.open("lower_lr"):
             return
         self._last_spike = step
-        self._book.propose(
-            "lower_lr", "Lower the learning rate",
-            f"the mean loss of step {int(new[worst, _STEP])} was {latest:.4g}, {latest / baseline:.1f}x the "
-            f"median {baseline:.4g} of the {len(before)} steps before it (noise there: {spread:.2g})",
-            {"factor": 0.5}, {"factor": ParamSpec("multiply the learning rate by", 0.01, 1.0, 0.05)},
-        )
+        evidence = (f"the mean loss of step {int(new[worst, _STEP])} was {latest:.4g}, {latest / baseline:.1f}x the "
+                    f"median {baseline:.4g} of the {len(before)} steps before it (noise there: {spread:.2g})")
+        self._book.propose("lower_lr", "Lower the learning rate", evidence,
+                           {"factor": 0.5}, {"factor": ParamSpec("multiply the learning rate by", 0.01, 1.0, 0.05)})
+        if self._gradient_norm is not None and not self._book.open("clip_gradients"):
+            norm = self._gradient_norm()
+            if norm is not None and math.isfinite(norm) and norm > 0:
+                self._book.propose(
+                    "clip_gradients", "Clip gradients", f"{evidence}; the last step's gradient norm was {norm:.3g}",
+                    {"max_norm": float(f"{norm / 2:.2g}")},
+                    {"max_norm": ParamSpec("largest gradient norm", 1e-3, 1e4, 0.1)})
 
     def _watch_progress(self, recent: np.ndarray, step: int) -> None:
         if self._book.open("validate_now"):

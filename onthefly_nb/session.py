@@ -130,7 +130,9 @@ class Session:
         self._plans.register("merge", self._merge_plan)
         self._plans.register("commit_merge", lambda plan: self._workshop.commit_job(plan.context["merge"])(),
                              on_reject=lambda plan: self._workshop.discard(plan.context["merge"]))
-        self._watch = PlanWatch(self._plans, self._history, can_validate=self.val_loader is not None)
+        self._plans.register("clip_gradients", lambda plan: self._clip(plan.params["max_norm"]))
+        self._watch = PlanWatch(self._plans, self._history, can_validate=self.val_loader is not None,
+                                gradient_norm=self._gradient_norm)
         self._workshop = Workshop(self)
         self.health_report: dict[str, Any] | None = None
         self._selection = np.empty(0, dtype=np.uint32)
@@ -326,6 +328,19 @@ class Session:
         """Reject a proposed plan."""
         self._plans.decide(plan_id, "reject")
 
+    def _gradient_norm(self) -> float | None:
+        """The total gradient norm of the last step (on the trainer thread, where it is still in .grad)."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) \
+            if grads else None
+
+    def _clip(self, max_norm: float) -> str:
+        """Clip every later step's gradients to ``max_norm`` (torch.nn.utils.clip_grad_norm_)."""
+        before = self._loop.clip_norm
+        self._loop.clip_norm = max_norm
+        self._log.append("clipping", self.global_step, max_norm=max_norm, before=before)
+        return f"gradients clipped to norm {max_norm:g} from step {self.global_step + 1}"
+
     def _scale_lr(self, factor: float) -> str:
         """Multiply every parameter group's learning rate (and the scheduler's base rates) by ``factor``."""
         before = [g["lr"] for g in self.optimizer.param_groups]
@@ -419,8 +434,7 @@ class Session:
         module, mixture or merge) on each fork's slice and on the validation set (evaluated at the
         next step boundary). The dashboard's compare panel shows the latest table."""
         def job() -> pd.DataFrame:
-            self._workshop.table = self._workshop.compare(extra)
-            self._changed.set()
+            self._workshop.set_table(self._workshop.compare(extra))
             return self._workshop.table
 
         future = self._controller.submit(job)
@@ -629,7 +643,7 @@ class Session:
             "plans": self._plans.all(),
             "lineage": self.lineage,
             "health": self.health_report,
-            "compare": _table_rows(self._workshop.table),
+            "compare": _table_rows(self._workshop.table, self._workshop.table_version),
         }
 
     def _display_epoch(self) -> int:
@@ -660,12 +674,12 @@ def _cluster_rows(clustering: Clustering | None) -> list[dict[str, Any]]:
     ]
 
 
-def _table_rows(table: pd.DataFrame | None) -> dict[str, Any] | None:
-    """A comparison DataFrame as ``{columns, rows}`` for the dashboard (model name first)."""
+def _table_rows(table: pd.DataFrame | None, version: int) -> dict[str, Any] | None:
+    """A comparison DataFrame as ``{version, columns, rows}`` for the dashboard (model name first)."""
     if table is None:
         return None
     rows = [[str(name), *(_finite(v) for v in row)] for name, row in zip(table.index, table.to_numpy().tolist())]
-    return {"columns": ["model", *map(str, table.columns)], "rows": rows}
+    return {"version": version, "columns": ["model", *map(str, table.columns)], "rows": rows}
 
 
 def _describe(result: dict[str, Any]) -> str:

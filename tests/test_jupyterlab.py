@@ -317,10 +317,9 @@ def test_fork_merge_and_discard_from_the_plan_cards(lab: LabServer, page: sync_a
         sync_api.expect(merge_node).to_have_attribute("data-state", "discarded", timeout=STATE_MS)
         sync_api.expect(merge_node.locator(".onthefly-badge")).to_have_text("discarded")
         sync_api.expect(merge_node.locator(".onthefly-tree-detail")).to_contain_text(f"merged from {expert}")
-        # the candidate's row stays until the next comparison, marked discarded and out of the running
+        # discarding refreshes the comparison: the candidate's row goes
         merge_row = root.locator(f'[data-panel="compare"] tbody tr[data-model="{merges[0][0]}"]')
-        sync_api.expect(merge_row).to_have_attribute("data-state", "discarded")
-        sync_api.expect(merge_row.locator("td[data-best]")).to_have_count(0)
+        sync_api.expect(merge_row).to_have_count(0, timeout=STATE_MS)
 
         # plans, lineage and compare in one picture
         page.set_viewport_size({"width": 1400, "height": 1150})
@@ -335,6 +334,12 @@ def test_fork_merge_and_discard_from_the_plan_cards(lab: LabServer, page: sync_a
         sync_api.expect(merge_row).to_have_count(0, timeout=STATE_MS)
         sync_api.expect(compare_rows).to_have_count(1 + len(experts))
         sync_api.expect(compare_button).to_be_enabled()
+
+        # a second clustering proposes another fork card; reject it in the browser: nothing is forked
+        run_in_kernel(kc, "session.cluster()", timeout=120)
+        _, second = decide_card(root, "fork", "reject")
+        sync_api.expect(second.locator(".onthefly-badge")).to_have_text("rejected", timeout=STATE_MS)
+        assert json.loads(run_in_kernel(kc, EXPERTS)) == experts, "a rejected fork card forked nothing"
     except Exception as exc:
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         raise AssertionError(f"{exc}\n{where}; failure screenshot: {tmp_path / 'failure.png'}\n"

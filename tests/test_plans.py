@@ -174,3 +174,24 @@ def test_an_approved_validate_card_validates_mid_epoch():
         assert result["step"] == 150 and result["epoch"] == 0
     finally:
         session.stop()
+
+
+def test_a_spike_also_proposes_clipping_which_bounds_later_gradients():
+    session = spiking_session()
+    try:
+        session.start(paused=True)
+        session.step(120)
+        for group in session.optimizer.param_groups:
+            group["lr"] = 3.0  # wild enough to spike, not enough to overflow
+        session.step(10)
+        card = next(p for p in session.plans if p["kind"] == "clip_gradients")
+        assert "gradient norm was" in card["evidence"] and card["params"]["max_norm"] > 0
+        assert "clipped to norm 0.5" in card.approve(wait=True, max_norm=0.5)
+        for group in session.optimizer.param_groups:
+            group["lr"] = 0.05
+        session.step(3)
+        assert session.status == "paused"
+        assert session._gradient_norm() <= 0.5 + 1e-4, "the last step's gradients were clipped"
+        assert [e["kind"] for e in session.events].count("clipping") == 1
+    finally:
+        session.stop()
