@@ -248,6 +248,9 @@ class PlanWatch:
                     "clip_gradients", "Clip gradients", f"{evidence}; the last step's gradient norm was {norm:.3g}",
                     {"max_norm": float(f"{norm / 2:.2g}")},
                     {"max_norm": ParamSpec("largest gradient norm", 1e-3, 1e4, 0.1)})
+        if not self._book.open("health_check"):
+            self._book.propose("health_check", "Run a health check",
+                               f"{evidence}; a check of the weights and each layer's gradients tells where it broke")
 
     def _watch_progress(self, recent: np.ndarray, step: int) -> None:
         if self._book.open("validate_now"):

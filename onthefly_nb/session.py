@@ -131,6 +131,7 @@ class Session:
         self._plans.register("commit_merge", lambda plan: self._workshop.commit_job(plan.context["merge"])(),
                              on_reject=lambda plan: self._workshop.discard(plan.context["merge"]))
         self._plans.register("clip_gradients", lambda plan: self._clip(plan.params["max_norm"]))
+        self._plans.register("health_check", lambda _plan: _health_summary(self._check_health()))
         self._watch = PlanWatch(self._plans, self._history, can_validate=self.val_loader is not None,
                                 gradient_norm=self._gradient_norm)
         self._workshop = Workshop(self)
@@ -680,6 +681,11 @@ def _table_rows(table: pd.DataFrame | None, version: int) -> dict[str, Any] | No
         return None
     rows = [[str(name), *(_finite(v) for v in row)] for name, row in zip(table.index, table.to_numpy().tolist())]
     return {"version": version, "columns": ["model", *map(str, table.columns)], "rows": rows}
+
+
+def _health_summary(findings: pd.DataFrame) -> str:
+    flagged = [f"{row.check}: {row.status} ({row.evidence})" for row in findings.itertuples() if row.status != "pass"]
+    return "; ".join(flagged) or "every check passes"
 
 
 def _describe(result: dict[str, Any]) -> str:

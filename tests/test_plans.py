@@ -50,12 +50,12 @@ def test_a_spike_proposes_one_lower_lr_card_per_spike():
     history.extend(history_rows([5.0, 1.0], start=60))
     watch.observe(62)
     plans = rec.book.all()
-    assert [p["kind"] for p in plans] == ["lower_lr"]
+    assert [p["kind"] for p in plans] == ["lower_lr", "health_check"]
     assert "step 60" in plans[0]["evidence"] and "5.0x" in plans[0]["evidence"]
     assert plans[0]["params"] == {"factor": 0.5}
     history.extend(history_rows([90.0], start=62))  # another spike while the card is open
     watch.observe(63)
-    assert len(rec.book.all()) == 1
+    assert len(rec.book.all()) == 2
 
 
 def test_one_wild_step_is_a_spike_by_itself():
@@ -65,7 +65,7 @@ def test_one_wild_step_is_a_spike_by_itself():
     watch.observe(60)
     history.extend(history_rows([12.0, 1.0], start=60))
     watch.observe(62)
-    assert [p["kind"] for p in rec.book.all()] == ["lower_lr"]
+    assert [p["kind"] for p in rec.book.all()] == ["lower_lr", "health_check"]
 
 
 def test_batch_noise_at_a_low_loss_is_not_a_spike():
@@ -193,5 +193,10 @@ def test_a_spike_also_proposes_clipping_which_bounds_later_gradients():
         assert session.status == "paused"
         assert session._gradient_norm() <= 0.5 + 1e-4, "the last step's gradients were clipped"
         assert [e["kind"] for e in session.events].count("clipping") == 1
+        card = next(p for p in session.plans if p["kind"] == "health_check")
+        result = card.approve(wait=True)
+        assert result == "every check passes" or ": warn (" in result or ": fail (" in result, result
+        assert session.health_report["step"] == session.global_step
+        assert [e["kind"] for e in session.events][-2:] == ["health", "plan_executed"]
     finally:
         session.stop()
