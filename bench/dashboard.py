@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import http.server
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import payload  # noqa: E402  (bench/payload.py)
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, WEBGL_ARGS  # noqa: E402
+from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, WEBGL_ARGS, serve_repo  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 VIEWPORT = {"width": 1200, "height": 900}
@@ -93,25 +90,6 @@ async ([seconds, paced]) => {
   return { updates: updates / s, frames: frames / s, renders: renders / s };
 }
 """
-
-
-@contextlib.contextmanager
-def serve_repo() -> Iterator[str]:
-    """The repository root over http on a free local port."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format, *args):  # noqa: A002 - signature from the base class
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(ROOT)))
-    thread = threading.Thread(target=httpd.serve_forever, name="bench-http", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @contextlib.contextmanager

@@ -250,12 +250,7 @@ class Workshop:
         s = self.session
         if method not in MERGE_METHODS:
             raise ConfigurationError(f"merge method {method!r} is not available; use one of {', '.join(MERGE_METHODS)}")
-        chosen = list(names) if names is not None else [n for n, e in self.experts.items()
-                                                        if e.state == "trained" and e.kind == "fork"]
-        unknown = [n for n in chosen if n not in self.experts]
-        if unknown or not chosen:
-            raise ConfigurationError(f"no trained experts to merge (asked for {chosen}); "
-                                     f"experts: {', '.join(self.experts) or 'none yet'}")
+        chosen = self._pick(names, lambda e: e.state == "trained" and e.kind == "fork", "trained experts to merge")
         adapted = [n for n in chosen if self.experts[n].adapter_rank is not None]
         if (method == "adapter") != (len(adapted) == len(chosen)):
             raise ConfigurationError(
@@ -322,10 +317,7 @@ class Workshop:
     def gate(self, names: Sequence[str] | None, epochs: int, max_samples: int = 20_000) -> Mixture:
         """Train a router over the run and the chosen experts; returns the mixture."""
         s = self.session
-        chosen = list(names) if names is not None else [n for n, e in self.experts.items() if e.kind == "fork"]
-        if not chosen or any(n not in self.experts for n in chosen):
-            raise ConfigurationError(f"no experts to gate (asked for {chosen}); experts: "
-                                     f"{', '.join(self.experts) or 'none yet'}")
+        chosen = self._pick(names, lambda e: e.kind == "fork", "experts to gate")
         models = [copy.deepcopy(s.model), *(copy.deepcopy(self.experts[n].model) for n in chosen)]
         rows = np.random.default_rng(0).permutation(s.store.size)[:max_samples]
         inputs, labels = route_labels(models, self._batches(rows), s._loss.evaluate)
@@ -334,6 +326,14 @@ class Workshop:
         s._log.append("gated", s.global_step, experts=chosen, routed=np.bincount(
             labels.cpu().numpy(), minlength=len(models)).tolist())
         return mixture
+
+    def _pick(self, names: Sequence[str] | None, default: Callable[[Expert], bool], what: str) -> list[str]:
+        """The experts ``names``, or by default those that pass ``default``; all must exist."""
+        chosen = list(names) if names is not None else [n for n, e in self.experts.items() if default(e)]
+        if not chosen or any(n not in self.experts for n in chosen):
+            known = ", ".join(self.experts) or "none yet"
+            raise ConfigurationError(f"no {what} (asked for {chosen}); experts: {known}")
+        return chosen
 
     def _batches(self, rows: np.ndarray) -> Any:
         """(inputs, targets) on the device, for the dataset indices ``rows``."""

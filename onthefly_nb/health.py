@@ -80,7 +80,8 @@ def _parameters(model: nn.Module) -> Finding:
     return Finding("parameters", PASS, "every parameter is finite", "The weights hold no NaN or infinity.")
 
 
-def _gradients(model: nn.Module) -> Finding:
+def gradient_norms(model: nn.Module) -> tuple[dict[str, float], list[str]]:
+    """The norm of each trainable parameter's gradient (in order), and the parameters without one."""
     norms: dict[str, float] = {}
     unused = []
     for name, p in model.named_parameters():
@@ -88,13 +89,18 @@ def _gradients(model: nn.Module) -> Finding:
             continue
         if p.grad is None:
             unused.append(name)
-            continue
-        norm = float(torch.linalg.vector_norm(p.grad.detach().float()))
-        if not math.isfinite(norm):
-            return Finding("gradients", FAIL, f"the gradient of {name} is NaN or infinite (the first such layer)",
-                           "Backpropagation overflowed in or after this layer: lower the learning rate, "
-                           "clip gradients, or check the loss for log(0) or division by zero.")
-        norms[name] = norm
+        else:
+            norms[name] = float(torch.linalg.vector_norm(p.grad.detach().float()))
+    return norms, unused
+
+
+def _gradients(model: nn.Module) -> Finding:
+    norms, unused = gradient_norms(model)
+    broken = next((name for name, norm in norms.items() if not math.isfinite(norm)), None)
+    if broken is not None:
+        return Finding("gradients", FAIL, f"the gradient of {broken} is NaN or infinite (the first such layer)",
+                       "Backpropagation overflowed in or after this layer: lower the learning rate, "
+                       "clip gradients, or check the loss for log(0) or division by zero.")
     if not norms:
         return Finding("gradients", WARN, "no gradients yet", "Gradients exist after the first step.")
     total = math.sqrt(sum(n * n for n in norms.values()))

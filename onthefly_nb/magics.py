@@ -7,10 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from .plans import Plan
+from .plans import PLAN_FIELDS
 from .session import Session
-
-PLAN_COLUMNS = tuple(Plan.__dataclass_fields__)
 
 USAGE = """%onthefly [command]
 
@@ -47,7 +45,7 @@ def onthefly_magic(line: str) -> Any:
     if command == "health":
         return session.health()
     if command == "plans":
-        return pd.DataFrame(session.plans, columns=list(PLAN_COLUMNS))
+        return pd.DataFrame(session.plans, columns=list(PLAN_FIELDS))
     if command == "approve":
         if not args:
             raise ValueError("usage: %onthefly approve ID [name=value ...]")

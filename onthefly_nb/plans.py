@@ -74,6 +74,9 @@ class Plan:
         return data
 
 
+PLAN_FIELDS = tuple(f for f in Plan.__dataclass_fields__ if f != "context")  # what to_json gives
+
+
 class PlanCard(dict):
     """A plan as a dict (id, kind, title, evidence, params, status, ...) that can be decided:
     ``card.approve(budget=300)`` or ``card.reject()``."""

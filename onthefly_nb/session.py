@@ -26,7 +26,7 @@ from .events import EventLog
 from .experts import Expert, Merge, Workshop
 from .features import FeatureBank, PenultimateCapture
 from .gate import Mixture
-from .health import check_health, report
+from .health import check_health, gradient_norms, report
 from .losses import sample_loss
 from .plans import PlanBook, PlanCard, PlanWatch, propose_fork
 from .recorder import Recorder
@@ -331,9 +331,8 @@ class Session:
 
     def _gradient_norm(self) -> float | None:
         """The total gradient norm of the last step (on the trainer thread, where it is still in .grad)."""
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) \
-            if grads else None
+        norms, _unused = gradient_norms(self.model)
+        return math.sqrt(sum(n * n for n in norms.values())) if norms else None
 
     def _clip(self, max_norm: float) -> str:
         """Clip every later step's gradients to ``max_norm`` (torch.nn.utils.clip_grad_norm_)."""

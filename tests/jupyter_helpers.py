@@ -7,6 +7,8 @@ fail instead of hanging, and every process it starts is ended by the same helper
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import json
 import os
 import secrets
@@ -14,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -113,6 +116,26 @@ def wait_gone(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return not pid_alive(pid)
+
+
+# ---- static files ---------------------------------------------------------------------------
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from the base class
+        pass
+
+
+@contextlib.contextmanager
+def serve_repo() -> Iterator[str]:
+    """The repository root over http on a free local port (the browser harness needs http)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(ROOT)))
+    thread = threading.Thread(target=httpd.serve_forever, name="repo-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
 
 
 # ---- JupyterLab server --------------------------------------------------------------------

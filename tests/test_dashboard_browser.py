@@ -8,15 +8,12 @@ Chromium renders it with SwiftShader (WEBGL_ARGS).
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
 import struct
-import threading
 import zlib
 
 import pytest
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, WEBGL_ARGS
+from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, WEBGL_ARGS, serve_repo
 
 WIDGET_JS = ROOT / "onthefly_nb" / "static" / "widget.js"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -109,24 +106,10 @@ NEXT_FRAME_JS = "() => new Promise((r) => requestAnimationFrame(() => requestAni
 # fixtures ----------------------------------------------------------------------------------
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
-        pass
-
-
 @pytest.fixture(scope="module")
 def server_url():
-    handler = functools.partial(_QuietHandler, directory=str(ROOT))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, name="harness-http", daemon=True)
-    thread.start()
-    host, port = httpd.server_address[:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_repo() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
