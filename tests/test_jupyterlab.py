@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,8 +188,15 @@ def test_dashboard_steers_the_kernel_session(lab: LabServer, page: sync_api.Page
         root.locator('button[data-action="lasso"]').click()
         lasso(page, root.locator(".onthefly-map-canvas"))
         page.wait_for_function("() => (window.ontheflySelections || []).some((s) => s.length > 0)", timeout=STATE_MS)
-        sent = [s for s in page.evaluate("() => window.ontheflySelections") if s][-1]
-        selected = json.loads(run_in_kernel(kc, "print(json.dumps(session.selection.tolist()))"))
+        # a press on a point may select it before the lasso closes, so the first selection sent may
+        # not be the last: the kernel handles messages in order, so wait until it holds the last one
+        deadline = time.monotonic() + STATE_MS / 1000
+        while True:
+            sent = [s for s in page.evaluate("() => window.ontheflySelections") if s][-1]
+            selected = json.loads(run_in_kernel(kc, "print(json.dumps(session.selection.tolist()))"))
+            if selected == sorted(sent) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert selected == sorted(sent) and selected, f"browser sent {len(sent)} indices, Python has {len(selected)}"
         sync_api.expect(root.locator(".onthefly-selection-count")).to_contain_text(f"{len(selected):,} selected")
         rows = json.loads(run_in_kernel(kc, "print(json.dumps(session.slice(session.selection)['index'].tolist()))"))
