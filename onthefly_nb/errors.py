@@ -33,3 +33,7 @@ class SliceQueryError(OnTheFlyError, ValueError):
 
 class PlanError(OnTheFlyError, ValueError):
     """A plan decision names an unknown plan or parameter, or a value out of bounds."""
+
+
+class ArchiveError(OnTheFlyError, ValueError):
+    """A session archive is truncated, corrupt, from a newer format, or carries executable content."""
