@@ -57,6 +57,7 @@ class TrainingLoop:
         self._clock_samples = 0
         self.flush_seconds = QUIET_FLUSH_SECONDS
         self.clip_norm: float | None = None  # gradient clipping, once a plan turns it on
+        self._alongside: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         self._next_flush = self._clock + self.flush_seconds
 
     def run(self) -> None:
@@ -80,6 +81,8 @@ class TrainingLoop:
             if step_scheduler:
                 self.scheduler.step()
             self.step += 1
+            if self._alongside:
+                self._step_alongside()
             if self.recorder.full or time.monotonic() >= self._next_flush:
                 self.flush()
             if self.ctl.at_boundary(self.step):
@@ -104,6 +107,22 @@ class TrainingLoop:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
         self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
+
+    def alongside(self, step: Callable[[], bool], on_done: Callable[[], None]) -> None:
+        """Run ``step`` after each of the run's steps until it returns True, then ``on_done``
+        (a fork that alternates with the run). Call on the trainer thread."""
+        self._alongside.append((step, on_done))
+
+    def _step_alongside(self) -> None:
+        for job in list(self._alongside):
+            if job[0]():
+                self._alongside.remove(job)
+                job[1]()
+
+    def finish_alongside(self) -> None:
+        """Complete what alternates with the run, once the run itself has ended."""
+        while self._alongside:
+            self._step_alongside()
 
     def _reached_max_steps(self) -> bool:
         return self.schedule.max_steps is not None and self.step >= self.schedule.max_steps

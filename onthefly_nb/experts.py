@@ -3,9 +3,9 @@
 A fork copies the run's model (and, unless asked otherwise, its optimizer state) at a step
 boundary and trains the copy for a budget of steps on a slice: batches drawn from the slice's
 dataset indices, optionally mixed with a share of samples from the whole training set. The
-main run waits meanwhile. A merge builds candidate weights (for now the uniform average of the
-parent and its forks, with BatchNorm statistics recomputed, via ``torch.optim.swa_utils``),
-evaluates them before and after, and changes the run only when the user commits it.
+main run waits meanwhile, or alternates with the fork step for step. A merge builds candidate
+weights (weight averaging, Fisher soup, distillation or adapter fusion), evaluates them before
+and after beside a matched-compute baseline, and changes the run only when the user commits it.
 """
 
 from __future__ import annotations
@@ -30,8 +30,35 @@ from .losses import reduce_to_samples
 from .merging import average, fisher_average, fisher_diagonal
 
 MERGE_METHODS = ("swa", "fisher", "distill", "adapter")
+FORK_MODES = ("wait", "alternate")
 DISTILL_STEPS = 200
 FISHER_SAMPLES = 2048
+
+
+@dataclass
+class ForkOptions:
+    """How to train a fork: ``budget`` steps at ``lr`` (the run's if None), with the optimizer
+    state copied or ``fresh_optimizer``, ``general_share`` of each batch from the whole training
+    set, and optionally only low-rank adapters (``adapter_rank`` on ``adapter_layers``). With
+    ``mode='wait'`` the main run waits for the fork; with ``'alternate'`` they take turns, a step each."""
+
+    budget: int = 300
+    lr: float | None = None
+    fresh_optimizer: bool = False
+    general_share: float = 0.0
+    seed: int = 0
+    adapter_rank: int | None = None
+    adapter_layers: Sequence[str] | None = None
+    mode: str = "wait"
+
+    def check(self) -> None:
+        budget = self.budget
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise ConfigurationError(f"budget must be a whole number of steps >= 1, got {budget!r}")
+        if self.mode not in FORK_MODES:
+            raise ConfigurationError(f"fork mode {self.mode!r} is not available; use one of {', '.join(FORK_MODES)}")
+        if not 0.0 <= self.general_share < 1.0:
+            raise ConfigurationError(f"general_share must be in [0, 1), got {self.general_share}")
 
 
 @dataclass
@@ -81,8 +108,6 @@ def fork_batches(dataset_size: int, indices: np.ndarray, batch_size: int, budget
                  seed: int) -> list[list[int]]:
     """``budget`` batches of dataset indices: each a share of the slice (drawn in shuffled passes)
     and ``general_share`` of the whole training set."""
-    if not 0.0 <= general_share < 1.0:
-        raise ConfigurationError(f"general_share must be in [0, 1), got {general_share}")
     rng = np.random.default_rng(seed)
     general = int(round(batch_size * general_share))
     focused = batch_size - general
@@ -97,22 +122,53 @@ def fork_batches(dataset_size: int, indices: np.ndarray, batch_size: int, budget
     return batches
 
 
-def train_expert(expert: Expert, optimizer: torch.optim.Optimizer, loss_fn: Any, loader: DataLoader,
-                 unpack: Unpack, device: torch.device) -> None:
-    """Train the expert's model over ``loader`` (``budget`` batches); its loss per step is kept."""
-    model = expert.model
-    model.train()
-    for batch in loader:
-        inputs, targets = unpack(batch)
-        inputs, targets = to_device(inputs, device), to_device(targets, device)
-        optimizer.zero_grad(set_to_none=True)
-        value = loss_fn(model(inputs), targets)
-        if value.ndim:
-            value = reduce_to_samples(value, len(value)).mean()
-        value.backward()
-        optimizer.step()
-        expert.losses.append(float(value.detach()))
-    expert.state = "trained"
+class ForkTraining:
+    """An expert's training, one step at a time, on its own random stream: its steps can run all
+    at once or between the main run's steps, and either way neither disturbs the other's RNG."""
+
+    def __init__(self, expert: Expert, optimizer: torch.optim.Optimizer, loss_fn: Any, loader: DataLoader,
+                 unpack: Unpack, device: torch.device, seed: int) -> None:
+        self.expert, self.optimizer, self.loss_fn = expert, optimizer, loss_fn
+        self.unpack, self.device = unpack, device
+        self._batches = iter(loader)
+        self._cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=self._cuda):
+            torch.manual_seed(seed)
+            self._rng = self._rng_state()
+
+    def _rng_state(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in self._cuda]
+
+    @property
+    def done(self) -> bool:
+        return len(self.expert.losses) >= self.expert.budget
+
+    def step(self) -> bool:
+        """Train one step; True once the budget is spent."""
+        model = self.expert.model
+        with torch.random.fork_rng(devices=self._cuda):
+            torch.set_rng_state(self._rng[0])
+            for device, state in zip(self._cuda, self._rng[1]):
+                torch.cuda.set_rng_state(state, device)
+            model.train()
+            inputs, targets = self.unpack(next(self._batches))
+            inputs, targets = to_device(inputs, self.device), to_device(targets, self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            value = self.loss_fn(model(inputs), targets)
+            if value.ndim:
+                value = reduce_to_samples(value, len(value)).mean()
+            value.backward()
+            self.optimizer.step()
+            self._rng = self._rng_state()
+        self.expert.losses.append(float(value.detach()))
+        if self.done:
+            self.expert.state = "trained"
+        return self.done
+
+    def run(self) -> None:
+        """Train the rest of the budget."""
+        while not self.done:
+            self.step()
 
 
 def copy_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, source: nn.Module, fresh: bool,
@@ -147,50 +203,59 @@ class Workshop:
         self.table: Any = None  # the latest comparison (a DataFrame), for the dashboard
         self.table_version = 0
 
-    def fork_job(self, rows: np.ndarray, description: str, budget: int, lr: float | None, name: str | None,
-                 fresh_optimizer: bool, general_share: float, seed: int, kind: str = "fork",
-                 adapter_rank: int | None = None, adapter_layers: Sequence[str] | None = None) -> Callable[[], Expert]:
-        """Check the request now; return the fork to run on the trainer thread at a boundary.
-        With ``adapter_rank`` the fork trains low-rank adapters on the Linear layers (all, or
-        ``adapter_layers``) with a fresh optimizer, and merges back with ``method='adapter'``."""
+    def fork_job(self, rows: np.ndarray, description: str, options: ForkOptions, name: str | None = None,
+                 kind: str = "fork") -> Callable[[], Expert]:
+        """Check the request now; return the fork to start on the trainer thread at a boundary.
+        It returns the expert trained (``mode='wait'``) or training between the run's steps."""
         s = self.session
-        if adapter_rank is not None:
-            with_adapters(s.model, adapter_rank, adapter_layers)  # checks the rank and layer names now
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-            raise ConfigurationError(f"budget must be a whole number of steps >= 1, got {budget!r}")
+        options.check()
+        if options.adapter_rank is not None:
+            with_adapters(s.model, options.adapter_rank, options.adapter_layers)  # checks rank and layers now
         if len(rows) == 0:
             raise ConfigurationError(f"the slice {description!r} holds no samples; nothing to specialise on")
         name = name or f"{s.run_name}-fork{len(self.experts) + 1}"
         if name in self.experts or name == s.run_name:
             raise ConfigurationError(f"an expert named {name!r} exists already; pass name=...")
-        batches = fork_batches(s.store.size, rows, s.train_loader.batch_size or 1, budget, general_share, seed)
+        batches = fork_batches(s.store.size, rows, s.train_loader.batch_size or 1, options.budget,
+                               options.general_share, options.seed)
 
-        def run() -> Expert:
-            if adapter_rank is None:
-                model = copy.deepcopy(s.model)
-                optimizer = copy_optimizer(s.optimizer, model, s.model, fresh_optimizer, lr)
-            else:
-                model = with_adapters(s.model, adapter_rank, adapter_layers)
-                optimizer = type(s.optimizer)([p for p in model.parameters() if p.requires_grad],
-                                              **{**s.optimizer.defaults, **({"lr": lr} if lr is not None else {})})
-            expert = Expert(name, s.run_name, s.global_step, description, rows, budget,
-                            float(optimizer.param_groups[0]["lr"]), general_share, model, kind=kind,
-                            adapter_rank=adapter_rank)
+        def start() -> Expert:
+            model, optimizer = self._fork_model(options)
+            expert = Expert(name, s.run_name, s.global_step, description, rows, options.budget,
+                            float(optimizer.param_groups[0]["lr"]), options.general_share, model, kind=kind,
+                            adapter_rank=options.adapter_rank)
             self.experts[name] = expert
             s._log.append("forked", s.global_step, expert=name, slice=description, samples=int(len(rows)),
-                          budget=budget, lr=expert.lr)
+                          budget=options.budget, lr=expert.lr, mode=options.mode)
             loader = DataLoader(s.train_loader.dataset, batch_sampler=batches, collate_fn=s.train_loader.collate_fn)
-            with torch.random.fork_rng(devices=[s.device.index or 0] if s.device.type == "cuda" else []):
-                torch.manual_seed(seed)
-                train_expert(expert, optimizer, s._loss.train, loader, s.unpack, s.device)
-            s._log.append("fork_trained", s.global_step, expert=name, steps=len(expert.losses),
-                          final_loss=expert.losses[-1])
-            self.refresh()
-            if kind == "fork":
-                self._propose_merge(expert)
+            training = ForkTraining(expert, optimizer, s._loss.train, loader, s.unpack, s.device, options.seed)
+            if options.mode == "alternate":
+                s._loop.alongside(training.step, lambda: self._trained(expert))
+            else:
+                training.run()
+                self._trained(expert)
             return expert
 
-        return run
+        return start
+
+    def _fork_model(self, options: ForkOptions) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """A copy of the run's model (or its adapted twin) and the optimizer that trains it."""
+        s = self.session
+        if options.adapter_rank is None:
+            model = copy.deepcopy(s.model)
+            return model, copy_optimizer(s.optimizer, model, s.model, options.fresh_optimizer, options.lr)
+        model = with_adapters(s.model, options.adapter_rank, options.adapter_layers)
+        defaults = {**s.optimizer.defaults, **({"lr": options.lr} if options.lr is not None else {})}
+        return model, type(s.optimizer)([p for p in model.parameters() if p.requires_grad], **defaults)
+
+    def _trained(self, expert: Expert) -> None:
+        """Log the finished fork, refresh the comparison and propose merging it."""
+        s = self.session
+        s._log.append("fork_trained", s.global_step, expert=expert.name, steps=len(expert.losses),
+                      final_loss=expert.losses[-1])
+        self.refresh()
+        if expert.kind == "fork":
+            self._propose_merge(expert)
 
     def refresh(self) -> None:
         """Re-run the comparison (with the merge candidates) for the dashboard's compare panel."""
@@ -311,8 +376,8 @@ class Workshop:
         steps = steps if steps is not None else sum(e.budget for e in forks)
         if not steps:
             raise ConfigurationError("no forks yet: pass steps=... for the baseline's budget")
-        return self.fork_job(np.arange(s.store.size), "all samples (matched-compute baseline)", steps, None,
-                             name or f"{s.run_name}-baseline{len(self.experts) + 1}", False, 0.0, 0, kind="baseline")
+        return self.fork_job(np.arange(s.store.size), "all samples (matched-compute baseline)", ForkOptions(steps),
+                             name or f"{s.run_name}-baseline{len(self.experts) + 1}", kind="baseline")
 
     def gate(self, names: Sequence[str] | None, epochs: int, max_samples: int = 20_000) -> Mixture:
         """Train a router over the run and the chosen experts; returns the mixture."""

@@ -23,7 +23,7 @@ from .engine import LIVE_FLUSH_SECONDS, Schedule, TrainingLoop
 from .errors import ConfigurationError
 from .evaluation import evaluate
 from .events import EventLog
-from .experts import Expert, Merge, Workshop
+from .experts import Expert, ForkOptions, Merge, Workshop
 from .features import FeatureBank, PenultimateCapture
 from .gate import Mixture
 from .health import check_health, gradient_norms, report
@@ -185,6 +185,7 @@ class Session:
             self._loop.recorder.open()
             self._loop.run()
             self._loop.flush()
+            self._loop.finish_alongside()
             if self._controller.state is RunState.STOPPING:
                 end = RunState.STOPPED
             elif self.schedule.do_test_after and self.test_loader is not None:
@@ -392,18 +393,19 @@ class Session:
     # ---- experts -----------------------------------------------------------------------------
     def fork(self, slice: Selection, budget: int = 300, lr: float | None = None, name: str | None = None,
              fresh_optimizer: bool = False, general_share: float = 0.0, seed: int = 0,
-             adapter_rank: int | None = None, adapter_layers: list[str] | None = None,
+             adapter_rank: int | None = None, adapter_layers: list[str] | None = None, mode: str = "wait",
              wait: bool = True) -> Expert | Future:
         """Fork a specialist: a copy of the model (and optimizer state, unless ``fresh_optimizer``)
         trained for ``budget`` steps on a slice (a query, dataset indices or ``session.selection``),
         with ``general_share`` of each batch drawn from the whole training set. With
         ``adapter_rank`` only low-rank adapters on the Linear layers (or ``adapter_layers``) are
-        trained. It runs at the next step boundary; the main run waits meanwhile."""
+        trained. It starts at the next step boundary; with ``mode='wait'`` the main run waits
+        until it is trained, with ``'alternate'`` the run and the fork take a step each in turn
+        (the expert is returned at once, its ``state`` turns ``trained`` at the end)."""
         rows = self._slice_rows(slice)
         description = slice if isinstance(slice, str) else f"{len(rows)} chosen samples"
-        job = self._workshop.fork_job(rows, description, budget, lr, name, fresh_optimizer, general_share, seed,
-                                      adapter_rank=adapter_rank, adapter_layers=adapter_layers)
-        future = self._controller.submit(job)
+        options = ForkOptions(budget, lr, fresh_optimizer, general_share, seed, adapter_rank, adapter_layers, mode)
+        future = self._controller.submit(self._workshop.fork_job(rows, description, options, name))
         return future.result() if wait else future
 
     def _slice_rows(self, slice: Selection) -> np.ndarray:
@@ -414,8 +416,8 @@ class Session:
     def _fork_cluster(self, plan: Any) -> str:
         """The fork plan's executor (on the trainer thread): fork on the planned cluster now."""
         where = plan.context["slice"]
-        expert = self._workshop.fork_job(plan.context["rows"], where, int(plan.params["budget"]), None, None,
-                                         False, plan.params["general_share"], 0)()
+        options = ForkOptions(int(plan.params["budget"]), general_share=plan.params["general_share"])
+        expert = self._workshop.fork_job(plan.context["rows"], where, options)()
         return f"{expert.name}: {len(expert.losses)} steps on {where}, final loss {expert.losses[-1]:.4g}"
 
     def _merge_plan(self, plan: Any) -> str:

@@ -19,7 +19,7 @@ from onthefly_nb.batches import default_unpack
 from onthefly_nb.distill import distill
 from onthefly_nb.errors import ConfigurationError
 from onthefly_nb.evaluation import evaluate
-from onthefly_nb.experts import fork_batches
+from onthefly_nb.experts import ForkOptions, fork_batches
 from onthefly_nb.merging import average, fisher_average, fisher_diagonal
 
 
@@ -82,7 +82,9 @@ def test_fork_batches_mix_the_slice_with_general_data():
     assert np.isin(focused, rows).all()
     assert np.bincount(focused - 100, minlength=40).min() >= 2, "slice samples are drawn in shuffled passes"
     with pytest.raises(ConfigurationError, match="general_share must be in"):
-        fork_batches(1000, rows, 10, 5, 1.0, 0)
+        ForkOptions(5, general_share=1.0).check()
+    with pytest.raises(ConfigurationError, match="fork mode 'sometimes' is not available; use one of wait, alt"):
+        ForkOptions(5, mode="sometimes").check()
 
 
 def trained_generalist(seed: int = 0, **kwargs) -> tuple[Session, np.ndarray]:
@@ -121,6 +123,45 @@ def test_a_fork_specialises_on_its_slice_and_leaves_the_run_alone():
         assert kinds.index("forked") < kinds.index("fork_trained")
     finally:
         session.stop()
+
+
+def test_an_alternating_fork_trains_between_the_runs_steps_without_disturbing_either():
+    """mode='alternate': the run and the fork take a step each; the run's trajectory is that of a
+    run without a fork, and the expert equals the one a waiting fork trains from the same state."""
+    plain, planted = trained_generalist()
+    plain.step(30)
+    expected_run = {k: v.clone() for k, v in plain.model.state_dict().items()}
+    plain.stop()
+    session, _ = trained_generalist()
+    waiting, _ = trained_generalist()
+    try:
+        subgroup = np.flatnonzero(planted)
+        expert = session.fork(subgroup, budget=20, name="blob", general_share=0.3, mode="alternate")
+        assert expert.state == "training" and expert.losses == []
+        session.step(12)
+        assert len(expert.losses) == 12 and expert.state == "training"
+        session.step(18)
+        assert len(expert.losses) == 20 and expert.state == "trained"
+        for k, v in session.model.state_dict().items():
+            assert torch.equal(v, expected_run[k]), f"the alternating fork disturbed the run's {k}"
+        twin = waiting.fork(subgroup, budget=20, name="blob", general_share=0.3)
+        assert expert.losses == twin.losses
+        for k, v in twin.model.state_dict().items():
+            assert torch.equal(v, expert.model.state_dict()[k]), f"alternating changed the expert's {k}"
+        forked = next(e for e in session.events if e["kind"] == "forked")
+        trained = next(e for e in session.events if e["kind"] == "fork_trained")
+        assert forked["mode"] == "alternate" and (forked["step"], trained["step"]) == (200, 220)
+        assert any(p["kind"] == "merge" for p in session.plans), "a finished alternating fork proposes a merge"
+    finally:
+        session.stop(), waiting.stop()
+
+
+def test_an_alternating_fork_left_unfinished_completes_when_the_run_ends():
+    session, planted = trained_generalist(max_steps=205)
+    expert = session.fork(np.flatnonzero(planted), budget=30, name="blob", mode="alternate")
+    session.resume().wait(60)
+    assert session.status == "finished" and session.global_step == 205
+    assert expert.state == "trained" and len(expert.losses) == 30
 
 
 def test_merge_is_a_candidate_until_committed():
