@@ -340,16 +340,18 @@ class Workshop:
         merge = Merge(f"{s.run_name}-merge{len(self.merges) + 1}", method, chosen, s.global_step, weights,
                       before, {})
         merge.after = self._scores(self._candidate_model(merge), chosen)
-        merge.baseline = self._scores(self._matched_baseline(chosen).model, chosen)
+        extra = steps if method == "distill" else 0  # distillation trains the run's copy for more steps
+        merge.baseline = self._scores(self._matched_baseline(chosen, extra).model, chosen)
         self.merges[merge.name] = merge
         s._log.append("merged", s.global_step, merge=merge.name, method=method, experts=chosen,
                       summary=_summary(merge))
         self.refresh()
         return merge
 
-    def _matched_baseline(self, chosen: list[str]) -> Expert:
-        """The baseline trained for as many steps as the chosen forks together (made if missing)."""
-        steps = sum(self.experts[n].budget for n in chosen)
+    def _matched_baseline(self, chosen: list[str], extra_steps: int) -> Expert:
+        """The baseline trained for as many steps as the chosen forks together, plus
+        ``extra_steps`` the merge itself trains (made if missing)."""
+        steps = sum(self.experts[n].budget for n in chosen) + extra_steps
         for expert in self.experts.values():
             if expert.kind == "baseline" and expert.budget == steps and expert.step == self.session.global_step:
                 return expert

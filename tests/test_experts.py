@@ -366,6 +366,8 @@ def test_a_distilled_merge_learns_the_subgroup_without_losing_the_rest():
         assert merge.after["slices"]["loss"] < 0.8 * merge.before["slices"]["loss"], merge
         assert merge.after["validation"]["accuracy"] >= merge.before["validation"]["accuracy"] - 0.01, merge
         assert [e["kind"] for e in session.events].count("gated") == 1, "the teacher is the gated mixture"
+        baseline = next(e for e in session.experts.values() if e.kind == "baseline")
+        assert baseline.budget == 200, "the baseline matches the fork's 100 steps plus distillation's 100"
     finally:
         session.stop()
 

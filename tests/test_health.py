@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import torch
 from conftest import classification_data
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from onthefly_nb import Session
+from onthefly_nb.health import Probe, check_health
+from onthefly_nb.store import STEP_COLUMNS
 
 
 class SqrtOfZero(nn.Module):
@@ -88,3 +93,178 @@ def test_health_before_the_first_step_and_after_the_end():
     assert found["loss"][0] == "warn" and found["gradients"] == ("warn", "no gradients yet")
     session.stop()
     assert findings(session)["loss"][0] == "warn", "checks still run on an ended session"
+
+
+# ---- checks fed by a Probe ----------------------------------------------------------------
+
+
+class DivideByZero(nn.Module):
+    """Infinity (or NaN where x is 0) in the middle of a model."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / 0.0
+
+
+class SlowDataset(Dataset):
+    """Each sample takes a few milliseconds to load, like a decoded image from a slow disk."""
+
+    def __init__(self, data: TensorDataset, seconds: float) -> None:
+        self.data, self.seconds = data, seconds
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        time.sleep(self.seconds)
+        return self.data[index]
+
+
+def probed(model: nn.Module, probe: Probe) -> dict[str, tuple[str, str]]:
+    """The findings of a check with ``probe`` and no step history, by check name (in order)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    history = np.empty((0, len(STEP_COLUMNS)))
+    return {f.check: (f.status, f.evidence) for f in check_health(model, optimizer, history, None, probe)}
+
+
+def batch_of(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    return classification_data(n).tensors
+
+
+def test_the_old_call_adds_nothing_and_a_full_probe_adds_every_check_in_order():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    x, y = batch_of()
+    history = np.empty((0, len(STEP_COLUMNS)))
+    plain = check_health(model, torch.optim.SGD(model.parameters(), lr=0.1), history, None)
+    assert [f.check for f in plain] == ["loss", "parameters", "gradients", "learning rate"]
+    probe = Probe(inputs=x, targets=y, loss_fn=nn.CrossEntropyLoss(), wait_seconds=0.01, step_seconds=1.0,
+                  recent_targets=y, loss_scale=65536.0)
+    assert list(probed(model, probe)) == ["loss", "parameters", "gradients", "learning rate", "activations",
+                                          "dead units", "data pipeline", "label balance", "loss scale"]
+
+
+def test_activations_fail_naming_the_first_non_finite_layer_not_a_later_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.5), DivideByZero(), nn.Linear(16, 3))
+    x, y = batch_of()
+    found = probed(model, Probe(inputs=x, targets=y, loss_fn=nn.CrossEntropyLoss()))
+    assert found["activations"] == ("fail", "first non-finite output in `3` (DivideByZero)")
+
+
+def test_a_healthy_forward_pass_leaves_mode_rng_and_batchnorm_statistics_as_they_were():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+    x, y = batch_of()
+    model.train()
+    rng, statistics = torch.get_rng_state(), model[1].running_mean.clone()
+    found = probed(model, Probe(inputs=x, targets=y, loss_fn=nn.CrossEntropyLoss()))
+    assert found["activations"][0] == "pass" and "all finite; loss" in found["activations"][1]
+    assert all(m.training for m in model.modules()), "evaluated in the model's current (train) mode"
+    assert torch.equal(torch.get_rng_state(), rng), "dropout in the check did not consume the run's RNG"
+    assert torch.equal(model[1].running_mean, statistics), "the check did not move BatchNorm statistics"
+    model(x)
+    assert not torch.equal(torch.get_rng_state(), rng), "a plain forward pass does consume it"
+    model.eval()
+    assert probed(model, Probe(inputs=x))["activations"][0] == "pass" and not model.training
+
+
+def test_a_non_finite_loss_or_broken_inputs_fail_with_finite_layers():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    x, _ = batch_of()
+    targets = torch.full((len(x), 3), float("nan"))
+    status, evidence = probed(model, Probe(inputs=x, targets=targets, loss_fn=nn.MSELoss()))["activations"]
+    assert status == "fail" and "loss on the batch is nan" in evidence
+    x[3, 2] = float("inf")
+    assert probed(model, Probe(inputs=x))["activations"] == ("fail", "the last batch's inputs hold NaN or infinite "
+                                                             "values")
+
+
+def test_dead_relu_units_warn_naming_the_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    x, _ = batch_of()
+    assert probed(model, Probe(inputs=x))["dead units"][0] == "pass"
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)
+    status, evidence = probed(model, Probe(inputs=x))["dead units"]
+    assert status == "warn" and evidence.startswith("`1` (ReLU): 100% of 16 units")
+
+
+def timed_steps(loader: DataLoader, model: nn.Module, steps: int = 4) -> tuple[float, float]:
+    """Real training steps: seconds spent in ``next()`` on the loader, and seconds of whole steps."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    batches = iter(loader)
+    wait = total = 0.0
+    for _ in range(steps):
+        start = time.perf_counter()
+        x, y = next(batches)
+        fetched = time.perf_counter()
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        wait, total = wait + fetched - start, total + time.perf_counter() - start
+    return wait, total
+
+
+def test_a_slow_loader_is_input_bound_and_an_in_memory_one_compute_bound():
+    torch.manual_seed(0)
+    data = classification_data(256, dim=64)
+    model = nn.Sequential(nn.Linear(64, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 3))
+    timed_steps(DataLoader(data, batch_size=32), model, steps=1)  # warm up the allocator
+    wait, total = timed_steps(DataLoader(SlowDataset(data, 0.005), batch_size=32), model)
+    status, evidence = probed(model, Probe(wait_seconds=wait, step_seconds=total))["data pipeline"]
+    assert status == "warn" and evidence.startswith("input-bound: ")
+    wait, total = timed_steps(DataLoader(data, batch_size=32), model)
+    status, evidence = probed(model, Probe(wait_seconds=wait, step_seconds=total))["data pipeline"]
+    assert status == "pass" and evidence.startswith("compute-bound: ")
+
+
+def test_imbalanced_or_unshuffled_labels_warn_and_balanced_ones_pass():
+    labels = torch.cat([torch.zeros(300), torch.ones(30), torch.full((20,), 2)]).long()[torch.randperm(350)]
+    status, evidence = probed(nn.Linear(8, 3), Probe(recent_targets=labels))["label balance"]
+    assert status == "warn" and "15.0x" in evidence and "0: 300, 1: 30, 2: 20" in evidence
+    data = classification_data(512)
+    shuffled = torch.cat([y for _, y in DataLoader(data, batch_size=64, shuffle=True)])
+    assert probed(nn.Linear(8, 3), Probe(recent_targets=shuffled))["label balance"][0] == "pass"
+    ordered = data.tensors[1].argsort()
+    by_label = TensorDataset(data.tensors[0][ordered], data.tensors[1][ordered])
+    recent = torch.cat([y for _, (_, y) in zip(range(8), DataLoader(by_label, batch_size=8))])
+    status, evidence = probed(nn.Linear(8, 3), Probe(recent_targets=recent.numpy()))["label balance"]
+    assert status == "warn" and evidence == "only class 0 in the last 64 labels"
+
+
+def scaler_after(steps: int, overflow: bool, **kwargs: float) -> float:
+    """The scale of a real GradScaler after ``steps`` steps whose gradients do or do not overflow."""
+    torch.manual_seed(0)
+    model = nn.Linear(8, 3)
+    optimizer, scaler = torch.optim.SGD(model.parameters(), lr=0.01), torch.amp.GradScaler("cpu", **kwargs)
+    x, y = batch_of(16)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y) * (float("inf") if overflow else 1.0)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return scaler.get_scale()
+
+
+def test_the_amp_loss_scale():
+    def status(scale: float) -> str:
+        return probed(nn.Linear(8, 3), Probe(loss_scale=scale))["loss scale"][0]
+
+    assert status(scaler_after(3, overflow=False)) == "pass"
+    assert status(scaler_after(3, overflow=True, init_scale=4.0)) == "warn", "overflows shrank it below 1"
+    assert status(scaler_after(1, overflow=False, init_scale=2.0 ** 24, growth_interval=1)) == "warn"
+    assert status(0.0) == "fail" and status(float("nan")) == "fail"
+
+
+def test_exploding_gradients_fail_naming_the_largest_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    with torch.no_grad():
+        model[0].weight.mul_(1e4)  # huge activations feed the last layer, whose gradient explodes
+    x, y = batch_of()
+    nn.functional.cross_entropy(model(x), y).backward()
+    status, evidence = probed(model, Probe())["gradients"]
+    assert status == "fail" and "largest 2.weight" in evidence
