@@ -25,12 +25,13 @@ from .adapters import fuse, with_adapters
 from .batches import Unpack, to_device
 from .distill import distill
 from .errors import ConfigurationError
-from .gate import Mixture, route_labels, train_router
+from .gate import Mixture, last_linear, route_labels, train_router
 from .losses import reduce_to_samples
 from .merging import average, fisher_average, fisher_diagonal
 
 MERGE_METHODS = ("swa", "fisher", "distill", "adapter")
 FORK_MODES = ("wait", "alternate")
+ROUTER_FEATURES = ("auto", "inputs", "penultimate")
 DISTILL_STEPS = 200
 FISHER_SAMPLES = 2048
 
@@ -381,18 +382,31 @@ class Workshop:
         return self.fork_job(np.arange(s.store.size), "all samples (matched-compute baseline)", ForkOptions(steps),
                              name or f"{s.run_name}-baseline{len(self.experts) + 1}", kind="baseline")
 
-    def gate(self, names: Sequence[str] | None, epochs: int, max_samples: int = 20_000) -> Mixture:
-        """Train a router over the run and the chosen experts; returns the mixture."""
+    def gate(self, names: Sequence[str] | None, epochs: int, features: str = "auto",
+             max_samples: int = 20_000) -> Mixture:
+        """Train a router over the run and the chosen experts; returns the mixture. The router
+        reads the inputs or the run's penultimate features (``'auto'``: the inputs when they are
+        small vectors, as for clustering)."""
         s = self.session
         chosen = self._pick(names, lambda e: e.kind == "fork", "experts to gate")
         models = [copy.deepcopy(s.model), *(copy.deepcopy(self.experts[n].model) for n in chosen)]
+        layer = self._feature_layer(features)
         rows = np.random.default_rng(0).permutation(s.store.size)[:max_samples]
-        inputs, labels = route_labels(models, self._batches(rows), s._loss.evaluate)
-        mixture = Mixture(models, train_router(inputs, labels, len(models), epochs))
+        inputs, labels = route_labels(models, self._batches(rows), s._loss.evaluate, layer)
+        mixture = Mixture(models, train_router(inputs, labels, len(models), epochs), layer)
         mixture.names = [s.run_name, *chosen]
-        s._log.append("gated", s.global_step, experts=chosen, routed=np.bincount(
+        s._log.append("gated", s.global_step, experts=chosen, features=layer or "inputs", routed=np.bincount(
             labels.cpu().numpy(), minlength=len(models)).tolist())
         return mixture
+
+    def _feature_layer(self, features: str) -> str | None:
+        """The layer whose input the router reads (None: the inputs themselves)."""
+        if features not in ROUTER_FEATURES:
+            raise ConfigurationError(f"router features {features!r} are not available; use one of "
+                                     f"{', '.join(ROUTER_FEATURES)}")
+        if features == "inputs" or (features == "auto" and self.session._features is None):
+            return None
+        return last_linear(self.session.model)
 
     def _pick(self, names: Sequence[str] | None, default: Callable[[Expert], bool], what: str) -> list[str]:
         """The experts ``names``, or by default those that pass ``default``; all must exist."""

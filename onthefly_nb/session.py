@@ -457,11 +457,12 @@ class Session:
         number of steps as the forks so far (or ``steps``); ``compare()`` shows it beside them."""
         return self._controller.submit(self._workshop.baseline_job(steps, name)).result()
 
-    def gate(self, experts: list[str] | None = None, epochs: int = 30) -> Mixture:
+    def gate(self, experts: list[str] | None = None, epochs: int = 30, features: str = "auto") -> Mixture:
         """A mixture of the run and its experts behind a router trained to send each sample to
-        the model with the lowest loss on it. ``mixture.export(folder, example)`` writes it for
-        use without onthefly_nb."""
-        return self._controller.submit(lambda: self._workshop.gate(experts, epochs)).result()
+        the model with the lowest loss on it, reading the inputs or the run's penultimate
+        features (``features='inputs'|'penultimate'``; ``'auto'`` takes the inputs when they are
+        small vectors). ``mixture.export(folder, example)`` writes it for use without onthefly_nb."""
+        return self._controller.submit(lambda: self._workshop.gate(experts, epochs, features)).result()
 
     def commit(self, merge: str, wait: bool = True) -> str | Future:
         """Load a merge's weights into the run at the next step boundary."""

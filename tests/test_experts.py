@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -87,10 +88,11 @@ def test_fork_batches_mix_the_slice_with_general_data():
         ForkOptions(5, mode="sometimes").check()
 
 
-def trained_generalist(seed: int = 0, **kwargs) -> tuple[Session, np.ndarray]:
+def trained_generalist(seed: int = 0, hidden: int | None = None, **kwargs) -> tuple[Session, np.ndarray]:
+    """A linear model (or an MLP with ``hidden`` units) trained 200 steps on planted data, paused."""
     data, planted = planted_data(seed=seed)
     torch.manual_seed(0)
-    model = nn.Linear(6, 2)
+    model = nn.Linear(6, 2) if hidden is None else nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 2))
     val = DataLoader(data, batch_size=512)
     session = Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
                       DataLoader(data, batch_size=64, shuffle=True), val, max_epochs=200, recluster_seconds=None,
@@ -218,6 +220,10 @@ def test_bad_fork_and_merge_requests_say_what_to_do():
             session.merge(method="ties")
         with pytest.raises(ConfigurationError, match="no merge 'nope'"):
             session.discard("nope")
+        with pytest.raises(ConfigurationError, match="router features 'pixels' are not available; use one of auto"):
+            session.gate(features="pixels")
+        with pytest.raises(ConfigurationError, match="fork mode 'later' is not available"):
+            session.fork([4, 5], budget=2, mode="later")
         assert session.status == "paused" and session.global_step == 200
     finally:
         session.stop()
@@ -291,22 +297,27 @@ def test_fork_then_merge_or_gate_beats_the_matched_compute_baseline(seed):
         merged = copy.deepcopy(session.model)
         merged.load_state_dict(swa.weights)
         gate = session.gate()
+        assert gate.feature_layer is None, "small input vectors: the router reads the inputs"
+        penultimate = session.gate(features="penultimate")
+        assert penultimate.feature_layer == "2", "the router reads the input of the last Linear"
         subgroup = DataLoader(Subset(held_out, np.flatnonzero(held_out_planted).tolist()), batch_size=512)
         score = {name: (evaluate(m, subgroup, nn.CrossEntropyLoss(reduction="none"), default_unpack, cpu)["loss"],
                         evaluate(m, val, nn.CrossEntropyLoss(reduction="none"), default_unpack, cpu)["accuracy"])
-                 for name, m in {"baseline": baseline.model, "swa": merged, "gate": gate}.items()}
-        for method in ("swa", "gate"):
+                 for name, m in {"baseline": baseline.model, "swa": merged, "gate": gate,
+                                 "penultimate gate": penultimate}.items()}
+        for method in ("swa", "gate", "penultimate gate"):
             assert score[method][0] < 0.8 * score["baseline"][0], score
             assert score[method][1] >= score["baseline"][1] - 0.01, score
     finally:
         session.stop()
 
 
-def test_the_exported_mixture_predicts_the_same_in_a_fresh_process(tmp_path):
-    session, planted = trained_generalist()
+@pytest.mark.parametrize("features", ["inputs", "penultimate"])
+def test_the_exported_mixture_predicts_the_same_in_a_fresh_process(tmp_path, features):
+    session, planted = trained_generalist(hidden=16)
     try:
         session.fork(np.flatnonzero(planted), budget=60, name="blob")
-        mixture = session.gate(epochs=5)
+        mixture = session.gate(epochs=5, features=features)
         x = session.train_loader.dataset.tensors[0][:300]
         path = mixture.export(tmp_path / "mixture", x[:8])
         expected = mixture(x).detach()
@@ -326,6 +337,8 @@ def test_the_exported_mixture_predicts_the_same_in_a_fresh_process(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "same predictions" in done.stdout, done.stderr[-2000:]
     assert (tmp_path / "mixture" / "weights.safetensors").stat().st_size > 0
+    manifest = json.loads((tmp_path / "mixture" / "manifest.json").read_text())
+    assert manifest["router_features"] == ("inputs" if features == "inputs" else "2")
 
 
 cpu = torch.device("cpu")
