@@ -3,16 +3,19 @@
 The training loader is rebuilt around :class:`IndexedDataset`, whose ``__getitems__``
 hands the batch's dataset indices to :class:`IndexedCollate` alongside the samples.
 The index therefore travels with its batch through shuffling, worker processes and
-custom ``collate_fn`` functions, at the cost of one extra call per batch.
+custom ``collate_fn`` functions, at the cost of one extra call per batch. Its batch
+sampler is a :class:`SteerableBatchSampler`: the user's, unless sampling weights are set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 from .errors import BatchFormatError, ConfigurationError, EmptyLoaderError
 
@@ -60,6 +63,34 @@ class IndexedCollate:
         return fetched.indices, self.collate_fn(fetched.items)
 
 
+class SteerableBatchSampler(Sampler[list[int]]):
+    """The loader's own batch sampler, which can be steered between epochs: ``weights`` (one per
+    sample) make each epoch draw as many batches with replacement in those proportions, and
+    ``skip`` drops that many batches from the start of the next epoch (resuming mid-epoch)."""
+
+    def __init__(self, batches: Any, batch_size: int, generator: torch.Generator | None) -> None:
+        self.batches = batches
+        self.batch_size = batch_size
+        self.generator = generator
+        self.weights: torch.Tensor | None = None
+        self.skip = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        source = self.batches
+        if self.weights is not None:
+            draws = WeightedRandomSampler(self.weights, len(self.batches) * self.batch_size, generator=self.generator)
+            source = BatchSampler(draws, self.batch_size, drop_last=False)
+        skip, self.skip = self.skip, 0
+        return itertools.islice(iter(source), skip, None)
+
+    def reweight(self, weights: np.ndarray | None) -> None:
+        """Sample in proportion to ``weights`` from the next epoch on (None: the loader's own order)."""
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+
+
 def check_loader(loader: Any, name: str) -> DataLoader:
     """Check that ``loader`` is a batched DataLoader over a non-empty, sized dataset."""
     if not isinstance(loader, DataLoader):
@@ -92,11 +123,13 @@ def check_loader(loader: Any, name: str) -> DataLoader:
 def indexed_loader(loader: DataLoader) -> DataLoader:
     """A DataLoader like ``loader`` whose batches come as ``(indices, batch)``.
 
-    It shares the original batch sampler (so shuffling, its generator and drop_last
-    are unchanged) and keeps workers, pinning, timeouts and worker init functions.
+    It draws from the original batch sampler (so shuffling, its generator and drop_last
+    are unchanged) through a :class:`SteerableBatchSampler`, and keeps workers, pinning,
+    timeouts and worker init functions.
     """
+    batch_size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", None) or 1
     options: dict[str, Any] = {
-        "batch_sampler": loader.batch_sampler,
+        "batch_sampler": SteerableBatchSampler(loader.batch_sampler, batch_size, loader.generator),
         "num_workers": loader.num_workers,
         "collate_fn": IndexedCollate(loader.collate_fn),
         "pin_memory": loader.pin_memory,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .batches import Unpack, indexed_loader, to_device
+from .batches import SteerableBatchSampler, Unpack, indexed_loader, to_device
 from .control import Controller
 from .losses import SampleLoss, reduce_to_samples
 from .recorder import Recorder
@@ -41,6 +41,7 @@ class TrainingLoop:
         self.optimizer = optimizer
         self.loss = loss
         self.loader = indexed_loader(train_loader)
+        self.sampler: SteerableBatchSampler = self.loader.batch_sampler  # type: ignore[assignment]
         self.scheduler = scheduler
         self.device = device
         self.unpack = unpack

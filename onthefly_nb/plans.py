@@ -285,23 +285,47 @@ FORK_LOSS_RATIO = 3.0  # a cluster whose mean loss is this many times the median
 FORK_MIN_SIZE = 20
 
 
-def propose_fork(book: PlanBook, summary: Any, indices: np.ndarray, labels: np.ndarray, step: int) -> Plan | None:
-    """After a clustering: a card to fork a specialist on the hardest cluster, if it stands out."""
-    if summary is None or not len(summary) or book.open("fork"):
+def _standout(summary: Any) -> tuple[int, str] | None:
+    """The hardest cluster of a clustering, if it stands out enough to act on, with its evidence."""
+    if summary is None or not len(summary):
         return None
     top = summary.iloc[0]
     ratio = float(top["loss_vs_median"])
     if not ratio >= FORK_LOSS_RATIO or int(top["size"]) < FORK_MIN_SIZE:
         return None
-    cluster = int(summary.index[0])
-    labels_text = ", ".join(f"{k} ({v})" for k, v in top.get("top_labels", {}).items()) if "top_labels" in top \
-        else ""
+    labels = ", ".join(f"{k} ({v})" for k, v in top.get("top_labels", {}).items()) if "top_labels" in top else ""
+    evidence = (f"{int(top['size'])} hard samples, mean loss {float(top['mean_loss']):.4g} = {ratio:.1f}x the median"
+                + (f"; labels {labels}" if labels else ""))
+    return int(summary.index[0]), evidence
+
+
+def propose_fork(book: PlanBook, summary: Any, indices: np.ndarray, labels: np.ndarray, step: int) -> Plan | None:
+    """After a clustering: a card to fork a specialist on the hardest cluster, if it stands out."""
+    found = _standout(summary)
+    if found is None or book.open("fork"):
+        return None
+    cluster, evidence = found
     return book.propose(
         "fork", f"Fork a specialist on cluster {cluster}",
-        f"cluster {cluster} of the clustering at step {step}: {int(top['size'])} hard samples, mean loss "
-        f"{float(top['mean_loss']):.4g} = {ratio:.1f}x the median" + (f"; labels {labels_text}" if labels_text else ""),
+        f"cluster {cluster} of the clustering at step {step}: {evidence}",
         {"budget": 300, "general_share": 0.2},
         {"budget": ParamSpec("training steps", 10, 10_000, 10),
          "general_share": ParamSpec("share of general data per batch", 0.0, 0.9, 0.1)},
+        context={"rows": indices[labels == cluster], "slice": f"cluster {cluster} (step {step})"},
+    )
+
+
+def propose_reweight(book: PlanBook, summary: Any, indices: np.ndarray, labels: np.ndarray,
+                     step: int) -> Plan | None:
+    """After a clustering: a card to sample the hardest cluster more often, if it stands out."""
+    found = _standout(summary)
+    if found is None or book.open("reweight"):
+        return None
+    cluster, evidence = found
+    return book.propose(
+        "reweight", f"Sample cluster {cluster} more often",
+        f"cluster {cluster} of the clustering at step {step}: {evidence}; from the next epoch its samples are "
+        f"drawn 'factor' times as often (with replacement)",
+        {"factor": 3.0}, {"factor": ParamSpec("times as often", 1.0, 20.0, 0.5)},
         context={"rows": indices[labels == cluster], "slice": f"cluster {cluster} (step {step})"},
     )

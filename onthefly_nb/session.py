@@ -28,7 +28,7 @@ from .features import FeatureBank, PenultimateCapture
 from .gate import Mixture
 from .health import check_health, gradient_norms, report
 from .losses import sample_loss
-from .plans import PlanBook, PlanCard, PlanWatch, propose_fork
+from .plans import PlanBook, PlanCard, PlanWatch, propose_fork, propose_reweight
 from .recorder import Recorder
 from .slices import (
     EXPORT_CHUNK_ROWS,
@@ -127,6 +127,7 @@ class Session:
         self._plans.register("lower_lr", lambda plan: self._scale_lr(plan.params["factor"]))
         self._plans.register("validate_now", lambda _plan: _describe(self._evaluate("validation")))
         self._plans.register("fork", lambda plan: self._fork_cluster(plan))
+        self._plans.register("reweight", lambda plan: self._reweight_cluster(plan))
         self._plans.register("merge", self._merge_plan)
         self._plans.register("commit_merge", lambda plan: self._workshop.commit_job(plan.context["merge"])(),
                              on_reject=lambda plan: self._workshop.discard(plan.context["merge"]))
@@ -408,10 +409,42 @@ class Session:
         future = self._controller.submit(self._workshop.fork_job(rows, description, options, name))
         return future.result() if wait else future
 
+    def reweight(self, slice: Selection, factor: float = 3.0, wait: bool = True) -> str | Future:
+        """Sample the slice ``factor`` times as often as the rest, from the next epoch on (each
+        epoch then draws as many batches, with replacement); ``reweight(None)`` restores the
+        loader's own order. Set at the next step boundary."""
+        if slice is None:
+            rows, description = None, None
+        else:
+            if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor < math.inf:
+                raise ConfigurationError(f"factor must be a positive number, got {factor!r}")
+            rows = self._slice_rows(slice)
+            if not len(rows):
+                raise ConfigurationError(f"the slice {slice!r} holds no samples; nothing to reweight")
+            description = slice if isinstance(slice, str) else f"{len(rows)} chosen samples"
+        future = self._controller.submit(lambda: self._reweight(rows, float(factor), description))
+        return future.result() if wait else future
+
+    def _reweight(self, rows: np.ndarray | None, factor: float, description: str | None) -> str:
+        weights = None
+        if rows is not None:
+            weights = np.ones(self.store.size)
+            weights[rows] = factor
+        self._loop.sampler.reweight(weights)
+        self._log.append("reweighted", self.global_step, slice=description, samples=0 if rows is None else len(rows),
+                         factor=factor if rows is not None else 1.0)
+        if rows is None:
+            return "sampling restored to the loader's own order from the next epoch"
+        return f"{description} ({len(rows)} samples) sampled {factor:g}x as often from the next epoch"
+
     def _slice_rows(self, slice: Selection) -> np.ndarray:
         if isinstance(slice, str):
             return self.slice(slice, features=False)["index"].to_numpy()
         return np.unique(choose_rows(self.store, slice))
+
+    def _reweight_cluster(self, plan: Any) -> str:
+        """The reweight card's executor (on the trainer thread)."""
+        return self._reweight(plan.context["rows"], plan.params["factor"], plan.context["slice"])
 
     def _fork_cluster(self, plan: Any) -> str:
         """The fork plan's executor (on the trainer thread): fork on the planned cluster now."""
@@ -583,6 +616,7 @@ class Session:
             self._log.append("clustered", step, k=len(result.summary), source=result.source,
                              samples=int(len(result.indices)))
             propose_fork(self._plans, result.summary, result.indices, result.labels, step)
+            propose_reweight(self._plans, result.summary, result.indices, result.labels, step)
         return result
 
     def figure(self, kind: str = "loss", slice: Selection = None) -> Any:

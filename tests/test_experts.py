@@ -261,6 +261,35 @@ def test_a_clustering_proposes_a_fork_card_that_forks_when_approved():
         session.stop()
 
 
+def test_a_reweight_card_samples_the_hard_cluster_more_often_from_the_next_epoch():
+    session, planted = trained_generalist()
+    try:
+        session.cluster()
+        card = next(p for p in session.plans if p["kind"] == "reweight")
+        assert card["params"] == {"factor": 3.0} and "hard samples" in card["evidence"]
+        rows = session.slice("cluster == 0")["index"].to_numpy()
+        assert np.isin(rows, np.flatnonzero(planted)).mean() > 0.8
+        card.approve(wait=True, factor=5)
+        batches = len(session.train_loader)  # 63 an epoch; step 200 is within the fourth
+        session.step(4 * batches - 200)  # the rest of this epoch keeps the loader's order
+        seen = session.store.seen.copy()
+        assert np.all(seen == 4), "the epoch under way was not reweighted"
+        session.step(batches)
+        visits = session.store.seen - seen
+        others = np.setdiff1d(np.arange(len(visits)), rows)
+        ratio = visits[rows].mean() / visits[others].mean()
+        assert 4.0 < ratio < 6.0, f"the cluster was visited {ratio:.2f}x as often, not 5x"
+        assert visits.sum() == batches * 64, "as many full batches as an epoch, drawn with replacement"
+        session.reweight(None)
+        seen = session.store.seen.copy()
+        session.step(batches)
+        assert np.all(session.store.seen - seen == 1), "reweight(None) restores the loader's own order"
+        kinds = [e["kind"] for e in session.events]
+        assert kinds.count("reweighted") == 2 and "plan_executed" in kinds
+    finally:
+        session.stop()
+
+
 def test_a_fork_of_a_regression_run_with_a_tensor_dataset():
     torch.manual_seed(0)
     x = torch.randn(256, 3)
