@@ -257,6 +257,8 @@ print(json.dumps({"ids": _ids, "step": session.global_step, "status": session.st
 EXPERTS = """print(json.dumps({n: {"steps": len(e.losses), "state": e.state, "kind": e.kind}
                   for n, e in session.experts.items()}))"""
 MERGES = "print(json.dumps([[m.name, m.state] for m in session._workshop.merges.values()]))"
+REWEIGHTED = """_w = session._loop.sampler.weights
+print(json.dumps({"max": float(_w.max()), "min": float(_w.min()), "heavier": int((_w > 1).sum())}))"""
 
 
 def decide_card(root: sync_api.Locator, kind: str, decision: str, **params: str) -> tuple[str, sync_api.Locator]:
@@ -272,14 +274,17 @@ def decide_card(root: sync_api.Locator, kind: str, decision: str, **params: str)
     return plan_id, card
 
 
-def test_fork_merge_and_discard_from_the_plan_cards(lab: LabServer, page: sync_api.Page, tmp_path: Path) -> None:
-    """JupyterLab: after a clustering, approve the fork card with an edited budget; the expert
-    trains, shows in the lineage and the compare table; approve the merge card, reject the commit
-    card; the merge is discarded in the kernel and on the dashboard; save a screenshot."""
+@pytest.mark.parametrize("app", list(APPS))
+def test_fork_merge_and_discard_from_the_plan_cards(lab: LabServer, page: sync_api.Page, tmp_path: Path,
+                                                    app: str) -> None:
+    """After a clustering, approve the fork card with an edited budget; the expert trains, shows
+    in the lineage and the compare table; approve the merge card, reject the commit card; the
+    merge is discarded in the kernel and on the dashboard; reject a second fork card; approve the
+    reweight card with an edited factor; save a screenshot."""
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "jupyterlab-experts.png"
+    shot = ARTIFACTS / f"{app}-experts.png"
     where = f"(server log: {lab.log_path}; screenshot: {shot})"
-    name = open_and_run_all(page, lab, "jupyterlab", "quickstart-experts.ipynb")
+    name = open_and_run_all(page, lab, app, f"quickstart-experts-{app}.ipynb")
 
     root = page.locator(".onthefly-root")
     sync_api.expect(root).to_have_count(1, timeout=STATE_MS)
@@ -348,6 +353,12 @@ def test_fork_merge_and_discard_from_the_plan_cards(lab: LabServer, page: sync_a
         _, second = decide_card(root, "fork", "reject")
         sync_api.expect(second.locator(".onthefly-badge")).to_have_text("rejected", timeout=STATE_MS)
         assert json.loads(run_in_kernel(kc, EXPERTS)) == experts, "a rejected fork card forked nothing"
+
+        # the reweight card of the first clustering: sample its cluster 4x as often
+        _, reweight = decide_card(root, "reweight", "approve", factor="4")
+        sync_api.expect(reweight.locator(".onthefly-badge")).to_have_text("executed", timeout=STATE_MS)
+        weights = json.loads(run_in_kernel(kc, REWEIGHTED))
+        assert weights["max"] == 4.0 and weights["min"] == 1.0 and weights["heavier"] >= 20, weights
     except Exception as exc:
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         raise AssertionError(f"{exc}\n{where}; failure screenshot: {tmp_path / 'failure.png'}\n"
