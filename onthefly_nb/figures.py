@@ -22,7 +22,7 @@ def figure(session: Session, kind: str = "loss", slice: Selection = None) -> go.
     if kind not in KINDS:
         raise ValueError(f"unknown figure {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "history":
-        return _history(session.history)
+        return history_figure(session.history)
     frame = session.slice(slice, features=False)
     if kind == "loss":
         return _loss(session.slice(features=False), frame, slice)
@@ -41,7 +41,7 @@ def _loss(everything: pd.DataFrame, chosen: pd.DataFrame, selection: Selection) 
                              title="Per-sample loss")
 
 
-def _history(history: pd.DataFrame) -> go.Figure:
+def history_figure(history: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for low, high, name in (("p5", "p95", "p5–p95"), ("p25", "p75", "p25–p75")):
         fig.add_scatter(x=history["step"], y=history[high], line={"width": 0}, showlegend=False, hoverinfo="skip")

@@ -32,6 +32,7 @@ DEAD_WARN = 0.5  # a ReLU layer with more than this share of units zero on the w
 DEAD_MIN_ROWS = 8  # observations of a unit (samples x positions) needed before calling it dead
 INPUT_BOUND = 0.3  # share of step time spent waiting for data above which the run is input-bound
 IMBALANCE = 5.0  # most over least frequent class count
+BALANCE_MIN_PER_CLASS = 40  # labels per class needed before the ratio means more than sampling noise
 SINGLE_CLASS_MIN = 64  # labels needed before one class alone warns
 TINY_SCALE, HUGE_SCALE = 1.0, 2.0 ** 24
 
@@ -377,6 +378,9 @@ def _label_balance(recent_targets: Any) -> Finding | None:
         return Finding("label balance", WARN, f"only class {classes[0]} in the last {total} labels",
                        "Recent batches hold a single class: the loader is probably not shuffled (a dataset "
                        "sorted by label); set shuffle=True or use a sampler.")
+    if total < BALANCE_MIN_PER_CLASS * len(classes):
+        return Finding("label balance", PASS, evidence, f"Too few recent labels to judge the balance: it takes "
+                       f"{BALANCE_MIN_PER_CLASS} per class before the counts mean more than sampling noise.")
     if ratio > IMBALANCE:
         return Finding("label balance", WARN, evidence, "A few classes dominate the recent batches, so the model can "
                        "lower its loss by predicting them: weight the loss by class, or balance the batches with a "

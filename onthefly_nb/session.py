@@ -619,6 +619,13 @@ class Session:
             propose_reweight(self._plans, result.summary, result.indices, result.labels, step)
         return result
 
+    def report(self, path: str = "run.html") -> str:
+        """Write a self-contained offline HTML report (loss quantiles over time, hardest samples
+        and clusters, experts and merges, health, lineage, events); returns its path."""
+        from .report import write_report
+
+        return str(write_report(self, path))
+
     def figure(self, kind: str = "loss", slice: Selection = None) -> Any:
         """A plotly figure: ``"loss"``, ``"history"``, ``"datamap"`` or ``"map"``, for a slice."""
         from .figures import figure

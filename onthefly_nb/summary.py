@@ -33,7 +33,7 @@ def summary_html(snapshot: dict[str, Any]) -> str:
     rows = "".join(f"<tr><th style='text-align:left;padding-right:12px;font-weight:500'>{escape(k)}</th>"
                    f"<td>{escape(str(v))}</td></tr>" for k, v in facts)
     clusters = "".join(
-        f"<li>cluster {c['cluster']}: {c['size']} samples, mean loss {_num(c['mean_loss'])}"
+        f"<li>cluster {c['cluster']}: {c['size']} samples, mean loss {format_number(c['mean_loss'])}"
         f"{' (' + escape(c['top_labels']) + ')' if c.get('top_labels') else ''}</li>"
         for c in snapshot["clusters"][:3])
     title = escape(f"{run['project']} / {run['run_name']}")
@@ -49,7 +49,7 @@ def summary_html(snapshot: dict[str, Any]) -> str:
     )
 
 
-def _num(value: float | None) -> str:
+def format_number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 

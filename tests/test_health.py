@@ -227,6 +227,8 @@ def test_imbalanced_or_unshuffled_labels_warn_and_balanced_ones_pass():
     data = classification_data(512)
     shuffled = torch.cat([y for _, y in DataLoader(data, batch_size=64, shuffle=True)])
     assert probed(nn.Linear(8, 3), Probe(recent_targets=shuffled))["label balance"][0] == "pass"
+    few = torch.cat([torch.arange(100), torch.zeros(8, dtype=torch.long)])  # 100 classes: sampling noise
+    assert probed(nn.Linear(8, 3), Probe(recent_targets=few))["label balance"][0] == "pass"
     ordered = data.tensors[1].argsort()
     by_label = TensorDataset(data.tensors[0][ordered], data.tensors[1][ordered])
     recent = torch.cat([y for _, (_, y) in zip(range(8), DataLoader(by_label, batch_size=8))])
