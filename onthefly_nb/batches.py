@@ -63,17 +63,22 @@ class IndexedCollate:
         return fetched.indices, self.collate_fn(fetched.items)
 
 
+RngStates = tuple[torch.Tensor, "torch.Tensor | None"]  # torch's global RNG state, the loader generator's
+
+
 class SteerableBatchSampler(Sampler[list[int]]):
     """The loader's own batch sampler, which can be steered between epochs: ``weights`` (one per
     sample) make each epoch draw as many batches with replacement in those proportions, and
-    ``skip`` drops that many batches from the start of the next epoch (resuming mid-epoch)."""
+    :meth:`replay` restarts an epoch part-way, in the order it was first drawn (resuming a saved
+    session). ``epoch_rng`` holds the RNG states each epoch's order was drawn from."""
 
     def __init__(self, batches: Any, batch_size: int, generator: torch.Generator | None) -> None:
         self.batches = batches
         self.batch_size = batch_size
         self.generator = generator
         self.weights: torch.Tensor | None = None
-        self.skip = 0
+        self.epoch_rng: RngStates | None = None  # None until the epoch under way has drawn its order
+        self._replay: tuple[RngStates, int] | None = None
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -83,8 +88,37 @@ class SteerableBatchSampler(Sampler[list[int]]):
         if self.weights is not None:
             draws = WeightedRandomSampler(self.weights, len(self.batches) * self.batch_size, generator=self.generator)
             source = BatchSampler(draws, self.batch_size, drop_last=False)
-        skip, self.skip = self.skip, 0
-        return itertools.islice(iter(source), skip, None)
+        return self._drawn(source)
+
+    def _drawn(self, source: Any) -> Iterator[list[int]]:
+        """The epoch's batches. This body starts at the first ``next()``: the moment the inner
+        sampler draws its order, whose RNG states are kept (or, replaying, put back for the draw).
+        (A DataLoader may call ``iter()`` and drop the result unstarted.)"""
+        replay, self._replay = self._replay, None
+        if replay is None:
+            self.epoch_rng = self.rng_states()
+            yield from source
+            return
+        (drawn_from, skip), now = replay, self.rng_states()
+        self.set_rng_states(drawn_from)
+        batches = iter(source)
+        first = next(batches, None)  # draws the order from the states the epoch first drew it from
+        self.set_rng_states(now)
+        self.epoch_rng = drawn_from
+        if first is not None:
+            yield from itertools.islice(itertools.chain([first], batches), skip, None)
+
+    def replay(self, drawn_from: RngStates, skip: int) -> None:
+        """Make the next epoch the one drawn from ``drawn_from``, less its first ``skip`` batches."""
+        self._replay = (drawn_from, skip)
+
+    def rng_states(self) -> RngStates:
+        return torch.get_rng_state(), None if self.generator is None else self.generator.get_state()
+
+    def set_rng_states(self, states: RngStates) -> None:
+        torch.set_rng_state(states[0])
+        if self.generator is not None and states[1] is not None:
+            self.generator.set_state(states[1])
 
     def reweight(self, weights: np.ndarray | None) -> None:
         """Sample in proportion to ``weights`` from the next epoch on (None: the loader's own order)."""

@@ -59,6 +59,8 @@ class TrainingLoop:
         self.flush_seconds = QUIET_FLUSH_SECONDS
         self.clip_norm: float | None = None  # gradient clipping, once a plan turns it on
         self._alongside: list[tuple[Callable[[], bool], Callable[[], None]]] = []
+        self._epoch_first_step = 0  # the global step at which the epoch under way began
+        self._resumed_rng: Callable[[], None] | None = None  # puts back a saved session's RNG, once
         self._next_flush = self._clock + self.flush_seconds
 
     def run(self) -> None:
@@ -69,6 +71,8 @@ class TrainingLoop:
             if self._run_epoch():
                 return
             self.epoch += 1
+            self._epoch_first_step = self.step
+            self.sampler.epoch_rng = None
             self.on_epoch_end(self.epoch)
             self.restart_clock()
             if self.ctl.at_boundary(self.step):
@@ -77,7 +81,10 @@ class TrainingLoop:
     def _run_epoch(self) -> bool:
         """One pass over the loader; True when a stop was asked for."""
         step_scheduler = self.scheduler is not None and self.schedule.scheduler_interval == "step"
-        for indices, batch in self.loader:
+        batches = iter(self.loader)
+        if self._resumed_rng is not None:
+            batches = self._resuming(batches)
+        for indices, batch in batches:
             self._train_step(indices, batch)
             if step_scheduler:
                 self.scheduler.step()
@@ -108,6 +115,33 @@ class TrainingLoop:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
         self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
+
+    def position(self) -> dict[str, Any]:
+        """Where the run stands, for a saved session: the epoch, the step, the batches of this epoch
+        already trained on and the RNG states its order was drawn from (None before it is drawn)."""
+        return {"epoch": self.epoch, "step": self.step, "batches_done": self.step - self._epoch_first_step,
+                "epoch_rng": self.sampler.epoch_rng}
+
+    def resume_at(self, position: dict[str, Any], restore_rng: Callable[[], None]) -> None:
+        """Continue from a saved :meth:`position`: the epoch under way is replayed in its order
+        from the next batch on, and ``restore_rng`` puts back the RNG states of the saved step
+        once that order is drawn (at once when the epoch had not drawn it yet)."""
+        self.epoch, self.step = position["epoch"], position["step"]
+        self._epoch_first_step = self.step - position["batches_done"]
+        if position["epoch_rng"] is None:
+            restore_rng()
+            return
+        self.sampler.replay(position["epoch_rng"], position["batches_done"])
+        self._resumed_rng = restore_rng
+
+    def _resuming(self, batches: Any) -> Any:
+        """The resumed epoch's batches; the saved RNG states return once its order is drawn."""
+        restore, self._resumed_rng = self._resumed_rng, None
+        first = next(batches, None)
+        restore()  # type: ignore[misc]
+        if first is not None:
+            yield first
+            yield from batches
 
     def alongside(self, step: Callable[[], bool], on_done: Callable[[], None]) -> None:
         """Run ``step`` after each of the run's steps until it returns True, then ``on_done``

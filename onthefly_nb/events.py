@@ -25,6 +25,11 @@ class EventLog:
             self._on_append(event)
         return event
 
+    def restore(self, events: list[dict[str, Any]]) -> None:
+        """Start from a saved session's events (numbering goes on after them)."""
+        with self._lock:
+            self._events = [dict(e) for e in events]
+
     def __len__(self) -> int:
         return len(self._events)
 

@@ -79,6 +79,7 @@ class Expert:
     losses: list[float] = field(default_factory=list, repr=False)  # mean training loss per step
     kind: str = "fork"  # or "baseline": the run trained on for the same compute, for a fair comparison
     adapter_rank: int | None = None  # trained as low-rank adapters of this rank
+    adapter_layers: list[str] | None = None  # ... on these Linear layers (None: all)
 
     def node(self) -> dict[str, Any]:
         """The expert as a lineage node."""
@@ -224,7 +225,8 @@ class Workshop:
             model, optimizer = self._fork_model(options)
             expert = Expert(name, s.run_name, s.global_step, description, rows, options.budget,
                             float(optimizer.param_groups[0]["lr"]), options.general_share, model, kind=kind,
-                            adapter_rank=options.adapter_rank)
+                            adapter_rank=options.adapter_rank,
+                            adapter_layers=None if options.adapter_layers is None else list(options.adapter_layers))
             self.experts[name] = expert
             s._log.append("forked", s.global_step, expert=name, slice=description, samples=int(len(rows)),
                           budget=options.budget, lr=expert.lr, mode=options.mode)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import traceback
 import weakref
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -16,11 +18,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .archive import read_archive, write_archive
 from .batches import Unpack, check_loader, default_unpack
 from .clusters import Clustering, cluster
 from .control import TERMINAL, Controller, RunState, run_into
 from .engine import LIVE_FLUSH_SECONDS, Schedule, TrainingLoop
-from .errors import ConfigurationError
+from .errors import ArchiveError, ConfigurationError
 from .evaluation import evaluate
 from .events import EventLog
 from .experts import Expert, ForkOptions, Merge, Workshop
@@ -29,6 +32,7 @@ from .gate import Mixture
 from .health import check_health, gradient_norms, report
 from .losses import sample_loss
 from .plans import PlanBook, PlanCard, PlanWatch, propose_fork, propose_reweight
+from .portable import Snapshot, restore, take_snapshot
 from .recorder import Recorder
 from .slices import (
     EXPORT_CHUNK_ROWS,
@@ -618,6 +622,64 @@ class Session:
             propose_fork(self._plans, result.summary, result.indices, result.labels, step)
             propose_reweight(self._plans, result.summary, result.indices, result.labels, step)
         return result
+
+    # ---- saving and continuing --------------------------------------------------------------
+    def export(self, path: str | os.PathLike[str], wait: bool = True) -> str | Future:
+        """Save the session to ``path`` (one ``.zip`` file, else a new folder): weights of the
+        model and experts (safetensors), optimizer, scheduler and RNG states, the loader's
+        position, the per-sample store, events, plans, lineage and configuration, with a manifest
+        of versions and checksums. The state is copied at the next step boundary and written on
+        another thread; ``Session.load`` continues from it bit for bit."""
+        target = Path(path).expanduser()
+        if not target.parent.is_dir():
+            raise ConfigurationError(f"cannot export to {target}: the folder {target.parent} does not exist")
+        copied = self._controller.submit(self._snapshot)
+        written: Future = Future()
+
+        def write() -> None:
+            try:
+                snapshot, pause = copied.result()
+                started = time.perf_counter()
+                write_archive(target, snapshot.contents())
+                self._log.append("exported", snapshot.config["position"]["step"], path=str(target),
+                                 pause_ms=round(pause * 1e3, 2), write_seconds=round(time.perf_counter() - started, 3))
+                written.set_result(str(target))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the export
+                written.set_exception(exc)
+
+        threading.Thread(target=write, name=f"onthefly-export-{self.run_name}", daemon=True).start()
+        return written.result() if wait else written
+
+    def _snapshot(self) -> tuple[Snapshot, float]:
+        started = time.perf_counter()
+        snapshot = take_snapshot(self)
+        return snapshot, time.perf_counter() - started
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], model: nn.Module | None = None, optimizer: Any = None,
+             loss_fn: Any = None, train_loader: DataLoader | None = None, val_loader: DataLoader | None = None,
+             test_loader: DataLoader | None = None, *, factory: Any = None, **options: Any) -> Session:
+        """Continue a saved session. Build the model, optimizer (over that model), loss and
+        loaders as for the saved run, or pass ``factory(config) -> dict`` of them; the rest comes
+        back from the archive, which is verified before anything in it is used. ``options`` (for
+        example ``max_epochs``) override the saved configuration. Call ``start()`` or ``run()``."""
+        contents = read_archive(path)
+        config = contents.documents.get("config")
+        if not isinstance(config, dict):
+            raise ArchiveError(f"{path} holds no session configuration; it is not a saved session")
+        objects = {"model": model, "optimizer": optimizer, "loss_fn": loss_fn, "train_loader": train_loader,
+                   "val_loader": val_loader, "test_loader": test_loader}
+        if factory is not None:
+            objects.update(factory(dict(config)))
+        missing = [k for k in ("model", "optimizer", "loss_fn", "train_loader") if objects.get(k) is None]
+        if missing:
+            raise ConfigurationError(f"Session.load needs {', '.join(missing)}: build them as for the saved run "
+                                     f"(a {config['model']} over {config['samples']} samples), or pass factory=...")
+        saved = {k: config[k] for k in ("project", "run_name", "max_epochs", "max_steps", "scheduler_interval")}
+        session = cls(**objects, **{**saved, **options})
+        restore(session, contents)
+        session._log.append("imported", session.global_step, path=str(path))
+        return session
 
     def report(self, path: str = "run.html") -> str:
         """Write a self-contained offline HTML report (loss quantiles over time, hardest samples
