@@ -187,13 +187,14 @@ def deterministic_settings() -> dict[str, Any]:
     }
 
 
-def enable_deterministic(seed: int, warn_only: bool = False) -> dict[str, Any]:
-    """Seed everything and switch PyTorch to deterministic algorithms; returns the previous settings
-    for :func:`disable_deterministic`. With ``warn_only`` an op with no deterministic version warns
-    instead of raising. ``CUBLAS_WORKSPACE_CONFIG`` (set when unset) only takes effect if cuBLAS has
-    not been used yet in this process."""
+def enable_deterministic(seed: int | None, warn_only: bool = False) -> dict[str, Any]:
+    """Seed everything (unless ``seed`` is None) and switch PyTorch to deterministic algorithms;
+    returns the previous settings for :func:`disable_deterministic`. With ``warn_only`` an op with
+    no deterministic version warns instead of raising. ``CUBLAS_WORKSPACE_CONFIG`` (set when unset)
+    only takes effect if cuBLAS has not been used yet in this process."""
     previous = deterministic_settings()
-    seed_all(seed)
+    if seed is not None:
+        seed_all(seed)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     torch.use_deterministic_algorithms(True, warn_only=warn_only)
     torch.backends.cudnn.deterministic = True

@@ -59,6 +59,9 @@ class TrainingLoop:
         self.flush_seconds = QUIET_FLUSH_SECONDS
         self.clip_norm: float | None = None  # gradient clipping, once a plan turns it on
         self._alongside: list[tuple[Callable[[], bool], Callable[[], None]]] = []
+        self.wait_seconds = 0.0  # in total: waiting for the loader's next batch
+        self.busy_seconds = 0.0  # in total: steps, that wait included (pauses and evaluations left out)
+        self.last_batch: tuple[Any, Any] | None = None  # (inputs, targets) of the latest step, on the device
         self._epoch_first_step = 0  # the global step at which the epoch under way began
         self._resumed_rng: Callable[[], None] | None = None  # puts back a saved session's RNG, once
         self._next_flush = self._clock + self.flush_seconds
@@ -84,7 +87,10 @@ class TrainingLoop:
         batches = iter(self.loader)
         if self._resumed_rng is not None:
             batches = self._resuming(batches)
+        clock = time.perf_counter
+        began = clock()
         for indices, batch in batches:
+            fetched = clock()
             self._train_step(indices, batch)
             if step_scheduler:
                 self.scheduler.step()
@@ -93,16 +99,20 @@ class TrainingLoop:
                 self._step_alongside()
             if self.recorder.full or time.monotonic() >= self._next_flush:
                 self.flush()
+            self.wait_seconds += fetched - began
+            self.busy_seconds += clock() - began
             if self.ctl.at_boundary(self.step):
                 return True
             if self._reached_max_steps():
                 break
+            began = clock()
         return False
 
     def _train_step(self, indices: list[int], batch: Any) -> None:
         inputs, targets = self.unpack(batch)
         inputs = to_device(inputs, self.device, self.non_blocking)
         targets = to_device(targets, self.device, self.non_blocking)
+        self.last_batch = (inputs, targets)
         self.optimizer.zero_grad(set_to_none=True)
         outputs = self.model(inputs)
         value = self.loss.train(outputs, targets)

@@ -20,8 +20,10 @@ from torch.utils.data import DataLoader
 
 from .archive import read_archive, write_archive
 from .batches import Unpack, check_loader, default_unpack
+from .checkup import Checkup
 from .clusters import Clustering, cluster
 from .control import TERMINAL, Controller, RunState, run_into
+from .determinism import DeterminismReport, enable_deterministic, seed_all
 from .engine import LIVE_FLUSH_SECONDS, Schedule, TrainingLoop
 from .errors import ArchiveError, ConfigurationError
 from .evaluation import evaluate
@@ -29,7 +31,7 @@ from .events import EventLog
 from .experts import Expert, ForkOptions, Merge, Workshop
 from .features import FeatureBank, PenultimateCapture
 from .gate import Mixture
-from .health import check_health, gradient_norms, report
+from .health import gradient_norms
 from .losses import sample_loss
 from .plans import PlanBook, PlanCard, PlanWatch, propose_fork, propose_reweight
 from .portable import Snapshot, restore, take_snapshot
@@ -83,8 +85,18 @@ class Session:
         project: str = "default",
         run_name: str = "run",
         recluster_seconds: float | None = 30.0,
+        health_every: int | None = 500,
+        deterministic: bool = False,
+        seed: int | None = None,
     ) -> None:
         _check_types(model, optimizer, scheduler, scheduler_interval, max_epochs, max_steps, unpack)
+        if health_every is not None and (not isinstance(health_every, int) or health_every < 1):
+            raise ConfigurationError(f"health_every must be a number of steps >= 1 or None, got {health_every!r}")
+        self.deterministic = deterministic
+        if deterministic:  # process-wide, as PyTorch's own switch is
+            enable_deterministic(seed)
+        elif seed is not None:
+            seed_all(seed)
         self.project, self.run_name = project, run_name
         self.model = model
         self.optimizer = optimizer
@@ -136,10 +148,11 @@ class Session:
         self._plans.register("commit_merge", lambda plan: self._workshop.commit_job(plan.context["merge"])(),
                              on_reject=lambda plan: self._workshop.discard(plan.context["merge"]))
         self._plans.register("clip_gradients", lambda plan: self._clip(plan.params["max_norm"]))
-        self._plans.register("health_check", lambda _plan: _health_summary(self._check_health()))
+        self._plans.register("health_check", lambda _plan: _health_summary(self._checkup.health()))
         self._watch = PlanWatch(self._plans, self._history, can_validate=self.val_loader is not None,
                                 gradient_norm=self._gradient_norm)
         self._workshop = Workshop(self)
+        self._checkup = Checkup(self, health_every)
         self.health_report: dict[str, Any] | None = None
         self._selection = np.empty(0, dtype=np.uint32)
         self.selection_version = 0
@@ -312,8 +325,11 @@ class Session:
         self._log.append(kind, step, **data)
 
     def _after_flush(self) -> None:
-        """On the trainer thread after each flush: let the plan watcher look, wake the publisher."""
+        """On the trainer thread after each flush: let the plan watcher look, check health when
+        due, wake the publisher."""
         self._watch.observe(self.global_step)
+        if self._checkup.due(self.global_step):
+            self._checkup.health()
         self._changed.set()
 
     # ---- plans, health and selection ----------------------------------------------------
@@ -359,22 +375,18 @@ class Session:
         return "lr " + ", ".join(f"{b:.3g} -> {a:.3g}" for b, a in zip(before, after))
 
     def health(self, wait: bool = True) -> pd.DataFrame | Future:
-        """Check the run's health at the next step boundary: loss, weights, gradients, learning
-        rate, loss trend, train/validation gap. Returns a DataFrame of pass/warn/fail findings."""
-        future = self._controller.submit(self._check_health)
+        """Check the run's health at the next step boundary: loss, weights, gradients (per layer),
+        activations and dead units on the last batch, learning rate, loss trend, train/validation
+        gap, loader wait, label balance. Returns a DataFrame of pass/warn/fail findings. It also
+        runs by itself every ``health_every`` steps."""
+        future = self._controller.submit(self._checkup.health)
         return future.result() if wait else future
 
-    def _check_health(self) -> pd.DataFrame:
-        with self._lock:
-            history = self._history.rows()
-            validation = self._metrics["validation"][-1] if self._metrics["validation"] else None
-        findings = check_health(self.model, self.optimizer, history, validation)
-        self.health_report = report(findings, self.global_step)
-        worst = "fail" if any(f.status == "fail" for f in findings) else (
-            "warn" if any(f.status == "warn" for f in findings) else "pass")
-        self._log.append("health", self.global_step, status=worst,
-                         **{f.check: f.status for f in findings if f.status != "pass"})
-        return pd.DataFrame(self.health_report["results"])
+    def check_determinism(self, wait: bool = True) -> DeterminismReport | Future:
+        """Replay the last step twice from the captured state (model, optimizer, RNG, batch) and
+        compare loss, gradients and weights bit for bit; the report names what differs."""
+        future = self._controller.submit(self._checkup.check_determinism)
+        return future.result() if wait else future
 
     @property
     def selection(self) -> np.ndarray:
@@ -739,6 +751,7 @@ class Session:
                     "regression" if seen else None),
                 "seen": seen, "n_samples": self.store.size,
                 "lr": _finite(self.optimizer.param_groups[0].get("lr")),
+                "deterministic": self.deterministic,
             },
             "curve": curve,
             "val_curve": [[m["step"], m["loss"]] for m in metrics["validation"] if m["loss"] is not None],

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
+import pytest
 import torch
 from conftest import classification_data
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from onthefly_nb import Session
+from onthefly_nb.determinism import deterministic_settings, disable_deterministic
+from onthefly_nb.errors import ConfigurationError
 from onthefly_nb.health import Probe, check_health
 from onthefly_nb.store import STEP_COLUMNS
 
@@ -40,11 +44,15 @@ def test_a_healthy_run_passes_and_logs_it():
         session.start(paused=True)
         session.step(150)
         found = findings(session)
+        pipeline = found.pop("data pipeline")  # measured: tiny batches may well wait on the loader
+        assert pipeline[0] in ("pass", "warn") and "of step time waiting for data" in pipeline[1]
         assert {k: v[0] for k, v in found.items()} == {
-            "loss": "pass", "parameters": "pass", "gradients": "pass", "learning rate": "pass", "loss trend": "pass"}
+            "loss": "pass", "parameters": "pass", "gradients": "pass", "learning rate": "pass", "loss trend": "pass",
+            "activations": "pass", "dead units": "pass", "label balance": "pass"}
         assert "total norm" in found["gradients"][1]
-        assert session.events[-1]["kind"] == "health" and session.events[-1]["status"] == "pass"
-        assert session.health_report["step"] == 150 and len(session.health_report["results"]) == 5
+        assert "3 classes in the last" in found["label balance"][1]
+        assert session.events[-1]["kind"] == "health" and session.events[-1]["status"] == pipeline[0]
+        assert session.health_report["step"] == 150 and len(session.health_report["results"]) == 9
     finally:
         session.stop()
 
@@ -270,3 +278,63 @@ def test_exploding_gradients_fail_naming_the_largest_layer():
     nn.functional.cross_entropy(model(x), y).backward()
     status, evidence = probed(model, Probe())["gradients"]
     assert status == "fail" and "largest 2.weight" in evidence
+
+
+class UnseededNoise(nn.Module):
+    """Adds noise seeded from the operating system on every call: nondeterministic on purpose."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(7), "little"))
+        return x + 0.1 * torch.randn(x.shape, generator=generator)
+
+
+def test_the_determinism_check_passes_on_a_deterministic_run_and_names_what_differs_otherwise():
+    torch.manual_seed(0)
+    steady = session_of(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3)))
+    torch.manual_seed(0)
+    noisy = session_of(nn.Sequential(nn.Linear(8, 16), UnseededNoise(), nn.ReLU(), nn.Linear(16, 3)))
+    try:
+        for session in (steady, noisy):
+            session.start(paused=True)
+            session.step(20)
+        weights = {k: v.clone() for k, v in steady.model.state_dict().items()}
+        result = steady.check_determinism()
+        assert result.passed and result.differing == [], result.summary()
+        assert all(torch.equal(v, weights[k]) for k, v in steady.model.state_dict().items()), "the check trained"
+        found = findings(steady)
+        assert found["determinism"][0] == "pass" and "bit-identical" in found["determinism"][1]
+
+        result = noisy.check_determinism()
+        assert not result.passed and not result.loss_bits_equal
+        assert {"grad:0.weight", "grad:3.weight", "param:0.weight"} <= set(result.differing), result.differing
+        check = next(r for r in noisy.health_report["results"] if r["check"] == "determinism")
+        assert check["status"] == "fail" and "grad:0.weight" in check["evidence"]
+        assert noisy.events[-1]["kind"] == "determinism" and noisy.events[-1]["passed"] is False
+    finally:
+        steady.stop(), noisy.stop()
+
+
+def test_health_is_checked_every_n_steps_by_itself():
+    torch.manual_seed(0)
+    session = session_of(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), health_every=40)
+    try:
+        session.start(paused=True)
+        session.step(100)
+        assert session.health_report is not None and session.health_report["step"] >= 40
+        assert any(e["kind"] == "health" for e in session.events)
+        with pytest.raises(ConfigurationError, match="health_every must be a number of steps >= 1 or None"):
+            session_of(nn.Linear(8, 3), health_every=0)
+    finally:
+        session.stop()
+
+
+def test_deterministic_mode_turns_on_pytorchs_deterministic_algorithms():
+    previous = deterministic_settings()
+    try:
+        session = session_of(nn.Linear(8, 3), deterministic=True, seed=3)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert session.snapshot()["run"]["deterministic"] is True
+        assert torch.initial_seed() == 3
+    finally:
+        disable_deterministic(previous)
+    assert not torch.are_deterministic_algorithms_enabled()
