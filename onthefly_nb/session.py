@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
 import traceback
@@ -657,10 +658,17 @@ class Session:
                                  pause_ms=round(pause * 1e3, 2), write_seconds=round(time.perf_counter() - started, 3))
                 written.set_result(str(target))
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the export
+                self._log.append("export_failed", self.global_step, path=str(target),
+                                 reason=f"{type(exc).__name__}: {exc}")
                 written.set_exception(exc)
 
         threading.Thread(target=write, name=f"onthefly-export-{self.run_name}", daemon=True).start()
         return written.result() if wait else written
+
+    def default_export_path(self) -> Path:
+        """Where the dashboard's Export button saves: ``<run>-step<N>.zip`` in the working folder."""
+        name = re.sub(r"[^\w.-]+", "-", f"{self.project}-{self.run_name}").strip("-")
+        return Path.cwd() / f"{name}-step{self.global_step}.zip"
 
     def _snapshot(self) -> tuple[Snapshot, float]:
         started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -205,8 +206,25 @@ class Dashboard(anywidget.AnyWidget):
             session.health(wait=False)
         elif name == "compare":
             session.compare(wait=False)
+        elif name == "determinism":
+            self._report_failure(name, session.check_determinism(wait=False))
+        elif name == "export":
+            session.export(session.default_export_path(), wait=False)
         else:
             raise ValueError(f"unknown or unavailable command {name!r}")
+
+
+    def _report_failure(self, command: str, future: Future) -> None:
+        """Log a command that failed on the trainer thread, so the dashboard shows why."""
+        session = self._session
+
+        def done(finished: Future) -> None:
+            if finished.exception() is not None:
+                exc = finished.exception()
+                session._log.append("command_failed", session.global_step, command=command,
+                                    reason=f"{type(exc).__name__}: {exc}")
+
+        future.add_done_callback(done)
 
 
 class Publisher(threading.Thread):

@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+from onthefly_nb import Session
+
 pytest.importorskip("onthefly_nb.widget", reason="front-end bundle not built", exc_type=FileNotFoundError)
 
 
@@ -114,6 +116,32 @@ def test_browser_commands_reach_the_trainer(session_factory, recording_comm):
     dashboard._on_message(dashboard, {"type": "command", "name": "stop"}, [])
     session.wait(timeout=10)
     assert session.status == "stopped"
+
+
+def test_export_and_determinism_buttons_reach_the_session(session_factory, recording_comm, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    session = session_factory(n=256, max_epochs=1000)
+    dashboard = session.dashboard()
+    dashboard._on_message(dashboard, {"type": "command", "name": "determinism"}, [])  # no step yet
+    wait_for(lambda: any(e["kind"] == "command_failed" for e in session.events))
+    failed = next(e for e in session.events if e["kind"] == "command_failed")
+    assert failed["command"] == "determinism" and "no step has run yet" in failed["reason"]
+    session.start(paused=True)
+    session.step(5)
+    dashboard._on_message(dashboard, {"type": "command", "name": "determinism"}, [])
+    dashboard._on_message(dashboard, {"type": "command", "name": "export"}, [])
+    wait_for(lambda: any(e["kind"] == "exported" for e in session.events))
+    exported = next(e for e in session.events if e["kind"] == "exported")
+    assert exported["step"] == 5 and exported["path"] == str(tmp_path / session.default_export_path().name)
+    loaded = Session.load(exported["path"], session.model, session.optimizer, session.loss_fn, session.train_loader)
+    assert loaded.global_step == 5
+    checks = {r["check"]: r["status"] for r in session.health_report["results"]}
+    assert checks["determinism"] == "pass"
+    def shown() -> list[str]:
+        health = latest_state(dashboard.comm)[0].get("health") or {"results": []}
+        return [r["check"] for r in health["results"]]
+
+    wait_for(lambda: "determinism" in shown())  # the dashboard got the result
 
 
 def test_closing_the_dashboard_ends_its_publisher(session_factory, recording_comm):
