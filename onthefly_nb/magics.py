@@ -29,6 +29,9 @@ Steers the most recently created onthefly session.
   %onthefly slice "EXPR"       per-sample DataFrame, e.g. %onthefly slice "loss > q95"
   %onthefly slice selection    the samples selected on the dashboard's sample map
   %onthefly export PATH [EXPR] write the slice to PATH (.csv, .parquet or .json)
+  %onthefly determinism        replay the last step twice and compare it bit for bit
+  %onthefly save [PATH]        save the whole session (.zip); Session.load(PATH, ...) continues it
+  %onthefly report [PATH]      write a self-contained HTML report (default run.html)
 """
 
 
@@ -61,6 +64,15 @@ def onthefly_magic(line: str) -> Any:
         if not args:
             raise ValueError('usage: %onthefly export PATH ["EXPR"]')
         print(f"wrote {session.export_slice(args[0], ' '.join(args[1:]) or None)}")
+        return None
+    if command == "determinism":
+        print(session.check_determinism().summary())
+        return None
+    if command in ("save", "report"):
+        if len(args) > 1:
+            raise ValueError(f"usage: %onthefly {command} [PATH]")
+        target = args[0] if args else (session.default_export_path() if command == "save" else "run.html")
+        print(f"wrote {session.export(target) if command == 'save' else session.report(target)}")
         return None
     if command == "step":
         if len(args) != 1 or not args[0].isdigit() or int(args[0]) < 1:

@@ -187,6 +187,9 @@ def test_magics_steer_slice_and_export_in_a_kernel(tmp_path):
         "_ = session.select([9, 1, 5])  # what a lasso on the sample map does",
         "%onthefly slice selection",
         "%onthefly plans",
+        "%onthefly determinism",
+        f"%onthefly save {tmp_path / 'magic.zip'}",
+        f"%onthefly report {tmp_path / 'magic.html'}",
         "%onthefly stop",
         "%onthefly nonsense",
     ]
@@ -209,7 +212,10 @@ def test_magics_steer_slice_and_export_in_a_kernel(tmp_path):
     selected = html_outputs(nb.cells[8])
     assert selected.count("<tr") == 4 and all(f"<td>{i}</td>" in selected for i in (1, 5, 9)), selected[:800]
     assert "evidence" in html_outputs(nb.cells[9])
-    assert "magic/m: stopped" in output_text(nb.cells[10])
+    assert output_text(nb.cells[10]).startswith("deterministic: step replayed twice")
+    assert f"wrote {tmp_path / 'magic.zip'}" in output_text(nb.cells[11]) and (tmp_path / "magic.zip").stat().st_size
+    assert "magic / m" in (tmp_path / "magic.html").read_text() and "wrote" in output_text(nb.cells[12])
+    assert "magic/m: stopped" in output_text(nb.cells[13])
     errors = error_outputs(nb)
     assert len(errors) == 1 and "unknown %onthefly command 'nonsense'" in errors[0], errors
 
