@@ -48,6 +48,7 @@ bench: install chromium
 	$(PY) bench/overhead.py
 	$(PY) bench/payload.py
 	$(PY) bench/dashboard.py
+	$(PY) bench/export.py
 
 clean:
 	rm -rf $(VENV) node_modules onthefly_nb/static
