@@ -1,5 +1,6 @@
-// The training controls: pause, resume, stop, run n steps, validate, test, health check.
-// Buttons keep their `data-command` attribute; each click sends one `command` message.
+// The training controls: pause, resume, stop, run n steps, validate, test, health check,
+// determinism check and session export. Buttons keep their `data-command` attribute;
+// each click sends one `command` message.
 
 import { h, icon } from "./dom";
 import type { Command, CommandName, RunState } from "./types";
@@ -12,6 +13,10 @@ const ICONS: Record<CommandName, string> = {
   validate: "M5.5 10.2 2.3 7l-1.1 1.1 4.3 4.3 7.3-7.3-1.1-1.1z",
   test: "M5 1.5h4v1H8.5v3.2l3.3 5.6c.4.7-.1 1.7-1 1.7H3.2c-.9 0-1.4-1-1-1.7l3.3-5.6V2.5H5zm1.5 1v3.5L5 8.5h4L7.5 6V2.5z",
   health: "M7 12.5 1.9 7.6C.4 6.1.6 3.6 2.4 2.5c1.4-.9 3.2-.6 4.3.6L7 3.4l.3-.3c1.1-1.2 2.9-1.5 4.3-.6 1.8 1.1 2 3.6.5 5.1z",
+  // a replay arrow around an equals sign
+  determinism: "M7 1.5A5.5 5.5 0 1 1 1.5 7H3a4 4 0 1 0 4-4zM0 7h4.5L2.25 3.8zM5.5 5.6h3v1h-3zm0 1.8h3v1h-3z",
+  // a download arrow over a tray
+  export: "M6 1.5h2v5.3l2-2 1.4 1.4L7 10.6 2.6 6.2 4 4.8l2 2zM2 11.5h10V13H2z",
 };
 
 const BUTTONS: ReadonlyArray<[CommandName, string, string]> = [
@@ -22,9 +27,14 @@ const BUTTONS: ReadonlyArray<[CommandName, string, string]> = [
   ["validate", "Validate", "Evaluate on the validation set now"],
   ["test", "Test", "Evaluate on the test set now"],
   ["health", "Health check", "Check the run for common training problems now"],
+  ["determinism", "Determinism", "Replay the last step twice and compare losses and gradients bit for bit"],
+  ["export", "Export", "Save the whole session to a .zip beside the notebook (Session.load continues it)"],
 ];
 
-/** Which commands make sense in a run state. */
+/**
+ * Which commands make sense in a run state. The determinism check replays a step, so it
+ * needs one to have run; an export is refused only while the run is winding down.
+ */
 export function enabledCommands(state: RunState): Record<CommandName, boolean> {
   const active = state === "running" || state === "paused";
   return {
@@ -35,6 +45,8 @@ export function enabledCommands(state: RunState): Record<CommandName, boolean> {
     validate: active,
     test: active,
     health: active,
+    determinism: active || state === "finished" || state === "stopped",
+    export: state !== "stopping",
   };
 }
 
@@ -66,14 +78,17 @@ export class Controls {
       title: "number of steps",
       disabled: true,
     });
-    const [pause, resume, stop, step, validate, test, health] = BUTTONS.map(([c, l, t]) => button(c, l, t));
+    const [pause, resume, stop, step, validate, test, health, determinism, exportBtn] = BUTTONS.map(([c, l, t]) =>
+      button(c, l, t),
+    );
     this.el = h(
       doc,
       "div",
       { class: "onthefly-controls", role: "toolbar", "aria-label": "Training controls" },
       h(doc, "span", { class: "onthefly-btn-group" }, pause!, resume!, stop!),
       h(doc, "span", { class: "onthefly-step-group" }, this.stepN, step!),
-      h(doc, "span", { class: "onthefly-btn-group" }, validate!, test!, health!),
+      h(doc, "span", { class: "onthefly-btn-group" }, validate!, test!, health!, determinism!),
+      h(doc, "span", { class: "onthefly-btn-group onthefly-export-group" }, exportBtn!),
     );
 
     const sendStep = () => {

@@ -1,5 +1,5 @@
 // The run header: project / run name, status pill, step and epoch, learning rate,
-// throughput, time left, device, and the progress bar under it.
+// throughput, time left, device, the "deterministic" badge, and the progress bar under it.
 
 import { h } from "./dom";
 import { fmtCount, fmtDuration, fmtLr, fmtRate } from "./format";
@@ -24,6 +24,8 @@ export class Header {
   private readonly throughput: HTMLElement;
   private readonly eta: HTMLElement;
   private readonly device: HTMLElement;
+  /** In the header only while `run.deterministic` is true. */
+  private readonly deterministic: HTMLElement;
   private readonly bar: HTMLElement;
 
   constructor(doc: Document) {
@@ -36,6 +38,16 @@ export class Header {
     this.throughput = h(doc, "span", { class: "onthefly-throughput onthefly-stat", title: "samples per second" });
     this.eta = h(doc, "span", { class: "onthefly-eta onthefly-stat", title: "estimated time remaining" });
     this.device = h(doc, "span", { class: "onthefly-device onthefly-stat", title: "device" });
+    this.deterministic = h(
+      doc,
+      "span",
+      {
+        class: "onthefly-badge onthefly-deterministic",
+        "data-deterministic": "true",
+        title: "torch.use_deterministic_algorithms is on; seeds fixed",
+      },
+      "deterministic",
+    );
     this.el = h(
       doc,
       "div",
@@ -69,6 +81,8 @@ export class Header {
     this.eta.hidden = run.eta_sec == null || TERMINAL.has(run.state);
     this.device.textContent = run.device;
     this.device.hidden = !run.device;
+    if (!run.deterministic) this.deterministic.remove();
+    else if (this.deterministic.parentNode !== this.el) this.status.after(this.deterministic);
 
     const total = run.max_epochs != null && run.steps_per_epoch > 0 ? run.max_epochs * run.steps_per_epoch : 0;
     this.progress.hidden = total <= 0;

@@ -59,6 +59,8 @@ export interface RunInfo {
   seen: number;
   n_samples: number;
   lr: number | null;
+  /** torch.use_deterministic_algorithms is on and the seeds are fixed (false when the trait omits it). */
+  deterministic: boolean;
 }
 
 export interface RunEvent {
@@ -69,7 +71,16 @@ export interface RunEvent {
   [extra: string]: unknown;
 }
 
-export type CommandName = "pause" | "resume" | "stop" | "step" | "validate" | "test" | "health";
+export type CommandName =
+  | "pause"
+  | "resume"
+  | "stop"
+  | "step"
+  | "validate"
+  | "test"
+  | "health"
+  | "determinism"
+  | "export";
 
 export interface Command {
   type: "command";
@@ -127,6 +138,7 @@ export function normalizeRun(v: unknown): RunInfo {
     seen: num(r.seen, 0),
     n_samples: num(r.n_samples, 0),
     lr: numOrNull(r.lr),
+    deterministic: r.deterministic === true,
   };
 }
 

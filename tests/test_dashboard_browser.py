@@ -353,6 +353,96 @@ def test_controls_follow_state_and_send_commands(harness):
     harness.assert_no_console_errors()
 
 
+EXPORT_TIP = "Save the whole session to a .zip beside the notebook (Session.load continues it)"
+DETERMINISM_TIP = "Replay the last step twice and compare losses and gradients bit for bit"
+
+
+def test_export_and_determinism_buttons(harness):
+    root = harness.root()
+    export = root.locator('button.onthefly-btn[data-command="export"]')
+    determinism = root.locator('button.onthefly-btn[data-command="determinism"]')
+    expect(export).to_have_attribute("aria-label", "Export")
+    expect(export).to_have_attribute("title", EXPORT_TIP)
+    expect(export).to_have_text("Export")
+    expect(determinism).to_have_attribute("aria-label", "Determinism")
+    expect(determinism).to_have_attribute("title", DETERMINISM_TIP)
+    expect(determinism).to_have_text("Determinism")
+    for b in (export, determinism):
+        expect(b.locator("svg.onthefly-icon path")).to_have_count(1)
+    # Determinism right after Health check; Export alone in the last group of the toolbar.
+    assert determinism.evaluate("b => b.previousElementSibling.dataset.command") == "health"
+    groups = root.locator(".onthefly-controls > span")
+    expect(groups.last.locator("button")).to_have_count(1)
+    expect(groups.last.locator('button[data-command="export"]')).to_have_count(1)
+
+    # idle: nothing has run yet, but the session can already be exported
+    expect(export).to_be_enabled()
+    expect(determinism).to_be_disabled()
+
+    harness.update("run", running_run(state="paused"))
+    expect(determinism).to_be_enabled()
+    expect(export).to_be_enabled()
+    before = len(harness.sent())
+    export.click()
+    determinism.click()
+    assert harness.sent()[before:] == [
+        {"type": "command", "name": "export"},
+        {"type": "command", "name": "determinism"},
+    ]
+
+    # stopping: both disabled, and a click that gets through anyway sends nothing
+    harness.update("run", running_run(state="stopping"))
+    expect(root.locator(".onthefly-status")).to_have_attribute("data-state", "stopping")
+    expect(export).to_be_disabled()
+    expect(determinism).to_be_disabled()
+    count = len(harness.sent())
+    export.dispatch_event("click")
+    determinism.dispatch_event("click")
+    assert len(harness.sent()) == count
+
+    for state, det_enabled in (("running", True), ("finished", True), ("stopped", True), ("failed", False)):
+        harness.update("run", running_run(state=state))
+        expect(root.locator(".onthefly-status")).to_have_attribute("data-state", state)
+        expect(export).to_be_enabled()
+        if det_enabled:
+            expect(determinism).to_be_enabled()
+        else:
+            expect(determinism).to_be_disabled()
+    harness.assert_no_console_errors()
+
+
+def test_deterministic_badge_in_the_header(harness):
+    header = harness.root().locator(".onthefly-header")
+    badge = header.locator(".onthefly-deterministic")
+    harness.update("run", running_run())
+    expect(header.locator(".onthefly-status")).to_have_attribute("data-state", "running")
+    expect(badge).to_have_count(0)
+
+    harness.update("run", running_run(deterministic=True))
+    expect(badge).to_have_count(1)
+    expect(badge).to_be_visible()
+    expect(badge).to_have_text("deterministic")
+    expect(badge).to_have_attribute("data-deterministic", "true")
+    expect(badge).to_have_attribute("title", "torch.use_deterministic_algorithms is on; seeds fixed")
+    expect(badge).to_have_class("onthefly-badge onthefly-deterministic")
+    assert badge.evaluate("b => b.previousElementSibling.classList.contains('onthefly-status')")
+    # the shared badge look (small uppercase pill), outlined
+    style = badge.evaluate(
+        "b => { const s = getComputedStyle(b); return [s.textTransform, s.borderRadius, s.boxShadow]; }")
+    assert style[0] == "uppercase" and style[1] == "9px" and style[2] != "none"
+
+    harness.update("run", running_run(state="paused", deterministic=True))
+    expect(header.locator(".onthefly-status")).to_have_attribute("data-state", "paused")
+    expect(badge).to_have_count(1)
+    harness.update("run", running_run(deterministic=False))
+    expect(badge).to_have_count(0)
+    harness.update("run", running_run(deterministic=True))
+    expect(badge).to_have_count(1)
+    harness.update("run", running_run())  # the field left out
+    expect(badge).to_have_count(0)
+    harness.assert_no_console_errors()
+
+
 def test_failed_state_shows_traceback(harness):
     root = harness.root()
     harness.update("run", running_run())

@@ -60,6 +60,8 @@ describe("controls", () => {
   it("enable commands by run state", () => {
     expect(enabledCommands("running")).toMatchObject({ pause: true, resume: false, test: true, health: true });
     expect(enabledCommands("paused")).toMatchObject({ pause: false, resume: true, step: true });
-    expect(Object.values(enabledCommands("finished")).some(Boolean)).toBe(false);
+    // after the run: only the determinism check and the session export
+    const finished = Object.entries(enabledCommands("finished")).filter(([, on]) => on).map(([c]) => c);
+    expect(finished.sort()).toEqual(["determinism", "export"]);
   });
 });
