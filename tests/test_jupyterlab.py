@@ -368,3 +368,71 @@ def test_fork_merge_and_discard_from_the_plan_cards(lab: LabServer, page: sync_a
             with contextlib.suppress(Exception):
                 run_in_kernel(kc, "session.stop()", timeout=60)
             kc.stop_channels()
+
+
+EXPORTED = """_exported = [e for e in session.events if e["kind"] in ("exported", "export_failed")]
+print(json.dumps(_exported[-1] if _exported else None))"""
+RELOAD = """
+import copy
+from onthefly_nb import Session
+_model = copy.deepcopy(session.model)
+_loaded = Session.load({path!r}, _model, type(session.optimizer)(_model.parameters(), **session.optimizer.defaults),
+                       session.loss_fn, session.train_loader, run_name="reloaded")
+print(json.dumps({{"step": _loaded.global_step, "same_weights": all(
+    torch.equal(v, session.model.state_dict()[k]) for k, v in _loaded.model.state_dict().items()),
+    "status": session.status}}))
+"""
+
+
+def test_health_determinism_and_export_from_the_dashboard(lab: LabServer, page: sync_api.Page,
+                                                          tmp_path: Path) -> None:
+    """JupyterLab: pause; Health check fills the health panel (activations and loader checks
+    included); Determinism adds a passing determinism finding; Export writes a session archive
+    beside the notebook that Session.load restores at the paused step with the same weights."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "jupyterlab-health-export.png"
+    where = f"(server log: {lab.log_path}; screenshot: {shot})"
+    name = open_and_run_all(page, lab, "jupyterlab", "quickstart-save.ipynb")
+    root = page.locator(".onthefly-root")
+    sync_api.expect(root).to_have_count(1, timeout=STATE_MS)
+    kc = None
+    try:
+        kc = connect_kernel(lab, name)
+        lab.kernel_pids.add(probe(kc)["pid"])
+        root.locator('button[data-command="pause"]').click()
+        sync_api.expect(root.locator(".onthefly-status")).to_have_attribute("data-state", "paused", timeout=STATE_MS)
+        step = probe(kc)["step"][0]
+
+        health = root.locator('[data-panel="health"]')
+        root.locator('button[data-command="health"]').click()
+        for check in ("gradients", "activations", "dead units", "data pipeline", "label balance"):
+            sync_api.expect(health.locator(f'li.onthefly-health-item[data-check="{check}"]')).to_have_count(
+                1, timeout=STATE_MS)
+        root.locator('button[data-command="determinism"]').click()
+        determinism = health.locator('li.onthefly-health-item[data-check="determinism"]')
+        sync_api.expect(determinism).to_have_attribute("data-status", "pass", timeout=STATE_MS)
+        sync_api.expect(determinism).to_contain_text("bit-identical")
+
+        root.locator('button[data-command="export"]').click()
+        deadline = time.monotonic() + STATE_MS / 1000
+        while (exported := json.loads(run_in_kernel(kc, EXPORTED))) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert exported and exported["kind"] == "exported", f"no export: {exported} {where}"
+        archive = Path(exported["path"])
+        assert archive.parent.resolve() == lab.root_dir.resolve() and archive.name.endswith(f"-step{step}.zip"), archive
+        assert exported["step"] == step and archive.stat().st_size > 0
+        sync_api.expect(root.locator('.onthefly-event[data-kind="exported"]')).to_have_count(1, timeout=STATE_MS)
+        health.scroll_into_view_if_needed()
+        page.screenshot(path=str(shot), full_page=False)
+
+        reloaded = json.loads(run_in_kernel(kc, RELOAD.format(path=str(archive)), timeout=60).strip().splitlines()[-1])
+        assert reloaded == {"step": step, "same_weights": True, "status": "paused"}, reloaded
+    except Exception as exc:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise AssertionError(f"{exc}\n{where}; failure screenshot: {tmp_path / 'failure.png'}\n"
+                             f"--- server log tail:\n{lab.log_tail(2000)}") from exc
+    finally:
+        if kc is not None:
+            with contextlib.suppress(Exception):
+                run_in_kernel(kc, "session.stop()", timeout=60)
+            kc.stop_channels()
