@@ -52,7 +52,8 @@ def test_top_cluster_recovers_the_planted_subgroup(seed):
     assert summary.loc[0, "loss_vs_median"] > 1
     assert set(summary.loc[0, "representatives"]) <= found
     assert result.projection.shape == (len(result.indices), 2)
-    assert [e["kind"] for e in session.events][-2:] == ["clustered", "plan_proposed"], "a fork card for the blob"
+    assert [e["kind"] for e in session.events][-3:] == ["clustered", "plan_proposed", "plan_proposed"]
+    assert [p["kind"] for p in session.plans] == ["fork", "reweight"], "fork and reweight cards for the blob"
 
 
 def test_reclustering_runs_off_the_training_thread():

@@ -134,7 +134,9 @@ def open_and_run_all(page: sync_api.Page, lab: LabServer, app: str, name: str | 
     assert "max_epochs=40," in source
     # the demo's run ends in about a minute; this one must outlast the test
     (lab.root_dir / name).write_text(source.replace("max_epochs=40,", "max_epochs=400,"))
-    page.goto(f"{lab.url}/{prefix}/{name}?token={lab.token}", timeout=APP_LOAD_MS)
+    # JupyterLab restores the tabs an earlier test left open; ?reset starts from an empty workspace
+    reset = "&reset" if app == "jupyterlab" else ""
+    page.goto(f"{lab.url}/{prefix}/{name}?token={lab.token}{reset}", timeout=APP_LOAD_MS)
     page.wait_for_selector(".jp-Notebook", timeout=APP_LOAD_MS)
     page.wait_for_function(kernel_idle_js(name), timeout=APP_LOAD_MS)
     # Run → Run All Cells, through the app's command registry (the menu item's command)
