@@ -3,6 +3,7 @@
 from .api import Trainer, in_kernel, quickstart
 from .control import RunState
 from .errors import (
+    ArchiveError,
     BatchFormatError,
     ConfigurationError,
     EmptyLoaderError,
@@ -11,12 +12,14 @@ from .errors import (
     PerSampleLossError,
     SliceQueryError,
 )
+from .lightning import attach_lightning
 from .magics import load_ipython_extension
 from .session import Session
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArchiveError",
     "BatchFormatError",
     "ConfigurationError",
     "EmptyLoaderError",
@@ -27,6 +30,7 @@ __all__ = [
     "Session",
     "SliceQueryError",
     "Trainer",
+    "attach_lightning",
     "in_kernel",
     "load_ipython_extension",
     "quickstart",

@@ -10,6 +10,7 @@ sampler is a :class:`SteerableBatchSampler`: the user's, unless sampling weights
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -123,6 +124,39 @@ class SteerableBatchSampler(Sampler[list[int]]):
     def reweight(self, weights: np.ndarray | None) -> None:
         """Sample in proportion to ``weights`` from the next epoch on (None: the loader's own order)."""
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+
+
+class IndexTape(Sampler[list[int]]):
+    """A loader's batch sampler that remembers the index lists it hands out, in order, so that a
+    trainer onthefly does not drive (Lightning, Hugging Face) still yields batches whose dataset
+    indices are known: the loader's iterator fetches batches in the order the sampler drew them."""
+
+    def __init__(self, batches: Any) -> None:
+        self.batches = batches
+        self._drawn: deque[list[int]] = deque()
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self._drawn.clear()  # a new epoch: what the last one prefetched was never trained on
+        for batch in self.batches:
+            indices = list(batch)
+            self._drawn.append(indices)
+            yield indices
+
+    def pop(self) -> list[int]:
+        """The dataset indices of the next batch the trainer trains on."""
+        return self._drawn.popleft()
+
+    @classmethod
+    def install(cls, loader: DataLoader) -> IndexTape:
+        """Put a tape around ``loader``'s batch sampler, in place (the trainer keeps the same loader)."""
+        if isinstance(loader.batch_sampler, IndexTape):
+            return loader.batch_sampler
+        tape = cls(loader.batch_sampler)
+        object.__setattr__(loader, "batch_sampler", tape)  # DataLoader forbids it after __init__; we keep its batches
+        return tape
 
 
 def check_loader(loader: Any, name: str) -> DataLoader:

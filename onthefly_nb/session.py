@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -69,7 +70,7 @@ class Session:
     def __init__(
         self,
         model: nn.Module,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | None,
         loss_fn: Any,
         train_loader: DataLoader,
         val_loader: DataLoader | None = None,
@@ -134,6 +135,7 @@ class Session:
         self._done = threading.Event()
         self._error: BaseException | None = None
         self.traceback: str | None = None
+        self._fit: Callable[[], Any] | None = None  # another trainer's fit, when one drives this session
         self._dashboard: Dashboard | None = None
         self.clustering: Clustering | None = None
         self._clustering_job: Future | None = None
@@ -169,6 +171,7 @@ class Session:
 
     def start(self, paused: bool = False) -> Session:
         """Start training on a background thread; with ``paused=True`` it waits before step 1."""
+        self._check_trainable()
         self._claim(threading.Thread(target=self._train, name=f"onthefly-train-{self.run_name}", daemon=True))
         if paused:
             self._controller.request_pause()
@@ -181,10 +184,16 @@ class Session:
 
         Other threads can still pause, step or stop it. Ctrl-C stops the run and propagates.
         """
+        self._check_trainable()
         self._claim(threading.current_thread())
         self._controller.begin()
         self._train()
         return self.wait()
+
+    def _check_trainable(self) -> None:
+        if self.optimizer is None and self._fit is None:
+            raise ConfigurationError("this session has no optimizer to train with: pass optimizer=... "
+                                     "(e.g. torch.optim.Adam(model.parameters(), lr=1e-3))")
 
     def _supersede(self, model: nn.Module) -> None:
         """Stop any unfinished session on the same model (a re-run notebook cell), at a step boundary."""
@@ -199,26 +208,37 @@ class Session:
         self._thread = thread
 
     def _train(self) -> None:
-        end, error = RunState.FINISHED, None
+        error = None
         try:
             self._loop.recorder.open()
-            self._loop.run()
+            if self._fit is not None:
+                self._fit()
+            else:
+                self._loop.run()
             self._loop.flush()
             self._loop.finish_alongside()
-            if self._controller.state is RunState.STOPPING:
-                end = RunState.STOPPED
-            elif self.schedule.do_test_after and self.test_loader is not None:
+            if self._controller.state is not RunState.STOPPING and self.schedule.do_test_after \
+                    and self.test_loader is not None:
                 self._evaluate("test")
-        except KeyboardInterrupt as exc:
-            self._error, end = exc, RunState.STOPPED
         except BaseException as exc:  # noqa: BLE001 - kept, shown, and re-raised by wait()
-            self._error = exc
-            self.traceback = "".join(traceback.format_exception(exc))
-            end, error = RunState.FAILED, f"{type(exc).__name__}: {exc}"
+            error = exc
         finally:
-            self._loop.recorder.close()
-            self._controller.end(end, error)
-            self._done.set()
+            self._conclude(error)
+
+    def _conclude(self, error: BaseException | None) -> None:
+        """End the run: finished, stopped (asked to, or Ctrl-C) or failed with ``error``."""
+        end, message = RunState.FINISHED, None
+        if isinstance(error, KeyboardInterrupt):
+            self._error, end = error, RunState.STOPPED
+        elif error is not None:
+            self._error = error
+            self.traceback = "".join(traceback.format_exception(error))
+            end, message = RunState.FAILED, f"{type(error).__name__}: {error}"
+        elif self._controller.state is RunState.STOPPING:
+            end = RunState.STOPPED
+        self._loop.recorder.close()
+        self._controller.end(end, message)
+        self._done.set()
 
     def wait(self, timeout: float | None = None) -> Session:
         """Block until training ends; re-raises the exception that failed the run."""
@@ -298,10 +318,13 @@ class Session:
     def _evaluate(self, kind: str) -> dict[str, Any]:
         loader = self.val_loader if kind == "validation" else self.test_loader
         assert loader is not None
-        result = evaluate(self.model, loader, self._loss.evaluate, self.unpack, self.device)
+        return self._record_metrics(kind, evaluate(self.model, loader, self._loss.evaluate, self.unpack, self.device))
+
+    def _record_metrics(self, kind: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Keep a validation or test result (with its loss and accuracy) and log it."""
         result = {"step": self.global_step, "epoch": self.epoch, **result}
         for key in ("loss", "accuracy"):
-            result[key] = _finite(result[key])
+            result[key] = _finite(result.get(key))
         with self._lock:
             self._metrics[kind].append(result)
         self._log.append(kind, self.global_step, **{k: v for k, v in result.items() if k != "step"})
@@ -758,7 +781,7 @@ class Session:
                 "task": "classification" if self.store.is_classification else (
                     "regression" if seen else None),
                 "seen": seen, "n_samples": self.store.size,
-                "lr": _finite(self.optimizer.param_groups[0].get("lr")),
+                "lr": None if self.optimizer is None else _finite(self.optimizer.param_groups[0].get("lr")),
                 "deterministic": self.deterministic,
             },
             "curve": curve,
@@ -856,7 +879,7 @@ def _check_types(model: Any, optimizer: Any, scheduler: Any, scheduler_interval:
             f"model must be a torch.nn.Module, got {type(model).__name__}. Wrap plain functions "
             f"in a Module subclass whose forward() computes the outputs."
         )
-    if not isinstance(optimizer, torch.optim.Optimizer):
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise ConfigurationError(
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}, "
             f"e.g. torch.optim.Adam(model.parameters(), lr=1e-3)."

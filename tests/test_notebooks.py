@@ -249,3 +249,24 @@ def test_fork_merge_notebook_beats_the_matched_compute_baseline(tmp_path):
         assert facts[method]["validation accuracy"] >= baseline["validation accuracy"] - 0.01, facts
     assert "same predictions after reload: True" in output_text(find_cell(nb.cells, "gate.export("))
     assert (tmp_path / "mixture" / "mixture.pt2").exists()
+
+
+def test_lightning_notebook_runs_the_reference_snippet_with_a_dashboard(tmp_path):
+    nb = nbformat.read(NOTEBOOKS / "lightning.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import json\n"
+        "first = [s for s in Session._live if s.run_name == 'lightning-baseline'][0]\n"
+        "print('FACTS ' + json.dumps({'first': [first.status, first.global_step, first.epoch,\n"
+        "    len(first.metrics['validation'])], 'second': [session.status, session.global_step]}))"))
+    execute(nb, path=tmp_path, timeout=180)
+    errors = error_outputs(nb)
+    assert not errors, "cells raised:\n" + "\n\n".join(errors)
+    snippet = find_cell(nb.cells, "attach_lightning(\n")
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in snippet.outputs), \
+        "the snippet displays the dashboard"
+    facts = json.loads(output_text(nb.cells[-1]).split("FACTS ", 1)[1])
+    assert facts["first"] == ["finished", 3 * 32, 3, 3], facts
+    assert facts["second"][0] == "stopped", facts
+    stepped = output_text(find_cell(nb.cells, "%onthefly step 5"))
+    assert "paused" in stepped, stepped
+    assert "<table" in html_outputs(find_cell(nb.cells, 'session.slice("loss > q95")'))
