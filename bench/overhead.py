@@ -4,14 +4,16 @@ Both train the same tiny MLP on the same data with the same loader settings, int
 round by round in one process, so machine noise hits both alike. Each round trains
 ``--epochs`` epochs; the printed figure is the median time per optimizer step over rounds.
 
-Two pairs are measured:
+Three pairs are measured:
 - script: the plain loop and ``Session.run()`` on the calling thread (``python train.py``);
-- notebook: the plain loop on a background thread and ``Session.start()`` (what a kernel does).
+- notebook: the plain loop on a background thread and ``Session.start()`` (what a kernel does);
+- lightning: the same model as a LightningModule under plain ``lightning.Trainer.fit`` and under
+  ``fit`` with ``attach_lightning`` (skipped when Lightning is not installed).
 The notebook pair compares like with like: with GNU OpenMP, once the main thread has run
 parallel torch work, parallel work on any other thread is throttled, whoever runs it; the
 printed thread penalty (plain loop on a thread / on the calling thread) shows that cost.
 
-    .venv/bin/python bench/overhead.py [--device cuda] [--rounds 20] [--epochs 2]
+    .venv/bin/python bench/overhead.py [--device cuda] [--rounds 20] [--epochs 2] [--pairs script,lightning]
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import importlib.util
+import logging
 import statistics
 import threading
 import time
@@ -27,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from onthefly_nb import Session
+from onthefly_nb import Session, attach_lightning
 
 
 def make_problem(samples: int, seed: int = 0) -> tuple[TensorDataset, nn.Module]:
@@ -81,11 +85,46 @@ def onthefly_loop(model: nn.Module, loader: DataLoader, epochs: int, device: tor
     return seconds / session.global_step
 
 
+def lightning_loop(model: nn.Module, loader: DataLoader, epochs: int, device: torch.device, attached: bool) -> float:
+    """The model as a LightningModule trained by ``lightning.Trainer.fit``, with or without onthefly."""
+    import lightning.pytorch as pl
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no tips or "fit stopped" lines
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model, self.loss = model, nn.CrossEntropyLoss()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x)
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            return self.loss(self(batch[0]), batch[1])
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    module = Module()
+    trainer = pl.Trainer(max_epochs=epochs, accelerator=device.type, devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    if attached:
+        attach_lightning(trainer=trainer, model=module, train_loader=loader, loss_fn=module.loss, display=False,
+                         recluster_seconds=None, health_every=None)
+    start = time.perf_counter()
+    trainer.fit(module, loader)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / trainer.global_step
+
+
 PAIRS = {
     "script": {"plain (calling thread)": plain_loop,
                "onthefly_nb run()": lambda *a: onthefly_loop(*a, background=False)},
     "notebook": {"plain (background thread)": plain_on_thread,
                  "onthefly_nb start()": lambda *a: onthefly_loop(*a, background=True)},
+    "lightning": {"plain Lightning fit": lambda *a: lightning_loop(*a, attached=False),
+                  "Lightning + attach_lightning": lambda *a: lightning_loop(*a, attached=True)},
 }
 
 
@@ -113,6 +152,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--pairs", default=",".join(PAIRS), help=f"which of {', '.join(PAIRS)} to measure")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,7 +162,9 @@ def main() -> None:
           f"{args.epochs} epochs x {args.rounds} rounds, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     median: dict[str, float] = {}
-    for pair, runs in PAIRS.items():
+    pairs = [p for p in args.pairs.split(",") if p != "lightning" or importlib.util.find_spec("lightning")]
+    for pair in pairs:
+        runs = PAIRS[pair]
         times = measure(runs, base, dataset, args, device)
         plain, ours = runs
         for name in runs:
@@ -132,8 +174,9 @@ def main() -> None:
         paired = statistics.median(o / p for o, p in zip(times[ours], times[plain]))
         best = min(times[ours]) / min(times[plain])
         print(f"{pair:9s} ratio {paired:.3f}x (median of per-round ratios; best of rounds {best:.3f}x)")
-    penalty = median["plain (background thread)"] / median["plain (calling thread)"]
-    print(f"thread penalty (plain loop on a background thread / on the calling thread): {penalty:.3f}x")
+    if {"script", "notebook"} <= set(pairs):
+        penalty = median["plain (background thread)"] / median["plain (calling thread)"]
+        print(f"thread penalty (plain loop on a background thread / on the calling thread): {penalty:.3f}x")
 
 
 if __name__ == "__main__":
