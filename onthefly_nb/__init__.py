@@ -12,6 +12,7 @@ from .errors import (
     PerSampleLossError,
     SliceQueryError,
 )
+from .huggingface import attach_huggingface
 from .lightning import attach_lightning
 from .magics import load_ipython_extension
 from .session import Session
@@ -30,6 +31,7 @@ __all__ = [
     "Session",
     "SliceQueryError",
     "Trainer",
+    "attach_huggingface",
     "attach_lightning",
     "in_kernel",
     "load_ipython_extension",

@@ -126,9 +126,9 @@ class TrainingLoop:
         self.optimizer.step()
         self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
 
-    def external_step(self, indices: list[int], outputs: Any, targets: Any) -> bool:
-        """A step another trainer took (Lightning, Hugging Face): record its per-sample values from
-        the outputs it computed, then the step boundary. True means stop."""
+    def external_step(self, indices: list[int], outputs: Any, targets: Any) -> None:
+        """A training batch another trainer took (Lightning, Hugging Face): record its per-sample
+        values from the outputs it computed. Its step boundary is :meth:`Controller.at_boundary`."""
         losses = None
         if self.loss.per_sample is None:  # a custom loss gives per-sample values itself
             with torch.no_grad():
@@ -137,7 +137,6 @@ class TrainingLoop:
         self.step += 1
         if self.recorder.full or time.monotonic() >= self._next_flush:
             self.flush()
-        return self.ctl.at_boundary(self.step)
 
     def position(self) -> dict[str, Any]:
         """Where the run stands, for a saved session: the epoch, the step, the batches of this epoch

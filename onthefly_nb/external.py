@@ -1,8 +1,9 @@
 """A Session driven by another trainer's loop (Lightning, Hugging Face) through its callbacks.
 
 Each training batch the other trainer takes is one step: its outputs (captured from the forward
-pass it already ran) and targets are recorded under the dataset indices an :class:`IndexTape`
-on the training loader remembers, then the step boundary applies pause, step and stop. The
+pass it already ran) and targets are recorded under its dataset indices (from an ``IndexTape``
+on the training loader, or carried in the batch); after each optimizer step
+the step boundary applies pause, step and stop. The
 session starts with ``session.start()`` (the other trainer's ``fit`` on the session's thread, so
 the notebook stays free) or when the user calls that ``fit`` directly.
 """
@@ -15,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .batches import IndexTape
-
 if TYPE_CHECKING:
     from .session import Session
 
@@ -24,9 +23,8 @@ if TYPE_CHECKING:
 class ExternalRun:
     """The bridge between another trainer's callbacks and a Session."""
 
-    def __init__(self, session: Session, tape: IndexTape, fit: Callable[[], Any]) -> None:
+    def __init__(self, session: Session, fit: Callable[[], Any]) -> None:
         self.session = session
-        self.tape = tape
         session._fit = fit
         self._owns_lifecycle = False  # True when the user called the other trainer's fit directly
 
@@ -40,9 +38,13 @@ class ExternalRun:
             s._loop.recorder.open()
             self._owns_lifecycle = True
 
-    def step(self, outputs: Any, targets: Any) -> bool:
-        """One training batch done; True means the user asked to stop."""
-        return self.session._loop.external_step(self.tape.pop(), outputs, targets)
+    def record(self, indices: list[int], outputs: Any, targets: Any) -> None:
+        """One training batch done: keep its per-sample values."""
+        self.session._loop.external_step(indices, outputs, targets)
+
+    def boundary(self) -> bool:
+        """After an optimizer step: pause, step or stop as asked. True means stop."""
+        return self.session._controller.at_boundary(self.session.global_step)
 
     def epoch_end(self) -> None:
         loop = self.session._loop

@@ -56,8 +56,8 @@ def attach_lightning(trainer: Any, model: nn.Module, project: str = "default", r
     session = Session(model, None, loss_fn, train_loader, project=project, run_name=run_name,
                       max_epochs=max_epochs, max_steps=max_steps, **options)
     tape = IndexTape.install(train_loader)
-    run = ExternalRun(session, tape, lambda: trainer.fit(model, train_loader, val_loader))
-    trainer.callbacks.append(_callback_class(pl)(run))
+    run = ExternalRun(session, lambda: trainer.fit(model, train_loader, val_loader))
+    trainer.callbacks.append(_callback_class(pl)(run, tape))
     if display if display is not None else in_kernel():
         from IPython.display import display as show
 
@@ -71,8 +71,9 @@ def _callback_class(pl: Any) -> type:
     class OnTheFlyCallback(pl.Callback):
         """Records each training batch and applies the session's controls at its boundary."""
 
-        def __init__(self, run: ExternalRun) -> None:
+        def __init__(self, run: ExternalRun, tape: IndexTape) -> None:
             self.run = run
+            self.tape = tape
             self.session = run.session
             self._outputs: Any = None
             self._hook: Any = None
@@ -94,10 +95,11 @@ def _callback_class(pl: Any) -> type:
                 if not self._warned:
                     warnings.warn(NO_OUTPUTS, stacklevel=2)
                     self._warned = True
-                self.run.tape.pop()
-                return
-            if self.run.step(self._outputs.detach(), self.session.unpack(batch)[1]):
-                trainer.should_stop = True
+                self.tape.pop()
+            else:
+                self.run.record(self.tape.pop(), self._outputs.detach(), self.session.unpack(batch)[1])
+            if (batch_idx + 1) % trainer.accumulate_grad_batches == 0 and self.run.boundary():
+                trainer.should_stop = True  # between optimizer steps, never inside gradient accumulation
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             self.run.epoch_end()
