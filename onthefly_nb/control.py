@@ -32,6 +32,7 @@ class RunState(str, Enum):
 TERMINAL = frozenset({RunState.FINISHED, RunState.STOPPED, RunState.FAILED})
 
 Notify = Callable[[str, int, dict[str, Any]], None]
+HEARTBEAT_SECONDS = 1.0
 
 
 class Controller:
@@ -49,6 +50,7 @@ class Controller:
         self._actions: deque[tuple[Callable[[], Any], Future]] = deque()
         self.on_enter: Callable[[], None] = _nothing
         self.on_leave: Callable[[], None] = _nothing
+        self.heartbeat: Callable[[], None] | None = None  # called every HEARTBEAT_SECONDS while paused
 
     # ---- caller side -------------------------------------------------------------
     def request_pause(self) -> None:
@@ -130,13 +132,27 @@ class Controller:
                     self._pause_requested, self._pause_at = True, None
                 if not self._pause_requested:
                     break
-                if self.state is not RunState.PAUSED:
+                entering = self.state is not RunState.PAUSED
+                if entering:
                     self._set(RunState.PAUSED, "paused")
-                self._cond.wait()
+                if self.heartbeat is None:
+                    self._cond.wait()
+                elif entering or not self._cond.wait(HEARTBEAT_SECONDS):
+                    self._cond.release()
+                    try:
+                        self.heartbeat()
+                    finally:
+                        self._cond.acquire()
             if self.state is RunState.PAUSED:
                 self._set(RunState.RUNNING, "resumed")
             self.attention = self._pause_at is not None
             return False
+
+    def mirror(self, state: RunState) -> None:
+        """Take on another rank's state at this boundary: ``PAUSED``, ``RUNNING`` again, or ``STOPPING``."""
+        with self._cond:
+            if self.state is not state:
+                self._set(state, {RunState.PAUSED: "paused", RunState.RUNNING: "resumed"}.get(state, str(state)))
 
     def end(self, state: RunState, error: str | None = None) -> None:
         """Enter a terminal state and settle queued actions: run them, or fail them on error."""

@@ -12,7 +12,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .batches import SteerableBatchSampler, Unpack, indexed_loader, to_device
-from .control import Controller
+from .control import Controller, RunState
+from .distributed import GO, PAUSED, STOP, Ranks
 from .losses import SampleLoss, reduce_to_samples
 from .recorder import Recorder
 
@@ -62,13 +63,17 @@ class TrainingLoop:
         self.wait_seconds = 0.0  # in total: waiting for the loader's next batch
         self.busy_seconds = 0.0  # in total: steps, that wait included (pauses and evaluations left out)
         self.last_batch: tuple[Any, Any] | None = None  # (inputs, targets) of the latest step, on the device
+        self.ranks: Ranks | None = None  # the ranks of a torchrun launch, set by the session
+        batches = train_loader.batch_sampler
+        self._set_epoch: Callable[[int], None] | None = (  # a DistributedSampler's, or a batch sampler's own
+            getattr(batches, "set_epoch", None) or getattr(getattr(batches, "sampler", None), "set_epoch", None))
         self._epoch_first_step = 0  # the global step at which the epoch under way began
         self._resumed_rng: Callable[[], None] | None = None  # puts back a saved session's RNG, once
         self._next_flush = self._clock + self.flush_seconds
 
     def run(self) -> None:
         """Train until the schedule ends or a stop is asked for; exceptions propagate."""
-        if self.ctl.at_boundary(self.step):
+        if self._boundary():
             return
         while self.epoch < self.schedule.max_epochs and not self._reached_max_steps():
             if self._run_epoch():
@@ -78,12 +83,15 @@ class TrainingLoop:
             self.sampler.epoch_rng = None
             self.on_epoch_end(self.epoch)
             self.restart_clock()
-            if self.ctl.at_boundary(self.step):
+            if self._boundary():
                 return
 
     def _run_epoch(self) -> bool:
         """One pass over the loader; True when a stop was asked for."""
         step_scheduler = self.scheduler is not None and self.schedule.scheduler_interval == "step"
+        if self._set_epoch is not None:  # a DistributedSampler shuffles by epoch
+            self._set_epoch(self.epoch)
+        distributed = self.ranks is not None
         batches = iter(self.loader)
         if self._resumed_rng is not None:
             batches = self._resuming(batches)
@@ -97,12 +105,16 @@ class TrainingLoop:
             self.step += 1
             if self._alongside:
                 self._step_alongside()
-            if self.recorder.full or time.monotonic() >= self._next_flush:
-                self.flush()
-            self.wait_seconds += fetched - began
-            self.busy_seconds += clock() - began
-            if self.ctl.at_boundary(self.step):
-                return True
+            if distributed:
+                if self._distributed_boundary():
+                    return True
+            else:
+                if self.recorder.full or time.monotonic() >= self._next_flush:
+                    self.flush()
+                self.wait_seconds += fetched - began
+                self.busy_seconds += clock() - began
+                if self.ctl.at_boundary(self.step):
+                    return True
             if self._reached_max_steps():
                 break
             began = clock()
@@ -125,6 +137,36 @@ class TrainingLoop:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
         self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
+
+    def _boundary(self) -> bool:
+        """The step boundary (on every rank of a launch, rank 0's); True means stop."""
+        return self.ctl.at_boundary(self.step) if self.ranks is None else self._distributed_boundary()
+
+    def _distributed_boundary(self) -> bool:
+        """Rank 0 says whether to flush (a collective) and whether it was asked anything; if so it
+        serves its boundary and every rank follows its verdict: go, stop, or paused meanwhile."""
+        ranks = self.ranks
+        assert ranks is not None
+        asked = ranks.lead and self.ctl.attention
+        due = ranks.lead and (asked or self.recorder.full or time.monotonic() >= self._next_flush)
+        flush, asked = ranks.word(due, asked)
+        if flush:
+            self.flush()
+        if not asked:
+            return False
+        if ranks.lead:
+            stop = self.ctl.at_boundary(self.step)  # the controller's heartbeat says PAUSED while paused
+            ranks.verdict(STOP if stop else GO)
+            return stop
+        verdict = ranks.verdict()
+        if verdict == PAUSED:
+            self.ctl.mirror(RunState.PAUSED)
+            while verdict == PAUSED:
+                verdict = ranks.verdict()
+            self.ctl.mirror(RunState.RUNNING)
+        if verdict == STOP:
+            self.ctl.mirror(RunState.STOPPING)
+        return verdict == STOP
 
     def external_step(self, indices: list[int], outputs: Any, targets: Any) -> None:
         """A training batch another trainer took (Lightning, Hugging Face): record its per-sample

@@ -11,6 +11,7 @@ kept between flushes stays bounded.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -53,13 +54,18 @@ def is_classification(outputs: object, targets: object) -> bool:
     )
 
 
+Gather = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray, np.ndarray] | None"]
+
+
 class Recorder:
     """Collects each step's per-sample losses and folds them into a store and history."""
 
     def __init__(self, store: SampleStore, history: StepHistory, lock: threading.Lock,
                  per_sample: LossFn | None, stop_on_nonfinite: bool = True,
-                 capture: PenultimateCapture | None = None, bank: FeatureBank | None = None) -> None:
+                 capture: PenultimateCapture | None = None, bank: FeatureBank | None = None,
+                 gather: Gather | None = None) -> None:
         self.store = store
+        self.gather = gather  # on a torchrun launch: every rank's visits, joined on rank 0
         self.capture = capture
         self.bank = bank
         self.per_sample = per_sample
@@ -155,6 +161,13 @@ class Recorder:
         sizes = np.fromiter((len(p.indices) for p in pending), dtype=np.int64, count=len(pending))
         indices = np.fromiter(chain.from_iterable(p.indices for p in pending), dtype=np.int64,
                               count=int(sizes.sum()))
+        if self.gather is not None:
+            joined = self.gather(columns, indices, sizes)
+            if joined is None:  # not rank 0: rank 0 keeps the store
+                self.samples += len(indices)
+                return len(pending)
+            columns, indices, sizes = joined
+            losses = columns[0]
         steps = np.repeat(np.fromiter((p.step for p in pending), dtype=np.int64, count=len(pending)), sizes)
         if self.stop_on_nonfinite and not np.isfinite(losses).all():
             raise _nonfinite_error(losses, indices, steps)

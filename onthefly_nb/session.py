@@ -26,6 +26,7 @@ from .checkup import Checkup
 from .clusters import Clustering, cluster
 from .control import TERMINAL, Controller, RunState, run_into
 from .determinism import DeterminismReport, enable_deterministic, seed_all
+from .distributed import PAUSED, Ranks, unwrapped
 from .engine import LIVE_FLUSH_SECONDS, Schedule, TrainingLoop
 from .errors import ArchiveError, ConfigurationError
 from .evaluation import evaluate
@@ -119,10 +120,13 @@ class Session:
         self._history = StepHistory()
         self._metrics: dict[str, list[dict[str, Any]]] = {"validation": [], "test": []}
         self._controller = Controller(self._on_control)
-        capture = _penultimate_capture(model, train_loader.dataset)
+        self._ranks = Ranks.current()  # a torchrun launch: rank 0 keeps the store and the dashboard
+        self._lead = self._ranks is None or self._ranks.lead
+        capture = _penultimate_capture(model, train_loader.dataset) if self._ranks is None else None
         self._features = None if capture is None else FeatureBank(self.store.size, capture.dims)
         recorder = Recorder(self.store, self._history, self._lock, self._loss.per_sample,
-                            stop_on_nonfinite=stop_on_nan, capture=capture, bank=self._features)
+                            stop_on_nonfinite=stop_on_nan, capture=capture, bank=self._features,
+                            gather=None if self._ranks is None else self._ranks.gather_visits)
         self._loop = TrainingLoop(
             model=model, optimizer=optimizer, loss=self._loss, train_loader=train_loader,
             scheduler=scheduler, device=self.device, unpack=self.unpack, schedule=self.schedule,
@@ -131,6 +135,10 @@ class Session:
         )
         self._controller.on_enter = self._loop.flush
         self._controller.on_leave = self._loop.restart_clock
+        if self._ranks is not None:
+            self._loop.ranks = self._ranks
+            if self._ranks.lead:
+                self._controller.heartbeat = lambda: self._ranks.verdict(PAUSED)  # type: ignore[union-attr]
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._error: BaseException | None = None
@@ -318,7 +326,7 @@ class Session:
     def _evaluate(self, kind: str) -> dict[str, Any]:
         loader = self.val_loader if kind == "validation" else self.test_loader
         assert loader is not None
-        return self._record_metrics(kind, evaluate(self.model, loader, self._loss.evaluate, self.unpack, self.device))
+        return self._record_metrics(kind, self._evaluate_model(self.model, loader))
 
     def _record_metrics(self, kind: str, result: dict[str, Any]) -> dict[str, Any]:
         """Keep a validation or test result (with its loss and accuracy) and log it."""
@@ -335,7 +343,7 @@ class Session:
     def _on_epoch_end(self, epoch: int) -> None:
         self._log.append("epoch_end", self.global_step, epoch=epoch)
         due = self._recluster_seconds is not None and time.monotonic() - self._last_clustered >= self._recluster_seconds
-        if due and (self._clustering_job is None or self._clustering_job.done()):
+        if due and self._lead and (self._clustering_job is None or self._clustering_job.done()):
             self.cluster(wait=False)
         if self.val_loader is not None:
             self._evaluate("validation")
@@ -351,6 +359,8 @@ class Session:
     def _after_flush(self) -> None:
         """On the trainer thread after each flush: let the plan watcher look, check health when
         due, wake the publisher."""
+        if not self._lead:
+            return
         self._watch.observe(self.global_step)
         if self._checkup.due(self.global_step):
             self._checkup.health()
@@ -547,7 +557,7 @@ class Session:
         self._workshop.discard(merge)
 
     def _evaluate_model(self, model: nn.Module, loader: DataLoader) -> dict[str, Any]:
-        return evaluate(model, loader, self._loss.evaluate, self.unpack, self.device)
+        return evaluate(unwrapped(model), loader, self._loss.evaluate, self.unpack, self.device)
 
     # ---- state -------------------------------------------------------------------------
     @property
@@ -751,6 +761,9 @@ class Session:
 
     def dashboard(self) -> Dashboard:
         """The session's live dashboard widget (one per session, displayable many times)."""
+        if not self._lead:
+            raise ConfigurationError(f"this is rank {self._ranks.rank} of a torchrun launch; "  # type: ignore[union-attr]
+                                     f"rank 0 hosts the dashboard")
         if self._dashboard is None or self._dashboard.comm is None:
             from .widget import Dashboard
 
