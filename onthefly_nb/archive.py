@@ -227,6 +227,9 @@ def _read_zip(archive: zipfile.ZipFile) -> dict[str, bytes]:
     names = archive.namelist()
     if len(set(names)) != len(names):
         raise ArchiveError(f"The archive holds two members with one name, so which is meant is unclear. {REFUSED}")
+    packed = [info.filename for info in archive.infolist() if info.compress_type != zipfile.ZIP_STORED]
+    if packed:  # what is read can then never exceed the file itself (no zip bombs)
+        raise ArchiveError(f"{packed[0]} is compressed, which onthefly-nb never does. {REFUSED}")
 
     def read(name: str, limit: int) -> bytes:
         with archive.open(name) as member:
@@ -353,7 +356,7 @@ def _load_arrays(path: str, data: bytes) -> dict[str, np.ndarray]:
             raise ValueError("a single array, not an .npz")
         with loaded:
             return {key: loaded[key] for key in loaded.files}
-    except ZIP_ERRORS as err:
+    except (*ZIP_ERRORS, MemoryError) as err:  # a crafted header can claim an enormous shape
         raise ArchiveError(f"{path} is not a plain-data .npz file ({err}), so it was not loaded. {REFUSED}") from None
 
 

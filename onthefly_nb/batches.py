@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, WeightedRandomSampler
 
+from .determinism import capture_rng, restore_rng
 from .errors import BatchFormatError, ConfigurationError, EmptyLoaderError
 
 INPUT_KEYS = ("inputs", "input", "x", "features", "image", "images", "pixel_values", "input_ids")
@@ -64,62 +65,76 @@ class IndexedCollate:
         return fetched.indices, self.collate_fn(fetched.items)
 
 
-RngStates = tuple[torch.Tensor, "torch.Tensor | None"]  # torch's global RNG state, the loader generator's
+RngStates = dict[str, Any]  # capture_rng() and the states of the loader's own generators
+EpochDraw = dict[str, Any]  # the RNG states an epoch's order was drawn from, and the weights it was drawn with
 
 
 class SteerableBatchSampler(Sampler[list[int]]):
     """The loader's own batch sampler, which can be steered between epochs: ``weights`` (one per
     sample) make each epoch draw as many batches with replacement in those proportions, and
     :meth:`replay` restarts an epoch part-way, in the order it was first drawn (resuming a saved
-    session). ``epoch_rng`` holds the RNG states each epoch's order was drawn from."""
+    session). ``epoch_draw`` is how the epoch under way drew its order."""
 
     def __init__(self, batches: Any, batch_size: int, generator: torch.Generator | None) -> None:
         self.batches = batches
         self.batch_size = batch_size
         self.generator = generator
+        own = [generator, getattr(batches, "generator", None), getattr(getattr(batches, "sampler", None),
+                                                                      "generator", None)]
+        self.generators = list({id(g): g for g in own if g is not None}.values())
         self.weights: torch.Tensor | None = None
-        self.epoch_rng: RngStates | None = None  # None until the epoch under way has drawn its order
-        self._replay: tuple[RngStates, int] | None = None
+        self.epoch_draw: EpochDraw | None = None  # None until the epoch under way has drawn its order
+        self._replay: tuple[EpochDraw, int, Callable[[], None]] | None = None
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[list[int]]:
-        source = self.batches
-        if self.weights is not None:
-            draws = WeightedRandomSampler(self.weights, len(self.batches) * self.batch_size, generator=self.generator)
-            source = BatchSampler(draws, self.batch_size, drop_last=False)
-        return self._drawn(source)
+        return self._drawn()
 
-    def _drawn(self, source: Any) -> Iterator[list[int]]:
-        """The epoch's batches. This body starts at the first ``next()``: the moment the inner
-        sampler draws its order, whose RNG states are kept (or, replaying, put back for the draw).
-        (A DataLoader may call ``iter()`` and drop the result unstarted.)"""
+    def _drawn(self) -> Iterator[list[int]]:
+        """The epoch's batches. This body starts at the first ``next()``, the moment the inner
+        sampler draws its order: the RNG states are kept then (or, replaying, put back for the
+        draw and followed by the saved step's). A DataLoader may call ``iter()`` and drop the
+        result unstarted."""
         replay, self._replay = self._replay, None
         if replay is None:
-            self.epoch_rng = self.rng_states()
-            yield from source
-            return
-        (drawn_from, skip), now = replay, self.rng_states()
-        self.set_rng_states(drawn_from)
-        batches = iter(source)
-        first = next(batches, None)  # draws the order from the states the epoch first drew it from
-        self.set_rng_states(now)
-        self.epoch_rng = drawn_from
+            draw, skip, then = {"rng": self.rng_states(), "weights": self.weights}, 0, None
+        else:
+            draw, skip, then = replay
+            self.set_rng_states(draw["rng"])
+        self.epoch_draw = draw
+        batches = iter(self._source(draw["weights"]))
+        first = next(batches, None)  # the order is drawn here
+        if then is not None:
+            then()
         if first is not None:
             yield from itertools.islice(itertools.chain([first], batches), skip, None)
 
-    def replay(self, drawn_from: RngStates, skip: int) -> None:
-        """Make the next epoch the one drawn from ``drawn_from``, less its first ``skip`` batches."""
-        self._replay = (drawn_from, skip)
+    def _source(self, weights: torch.Tensor | None) -> Any:
+        if weights is None:
+            return self.batches
+        draws = WeightedRandomSampler(weights, len(self.batches) * self.batch_size, generator=self.generator)
+        return BatchSampler(draws, self.batch_size, drop_last=False)
+
+    def replay(self, draw: EpochDraw, skip: int, then: Callable[[], None]) -> None:
+        """Make the next epoch the one drawn by ``draw``, less its first ``skip`` batches; ``then``
+        runs right after the order is drawn (before any batch is fetched)."""
+        self._replay = (draw, skip, then)
+
+    @property
+    def draw_in_effect(self) -> EpochDraw | None:
+        """How the epoch under way drew (or, resuming, will draw) its order."""
+        return self._replay[0] if self._replay is not None else self.epoch_draw
 
     def rng_states(self) -> RngStates:
-        return torch.get_rng_state(), None if self.generator is None else self.generator.get_state()
+        """Every RNG an order can be drawn from: Python's, numpy's, torch's and the loader's own generators."""
+        return {"global": capture_rng(), "generators": [g.get_state() for g in self.generators]}
 
     def set_rng_states(self, states: RngStates) -> None:
-        torch.set_rng_state(states[0])
-        if self.generator is not None and states[1] is not None:
-            self.generator.set_state(states[1])
+        restore_rng(states["global"])
+        for generator, state in zip(self.generators, states["generators"]):
+            generator.set_state(state)
 
     def reweight(self, weights: np.ndarray | None) -> None:
         """Sample in proportion to ``weights`` from the next epoch on (None: the loader's own order)."""

@@ -68,7 +68,7 @@ class TrainingLoop:
         self._set_epoch: Callable[[int], None] | None = (  # a DistributedSampler's, or a batch sampler's own
             getattr(batches, "set_epoch", None) or getattr(getattr(batches, "sampler", None), "set_epoch", None))
         self._epoch_first_step = 0  # the global step at which the epoch under way began
-        self._resumed_rng: Callable[[], None] | None = None  # puts back a saved session's RNG, once
+        self._pending_rng: dict[str, Any] | None = None  # a resumed run's RNG, until its epoch's order is drawn
         self._next_flush = self._clock + self.flush_seconds
 
     def run(self) -> None:
@@ -80,7 +80,7 @@ class TrainingLoop:
                 return
             self.epoch += 1
             self._epoch_first_step = self.step
-            self.sampler.epoch_rng = None
+            self.sampler.epoch_draw = None
             self.on_epoch_end(self.epoch)
             self.restart_clock()
             if self._boundary():
@@ -92,12 +92,9 @@ class TrainingLoop:
         if self._set_epoch is not None:  # a DistributedSampler shuffles by epoch
             self._set_epoch(self.epoch)
         distributed = self.ranks is not None
-        batches = iter(self.loader)
-        if self._resumed_rng is not None:
-            batches = self._resuming(batches)
         clock = time.perf_counter
         began = clock()
-        for indices, batch in batches:
+        for indices, batch in self.loader:
             fetched = clock()
             self._train_step(indices, batch)
             if step_scheduler:
@@ -182,30 +179,31 @@ class TrainingLoop:
 
     def position(self) -> dict[str, Any]:
         """Where the run stands, for a saved session: the epoch, the step, the batches of this epoch
-        already trained on and the RNG states its order was drawn from (None before it is drawn)."""
+        already trained on and how the epoch drew its order (None before it has)."""
         return {"epoch": self.epoch, "step": self.step, "batches_done": self.step - self._epoch_first_step,
-                "epoch_rng": self.sampler.epoch_rng}
+                "epoch_draw": self.sampler.draw_in_effect}
 
-    def resume_at(self, position: dict[str, Any], restore_rng: Callable[[], None]) -> None:
-        """Continue from a saved :meth:`position`: the epoch under way is replayed in its order
-        from the next batch on, and ``restore_rng`` puts back the RNG states of the saved step
-        once that order is drawn (at once when the epoch had not drawn it yet)."""
+    def rng_now(self) -> dict[str, Any]:
+        """The RNG states training goes on from (a resumed run's saved ones until they are back)."""
+        return self._pending_rng if self._pending_rng is not None else self.sampler.rng_states()
+
+    def resume_at(self, position: dict[str, Any], rng: dict[str, Any]) -> None:
+        """Continue from a saved :meth:`position` and :meth:`rng_now`: the epoch under way is
+        replayed in its order from the next batch on, and the RNG states of the saved step come
+        back once that order is drawn (at once when the epoch had not drawn it yet)."""
         self.epoch, self.step = position["epoch"], position["step"]
+        self.ctl.step = self.step
         self._epoch_first_step = self.step - position["batches_done"]
-        if position["epoch_rng"] is None:
-            restore_rng()
+        if position["epoch_draw"] is None:
+            self.sampler.set_rng_states(rng)
             return
-        self.sampler.replay(position["epoch_rng"], position["batches_done"])
-        self._resumed_rng = restore_rng
 
-    def _resuming(self, batches: Any) -> Any:
-        """The resumed epoch's batches; the saved RNG states return once its order is drawn."""
-        restore, self._resumed_rng = self._resumed_rng, None
-        first = next(batches, None)
-        restore()  # type: ignore[misc]
-        if first is not None:
-            yield first
-            yield from batches
+        def put_back() -> None:
+            self.sampler.set_rng_states(rng)
+            self._pending_rng = None
+
+        self._pending_rng = rng
+        self.sampler.replay(position["epoch_draw"], position["batches_done"], put_back)
 
     def alongside(self, step: Callable[[], bool], on_done: Callable[[], None]) -> None:
         """Run ``step`` after each of the run's steps until it returns True, then ``on_done``

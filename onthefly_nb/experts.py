@@ -11,6 +11,7 @@ and after beside a matched-compute baseline, and changes the run only when the u
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .adapters import fuse, with_adapters
 from .batches import Unpack, to_device
+from .control import TERMINAL
 from .distill import distill
 from .errors import ConfigurationError
 from .gate import Mixture, last_linear, route_labels, train_router
@@ -132,11 +134,11 @@ class ForkTraining:
                  unpack: Unpack, device: torch.device, seed: int) -> None:
         self.expert, self.optimizer, self.loss_fn = expert, optimizer, loss_fn
         self.unpack, self.device = unpack, device
-        self._batches = iter(loader)
         self._cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=self._cuda):
+        with torch.random.fork_rng(devices=self._cuda):  # iter() draws a seed: not from the run's stream
             torch.manual_seed(seed)
             self._rng = self._rng_state()
+            self._batches = iter(loader)
 
     def _rng_state(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in self._cuda]
@@ -194,6 +196,18 @@ def slice_loader(dataset: Any, indices: np.ndarray, like: DataLoader) -> DataLoa
                       collate_fn=like.collate_fn)
 
 
+def keeps_run_rng(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a Workshop ``method`` on forked random streams: loaders it iterates (shuffling, worker
+    seeds) and models it runs (dropout) draw nothing from the run's own streams."""
+    @functools.wraps(method)
+    def wrapped(self: Workshop, *args: Any, **kwargs: Any) -> Any:
+        device = self.session.device
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            return method(self, *args, **kwargs)
+
+    return wrapped
+
+
 class Workshop:
     """A session's experts and merges: fork, compare, merge, commit. Forks and commits run on
     the trainer thread at a step boundary (the caller waits, or gets a Future)."""
@@ -232,7 +246,7 @@ class Workshop:
                           budget=options.budget, lr=expert.lr, mode=options.mode)
             loader = DataLoader(s.train_loader.dataset, batch_sampler=batches, collate_fn=s.train_loader.collate_fn)
             training = ForkTraining(expert, optimizer, s._loss.train, loader, s.unpack, s.device, options.seed)
-            if options.mode == "alternate":
+            if options.mode == "alternate" and s._controller.state not in TERMINAL:
                 s._loop.alongside(training.step, lambda: self._trained(expert))
             else:
                 training.run()
@@ -290,6 +304,7 @@ class Workshop:
                                     f"on for the same steps instead: {text(merge.baseline)}",
                                     context={"merge": merge.name})
 
+    @keeps_run_rng
     def compare(self, extra: dict[str, Any] | None = None) -> Any:
         """Loss and accuracy of the run, each expert and the ``extra`` models (modules, mixtures
         or merges) on every fork's slice and on validation."""
@@ -314,6 +329,7 @@ class Workshop:
             rows.append(row)
         return pd.DataFrame(rows).set_index("model")
 
+    @keeps_run_rng
     def merge(self, names: Sequence[str] | None, method: str, steps: int = DISTILL_STEPS) -> Merge:
         s = self.session
         if method not in MERGE_METHODS:
@@ -384,6 +400,7 @@ class Workshop:
         return self.fork_job(np.arange(s.store.size), "all samples (matched-compute baseline)", ForkOptions(steps),
                              name or f"{s.run_name}-baseline{len(self.experts) + 1}", kind="baseline")
 
+    @keeps_run_rng
     def gate(self, names: Sequence[str] | None, epochs: int, features: str = "auto",
              max_samples: int = 20_000) -> Mixture:
         """Train a router over the run and the chosen experts; returns the mixture. The router

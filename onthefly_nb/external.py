@@ -61,9 +61,14 @@ class ExternalRun:
 
     def end(self, error: BaseException | None) -> None:
         """The other trainer's fit ended; conclude the run if that fit was called directly."""
-        if self._owns_lifecycle:
-            self._owns_lifecycle = False
-            s = self.session
+        if not self._owns_lifecycle:
+            return
+        self._owns_lifecycle = False
+        s = self.session
+        try:
             if error is None:
                 s._loop.flush()
+        except BaseException as exc:  # noqa: BLE001 - a non-finite loss in the last records fails the run
+            error = exc
+        finally:
             s._conclude(error)

@@ -20,10 +20,9 @@ from torch import nn
 
 from .adapters import with_adapters
 from .archive import ArchiveContents
-from .determinism import capture_rng, restore_rng
 from .errors import ConfigurationError
 from .experts import Expert, Merge
-from .plans import EXPIRED, PROPOSED, ParamSpec, Plan
+from .plans import APPROVED, EXPIRED, PROPOSED, ParamSpec, Plan
 
 if TYPE_CHECKING:
     from .session import Session
@@ -44,8 +43,8 @@ class Snapshot:
     history: np.ndarray
     selection: np.ndarray
     sample_weights: np.ndarray | None
-    experts: list[tuple[Expert, dict[str, torch.Tensor]]]
-    merges: list[Merge]
+    experts: list[tuple[dict[str, Any], np.ndarray, dict[str, torch.Tensor]]]  # fields, slice indices, weights
+    merges: list[tuple[dict[str, Any], dict[str, torch.Tensor]]]  # fields, weights
     documents: dict[str, Any]
     events: list[dict[str, Any]]
 
@@ -57,16 +56,13 @@ class Snapshot:
             "selection": {"indices": self.selection}}
         if self.sample_weights is not None:
             arrays["sampling"] = {"weights": self.sample_weights}
-        experts = []
-        for expert, weights in self.experts:
-            tensors[f"experts/{expert.name}"] = weights
-            arrays[f"experts/{expert.name}"] = {"indices": np.asarray(expert.indices)}
-            experts.append({f: getattr(expert, f) for f in EXPERT_FIELDS})
-        merges = []
-        for merge in self.merges:
-            tensors[f"merges/{merge.name}"] = merge.weights
-            merges.append({f: getattr(merge, f) for f in MERGE_FIELDS})
-        documents = {**self.documents, "config": self.config, "experts": experts, "merges": merges}
+        for fields, indices, weights in self.experts:
+            tensors[f"experts/{fields['name']}"] = weights
+            arrays[f"experts/{fields['name']}"] = {"indices": indices}
+        for fields, weights in self.merges:
+            tensors[f"merges/{fields['name']}"] = weights
+        documents = {**self.documents, "config": self.config, "experts": [e[0] for e in self.experts],
+                     "merges": [m[0] for m in self.merges]}
         return ArchiveContents(tensors, self.states, arrays, documents, self.events)
 
 
@@ -75,10 +71,8 @@ def take_snapshot(session: Session) -> Snapshot:
     s = session
     loop = s._loop
     position = loop.position()
-    epoch_rng = position.pop("epoch_rng")
-    rng = {"now": capture_rng(), "loader_generator": loop.sampler.rng_states()[1],
-           "epoch": None if epoch_rng is None else {"torch": epoch_rng[0], "loader_generator": epoch_rng[1]}}
-    states = {"optimizer": copy.deepcopy(s.optimizer.state_dict()), "rng": rng}
+    states = {"optimizer": copy.deepcopy(s.optimizer.state_dict()), "rng": loop.rng_now(),
+              "epoch_draw": position.pop("epoch_draw")}
     if s.scheduler is not None:
         states["scheduler"] = copy.deepcopy(s.scheduler.state_dict())
     with s._lock:
@@ -92,8 +86,9 @@ def take_snapshot(session: Session) -> Snapshot:
                 "classification": s.store.is_classification, "clip_norm": loop.clip_norm, "saved": time.time()},
         model=_cloned(s.model.state_dict()), states=states, store=store, history=history,
         selection=s.selection.copy(), sample_weights=None if weights is None else weights.numpy().copy(),
-        experts=[(e, _cloned(e.model.state_dict())) for e in workshop.experts.values()],
-        merges=list(workshop.merges.values()),
+        experts=[({f: copy.deepcopy(getattr(e, f)) for f in EXPERT_FIELDS}, np.array(e.indices),
+                  _cloned(e.model.state_dict())) for e in workshop.experts.values()],
+        merges=[({f: copy.deepcopy(getattr(m, f)) for f in MERGE_FIELDS}, m.weights) for m in workshop.merges.values()],
         documents={"metrics": copy.deepcopy(s._metrics), "plans": s._plans.all(), "health": s.health_report},
         events=s._log.all(),
     )
@@ -128,25 +123,18 @@ def restore(session: Session, contents: ArchiveContents) -> None:
     s._log.restore(contents.events)
     _restore_plans(s, contents.documents["plans"])
     _restore_experts(s, contents)
-    rng = contents.states["rng"]
-    epoch = rng["epoch"]
-
-    def put_back_rng() -> None:
-        restore_rng(rng["now"])
-        if rng["loader_generator"] is not None and s._loop.sampler.generator is not None:
-            s._loop.sampler.generator.set_state(rng["loader_generator"])
-
-    drawn_from = None if epoch is None else (epoch["torch"], epoch["loader_generator"])
-    position = dict(config["position"], epoch_rng=drawn_from)
-    s._loop.resume_at(position, put_back_rng)
+    s._loop.recorder.samples = int(s.store.seen.sum())
+    position = dict(config["position"], epoch_draw=contents.states["epoch_draw"])
+    s._loop.resume_at(position, contents.states["rng"])
 
 
 def _restore_plans(session: Session, saved: list[dict[str, Any]]) -> None:
-    """Decided plans come back as they were; undecided ones expire (what they would act on was not saved)."""
+    """Executed, rejected and failed plans come back as they were; the others expire (what they
+    would act on was not saved)."""
     plans = []
     for data in saved:
         plan = Plan(**{**data, "param_specs": {k: ParamSpec(**v) for k, v in data["param_specs"].items()}})
-        if plan.status == PROPOSED:
+        if plan.status in (PROPOSED, APPROVED):
             plan.status, plan.result = EXPIRED, "not carried over by the saved session"
         plans.append(plan)
     book = session._plans

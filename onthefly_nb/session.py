@@ -679,6 +679,12 @@ class Session:
         target = Path(path).expanduser()
         if not target.parent.is_dir():
             raise ConfigurationError(f"cannot export to {target}: the folder {target.parent} does not exist")
+        if target.suffix != ".zip" and target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise ConfigurationError(f"cannot export to {target}: it exists; name a new folder or a .zip file")
+        if self._fit is not None:
+            raise ConfigurationError("export saves runs onthefly_nb trains itself; a Lightning or Hugging Face "
+                                     "run is saved with that trainer's own checkpoints (session.slice() and "
+                                     "export_slice() keep its per-sample records)")
         copied = self._controller.submit(self._snapshot)
         written: Future = Future()
 

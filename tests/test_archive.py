@@ -302,7 +302,7 @@ def test_member_with_a_wrong_compression_method(tmp_path: Path, archive: Path, m
             struct.pack_into("<H", data, central + 10, method)
         central += 46 + sum(struct.unpack_from("<HHH", data, central + 28))
     archive.write_bytes(bytes(data))
-    expect_refusal(archive, "not a readable zip archive", "save the session again")
+    expect_refusal(archive, "is compressed, which onthefly-nb never does", "save the session again")
 
 
 class MakesMarker:

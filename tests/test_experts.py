@@ -88,11 +88,13 @@ def test_fork_batches_mix_the_slice_with_general_data():
         ForkOptions(5, mode="sometimes").check()
 
 
-def trained_generalist(seed: int = 0, hidden: int | None = None, **kwargs) -> tuple[Session, np.ndarray]:
-    """A linear model (or an MLP with ``hidden`` units) trained 200 steps on planted data, paused."""
+def trained_generalist(seed: int = 0, hidden: int | None = None, dropout: float = 0.0,
+                       **kwargs) -> tuple[Session, np.ndarray]:
+    """A linear model (or an MLP with ``hidden`` units and dropout) trained 200 steps on planted data, paused."""
     data, planted = planted_data(seed=seed)
     torch.manual_seed(0)
-    model = nn.Linear(6, 2) if hidden is None else nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+    model = nn.Linear(6, 2) if hidden is None else nn.Sequential(
+        nn.Linear(6, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 2))
     val = DataLoader(data, batch_size=512)
     session = Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
                       DataLoader(data, batch_size=64, shuffle=True), val, max_epochs=200, recluster_seconds=None,
@@ -128,14 +130,15 @@ def test_a_fork_specialises_on_its_slice_and_leaves_the_run_alone():
 
 
 def test_an_alternating_fork_trains_between_the_runs_steps_without_disturbing_either():
-    """mode='alternate': the run and the fork take a step each; the run's trajectory is that of a
-    run without a fork, and the expert equals the one a waiting fork trains from the same state."""
-    plain, planted = trained_generalist()
-    plain.step(30)
+    """mode='alternate': the run and the fork take a step each; the run's trajectory (dropout and
+    shuffling included, across an epoch end, and through a merge) is that of a run without a fork,
+    and the expert equals the one a waiting fork trains from the same state."""
+    plain, planted = trained_generalist(hidden=16, dropout=0.2)
+    plain.step(60)  # to step 260: the fifth epoch ends at 252
     expected_run = {k: v.clone() for k, v in plain.model.state_dict().items()}
     plain.stop()
-    session, _ = trained_generalist()
-    waiting, _ = trained_generalist()
+    session, _ = trained_generalist(hidden=16, dropout=0.2)
+    waiting, _ = trained_generalist(hidden=16, dropout=0.2)
     try:
         subgroup = np.flatnonzero(planted)
         expert = session.fork(subgroup, budget=20, name="blob", general_share=0.3, mode="alternate")
@@ -144,6 +147,9 @@ def test_an_alternating_fork_trains_between_the_runs_steps_without_disturbing_ei
         assert len(expert.losses) == 12 and expert.state == "training"
         session.step(18)
         assert len(expert.losses) == 20 and expert.state == "trained"
+        session.merge(["blob"])  # evaluations, a BatchNorm pass and a baseline fork: none draws from the run
+        session.compare()
+        session.step(30)
         for k, v in session.model.state_dict().items():
             assert torch.equal(v, expected_run[k]), f"the alternating fork disturbed the run's {k}"
         twin = waiting.fork(subgroup, budget=20, name="blob", general_share=0.3)
@@ -164,6 +170,8 @@ def test_an_alternating_fork_left_unfinished_completes_when_the_run_ends():
     session.resume().wait(60)
     assert session.status == "finished" and session.global_step == 205
     assert expert.state == "trained" and len(expert.losses) == 30
+    late = session.fork(np.flatnonzero(planted), budget=5, name="late", mode="alternate")
+    assert late.state == "trained" and len(late.losses) == 5, "on an ended run an alternating fork trains at once"
 
 
 def test_merge_is_a_candidate_until_committed():

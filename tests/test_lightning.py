@@ -138,3 +138,15 @@ def test_attach_lightning_says_what_it_needs(tmp_path):
                          loss_fn=model.loss)
     with pytest.raises(ConfigurationError, match="no optimizer to train with"):
         Session(nn.Linear(8, 3), None, nn.CrossEntropyLoss(), loader).start()
+
+
+def test_a_non_finite_loss_in_the_last_batch_fails_the_session_instead_of_leaving_it_running(tmp_path):
+    dataset = data(64)
+    dataset.tensors[0][-1] = float("inf")  # the last sample of the last batch (no shuffling)
+    model = Classifier()
+    train_loader = DataLoader(dataset, batch_size=32)
+    trainer = lightning_trainer(tmp_path, max_epochs=1)
+    session = attach_lightning(trainer=trainer, model=model, train_loader=train_loader, loss_fn=model.loss,
+                               recluster_seconds=None)
+    trainer.fit(model, train_loader)
+    assert session.status == "failed" and session.done and "NonFiniteLossError" in session.traceback

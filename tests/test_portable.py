@@ -25,19 +25,25 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "resume_run.py"
 
 
-def run_script(mode: str, out: Path, workers: int, persistent: bool) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), mode, str(out), str(workers), str(int(persistent))],
+def run_script(mode: str, out: Path, workers: int, persistent: bool, case: str = "plain") -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), mode, str(out), str(workers), str(int(persistent)), case],
                           capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert done.returncode == 0, f"{mode} failed:\n{done.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("persistent", [False, True], ids=["workers", "persistent-workers"])
-def test_export_then_import_in_a_fresh_process_continues_bit_for_bit(tmp_path, persistent):
+@pytest.mark.parametrize(("persistent", "case", "modes"), [
+    (False, "plain", ("full", "part", "resume")),
+    (True, "plain", ("full", "part", "resume")),
+    (False, "reweight", ("full", "part", "reexport", "resume")),
+], ids=["workers", "persistent-workers", "reweighted-and-exported-twice"])
+def test_export_then_import_in_a_fresh_process_continues_bit_for_bit(tmp_path, persistent, case, modes):
     """Shuffled batches from 2 loader workers, dropout, Adam and a StepLR: training to step 130
     in one go equals training to 45 (part-way through an epoch), exporting, importing in a new
-    process and training on to 130: weights, optimizer state and per-sample store, every bit."""
-    for mode in ("full", "part", "resume"):
-        run_script(mode, tmp_path, workers=2, persistent=persistent)
+    process and training on to 130: weights, optimizer state and per-sample store, every bit. The
+    last case reweights the sampler mid-epoch and exports the loaded session again before its
+    first step."""
+    for mode in modes:
+        run_script(mode, tmp_path, workers=2, persistent=persistent, case=case)
     full = torch.load(tmp_path / "full.pt", weights_only=True)
     resumed = torch.load(tmp_path / "resume.pt", weights_only=True)
     assert (resumed["step"], resumed["epoch"]) == (full["step"], full["epoch"]) == (130, 5)
@@ -124,6 +130,11 @@ def test_loading_with_objects_that_do_not_match_says_what_differs(tmp_path):
         Session.load(path, **rebuild(train_loader=DataLoader(data, batch_size=50)))
     with pytest.raises(ConfigurationError, match="the folder .* does not exist"):
         session.export(tmp_path / "missing" / "run.zip")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigurationError, match="it exists; name a new folder or a .zip file"):
+        session.export(tmp_path / "taken")
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     made = Session.load(path, factory=lambda config: rebuild())
     assert made.global_step == 3 and made.run_name == session.run_name
 
