@@ -15,6 +15,7 @@ import pandas as pd
 
 from .determinism import DeterminismReport, replay_step
 from .health import FAIL, PASS, WARN, Finding, Probe, check_health, report
+from .plans import propose_clip, propose_lower_lr
 
 if TYPE_CHECKING:
     from .session import Session
@@ -45,6 +46,7 @@ class Checkup:
         findings = check_health(s.model, s.optimizer, history, validation, self._probe())
         if self.determinism is not None:
             findings.append(_determinism_finding(self.determinism))
+        self._propose_fixes(findings)
         if self.every is not None:
             self._next_step = s.global_step + self.every
         s.health_report = report(findings, s.global_step)
@@ -53,6 +55,21 @@ class Checkup:
         s._log.append("health", s.global_step, status=worst,
                       **{f.check: f.status for f in findings if f.status != PASS})
         return pd.DataFrame(s.health_report["results"])
+
+    def _propose_fixes(self, findings: list[Finding]) -> None:
+        """Plan cards for the findings a card can fix: exploding gradients (clip, lower the
+        learning rate), a non-finite loss or a learning rate above 1 (lower it)."""
+        s = self.session
+        by_check = {f.check: f for f in findings}
+        exploding = by_check.get("gradients")
+        if exploding is not None and exploding.status == FAIL and "NaN" not in exploding.evidence:
+            evidence = f"the health check at step {s.global_step}: gradients {exploding.evidence}"
+            propose_clip(s._plans, evidence, s._gradient_norm())
+            propose_lower_lr(s._plans, evidence)
+        for check, status in (("loss", FAIL), ("learning rate", WARN)):
+            finding = by_check.get(check)
+            if finding is not None and finding.status == status:
+                propose_lower_lr(s._plans, f"the health check at step {s.global_step}: {check} {finding.evidence}")
 
     def _probe(self) -> Probe:
         loop = self.session._loop

@@ -242,15 +242,9 @@ class PlanWatch:
         self._last_spike = step
         evidence = (f"the mean loss of step {int(new[worst, _STEP])} was {latest:.4g}, {latest / baseline:.1f}x the "
                     f"median {baseline:.4g} of the {len(before)} steps before it (noise there: {spread:.2g})")
-        self._book.propose("lower_lr", "Lower the learning rate", evidence,
-                           {"factor": 0.5}, {"factor": ParamSpec("multiply the learning rate by", 0.01, 1.0, 0.05)})
-        if self._gradient_norm is not None and not self._book.open("clip_gradients"):
-            norm = self._gradient_norm()
-            if norm is not None and math.isfinite(norm) and norm > 0:
-                self._book.propose(
-                    "clip_gradients", "Clip gradients", f"{evidence}; the last step's gradient norm was {norm:.3g}",
-                    {"max_norm": float(f"{norm / 2:.2g}")},
-                    {"max_norm": ParamSpec("largest gradient norm", 1e-3, 1e4, 0.1)})
+        propose_lower_lr(self._book, evidence)
+        if self._gradient_norm is not None:
+            propose_clip(self._book, evidence, self._gradient_norm())
         if not self._book.open("health_check"):
             self._book.propose("health_check", "Run a health check",
                                f"{evidence}; a check of the weights and each layer's gradients tells where it broke")
@@ -279,6 +273,23 @@ class PlanWatch:
         if len(recent):
             self._validated_median = float(np.median(recent[:, _MEDIAN]))
         self._validated_step = step
+
+
+def propose_lower_lr(book: PlanBook, evidence: str) -> Plan | None:
+    """A card to scale the learning rate down, unless one is open."""
+    if book.open("lower_lr"):
+        return None
+    return book.propose("lower_lr", "Lower the learning rate", evidence,
+                        {"factor": 0.5}, {"factor": ParamSpec("multiply the learning rate by", 0.01, 1.0, 0.05)})
+
+
+def propose_clip(book: PlanBook, evidence: str, norm: float | None) -> Plan | None:
+    """A card to clip gradient norms at half the last one, unless one is open or there is no norm."""
+    if book.open("clip_gradients") or norm is None or not math.isfinite(norm) or norm <= 0:
+        return None
+    return book.propose("clip_gradients", "Clip gradients", f"{evidence}; the last step's gradient norm was {norm:.3g}",
+                        {"max_norm": float(f"{norm / 2:.2g}")},
+                        {"max_norm": ParamSpec("largest gradient norm", 1e-3, 1e4, 0.1)})
 
 
 FORK_LOSS_RATIO = 3.0  # a cluster whose mean loss is this many times the median is worth a specialist

@@ -89,6 +89,27 @@ def test_an_unused_layer_and_a_wild_learning_rate_warn():
         found = findings(session)
         assert found["gradients"][0] == "warn" and "spare.weight" in found["gradients"][1]
         assert found["learning rate"] == ("warn", "lr 5")
+        cards = [p for p in session.plans if p["kind"] == "lower_lr"]
+        assert len(cards) == 1 and "the health check at step 2: learning rate lr 5" in cards[0]["evidence"]
+        cards[0].approve(wait=True)
+        assert session.optimizer.param_groups[0]["lr"] == 2.5, "the card's fix was applied"
+    finally:
+        session.stop()
+
+
+def test_exploding_gradients_in_a_session_propose_clipping_and_a_lower_learning_rate():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    with torch.no_grad():
+        model[0].weight.mul_(1e4)
+    session = session_of(model, lr=1e-6, stop_on_nan=False)
+    try:
+        session.start(paused=True)
+        session.step(1)
+        assert findings(session)["gradients"][0] == "fail"
+        kinds = {p["kind"]: p for p in session.plans}
+        assert {"clip_gradients", "lower_lr"} <= set(kinds), list(kinds)
+        assert kinds["clip_gradients"]["params"]["max_norm"] > 0
     finally:
         session.stop()
 
