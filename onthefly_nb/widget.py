@@ -14,6 +14,7 @@ import traitlets
 from IPython.display import DisplayHandle, display
 
 from .control import TERMINAL
+from .protocol import PROTOCOL_VERSION, Message, decode
 from .store import STEP_COLUMNS
 from .summary import summary_html
 
@@ -150,45 +151,30 @@ class Dashboard(anywidget.AnyWidget):
         super().close()
         self._session._changed.set()
 
-    def _on_message(self, _widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
-        """Messages from the browser, on the shell thread: only requests are made here, the trainer
-        acts on them at a step boundary. A malformed message is logged and otherwise ignored."""
-        kind = content.get("type") if isinstance(content, dict) else None
+    def _on_message(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
+        """Messages from the browser, on the shell thread, checked against the protocol first:
+        only requests are made here, the trainer acts on them at a step boundary. A message that
+        does not fit (or that the session refuses) is logged, answered with an error message, and
+        otherwise ignored."""
         try:
-            if kind == "command":
-                self._command(content)
-            elif kind == "select":
-                self._select(content, buffers)
-            elif kind == "plan":
-                self._decide(content)
+            message = decode(content, buffers)
+            if message.type == "command":
+                self._command(message)
+            elif message.type == "select":
+                self._session.select(message.indices)
+            elif message.decision == "approve":
+                self._session.approve(message.plan_id, **message.params)  # type: ignore[arg-type]
             else:
-                raise ValueError(f"unknown message type {kind!r}")
+                self._session.reject(message.plan_id)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a bad message must never reach the trainer
-            self._session._log.append("rejected_message", self._session.global_step, message=str(kind),
-                                      reason=f"{type(exc).__name__}: {exc}")
+            kind = content.get("type") if isinstance(content, dict) else type(content).__name__
+            reason = f"{type(exc).__name__}: {exc}"
+            self._session._log.append("rejected_message", self._session.global_step, message=str(kind)[:60],
+                                      reason=reason[:500])
+            self.send({"type": "error", "protocol": PROTOCOL_VERSION, "reason": reason[:500]})
 
-    def _select(self, content: dict[str, Any], buffers: list[bytes]) -> None:
-        n = content.get("n")
-        if not isinstance(n, int) or n < 0 or (n and len(buffers) != 1):
-            raise ValueError("a select message carries n and one buffer of n uint32 indices")
-        indices = np.frombuffer(bytes(buffers[0]), dtype="<u4") if n else np.empty(0, np.uint32)
-        if len(indices) != n:
-            raise ValueError(f"the select message says n={n} but its buffer holds {len(indices)} indices")
-        self._session.select(indices)
-
-    def _decide(self, content: dict[str, Any]) -> None:
-        plan_id, decision, params = content.get("id"), content.get("decision"), content.get("params") or {}
-        if not isinstance(plan_id, str) or not isinstance(params, dict):
-            raise ValueError("a plan message carries an id string and a params object")
-        if decision == "approve":
-            self._session.approve(plan_id, **params)
-        elif decision == "reject":
-            self._session.reject(plan_id)
-        else:
-            raise ValueError(f"a plan decision is 'approve' or 'reject', got {decision!r}")
-
-    def _command(self, content: dict[str, Any]) -> None:
-        name = content.get("name")
+    def _command(self, message: Message) -> None:
+        name = message.name
         session = self._session
         if name == "pause":
             session.pause(wait=False)
@@ -197,7 +183,7 @@ class Dashboard(anywidget.AnyWidget):
         elif name == "stop":
             session.stop(wait=False)
         elif name == "step":
-            session.step(content.get("n", 1), wait=False)
+            session.step(message.n, wait=False)  # type: ignore[arg-type]
         elif name == "validate" and session.val_loader is not None:
             session.validate(wait=False)
         elif name == "test" and session.test_loader is not None:
@@ -211,7 +197,7 @@ class Dashboard(anywidget.AnyWidget):
         elif name == "export":
             session.export(session.default_export_path(), wait=False)
         else:
-            raise ValueError(f"unknown or unavailable command {name!r}")
+            raise ValueError(f"command {name!r} is not available in this session")
 
 
     def _report_failure(self, command: str, future: Future) -> None:

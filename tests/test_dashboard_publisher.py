@@ -236,8 +236,8 @@ def test_bad_messages_are_logged_and_change_nothing(session_factory, recording_c
     rejected = [e for e in session.events if e["kind"] == "rejected_message"]
     assert len(rejected) == len(junk)
     reasons = " | ".join(e["reason"] for e in rejected)
-    assert "buffer holds 1 indices" in reasons and "outside the dataset of 300" in reasons
-    assert "no plan 'plan-404'" in reasons and "unknown or unavailable command 'format-disk'" in reasons
+    assert "buffer holds 4 bytes, not 12" in reasons and "outside the dataset of 300" in reasons
+    assert "no plan 'plan-404'" in reasons and "unknown command 'format-disk'" in reasons
     assert session.selection.tolist() == [1, 2]
 
 
