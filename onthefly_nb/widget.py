@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +12,9 @@ import numpy as np
 import traitlets
 from IPython.display import DisplayHandle, display
 
+from .commands import receive
 from .control import TERMINAL
-from .protocol import PROTOCOL_VERSION, Message, decode
+from .protocol import PROTOCOL_VERSION
 from .store import STEP_COLUMNS
 from .summary import summary_html
 
@@ -65,6 +65,39 @@ def selection_payload(indices: np.ndarray, version: int) -> dict[str, Any]:
     return {"version": version, "n": int(len(indices)), "index": indices.astype("<u4").tobytes()}
 
 
+TRAITS = ("run", "curve", "val_curve", "events", "clusters", "histogram", "points", "selection", "plans",
+          "lineage", "health", "compare")
+
+
+class TraitState:
+    """Turns a session's snapshots into the dashboard's trait values (docs/protocol.md), for any
+    transport; the big arrays (the map, the selection) are rebuilt only when they changed."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._mapped: Clustering | None = None  # the clustering the points value shows
+        self._map_version = 0
+        self._selection_version = -1
+        self.values: dict[str, Any] = {"points": None, "selection": {}}
+
+    def update(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """Every trait value for ``snapshot`` (the big arrays kept from last time unless changed)."""
+        session = self._session
+        values = self.values
+        values.update({key: snapshot[key] for key in ("run", "val_curve", "events", "clusters", "histogram",
+                                                      "plans", "lineage", "health", "compare")})
+        values["curve"] = curve_payload(snapshot["curve"])
+        clustering = session.clustering
+        if clustering is not None and clustering is not self._mapped:
+            self._mapped, self._map_version = clustering, self._map_version + 1
+            with session._lock:
+                values["points"] = points_payload(clustering, session.store.loss, self._map_version)
+        if session.selection_version != self._selection_version:
+            self._selection_version = session.selection_version
+            values["selection"] = selection_payload(session.selection, self._selection_version)
+        return values
+
+
 class Dashboard(anywidget.AnyWidget):
     """Live view of a Session. Python writes every trait; the browser only sends messages
     (commands, selections, plan decisions), which the session queues for the trainer."""
@@ -88,9 +121,7 @@ class Dashboard(anywidget.AnyWidget):
     def __init__(self, session: Session, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._session = session
-        self._mapped: Clustering | None = None  # the clustering the points trait shows
-        self._map_version = 0
-        self._selection_version = -1
+        self._state = TraitState(session)
         self._displays: list[DisplayHandle] = []
         self._ended = False
         self._apply(session.snapshot())
@@ -99,28 +130,11 @@ class Dashboard(anywidget.AnyWidget):
         self._publisher.start()
 
     def _apply(self, snapshot: dict[str, Any]) -> None:
-        """Set every trait from a snapshot in one batched update; unchanged values are not resent,
-        and the big arrays (map, selection) are rebuilt only when they changed."""
-        session = self._session
+        """Set every trait from a snapshot in one batched update; unchanged values are not resent."""
+        values = self._state.update(snapshot)
         with self.hold_sync():
-            self.run = snapshot["run"]
-            self.curve = curve_payload(snapshot["curve"])
-            self.val_curve = snapshot["val_curve"]
-            self.events = snapshot["events"]
-            self.clusters = snapshot["clusters"]
-            self.histogram = snapshot["histogram"]
-            self.plans = snapshot["plans"]
-            self.lineage = snapshot["lineage"]
-            self.health = snapshot["health"]
-            self.compare = snapshot["compare"]
-            clustering = session.clustering
-            if clustering is not None and clustering is not self._mapped:
-                self._mapped, self._map_version = clustering, self._map_version + 1
-                with session._lock:
-                    self.points = points_payload(clustering, session.store.loss, self._map_version)
-            if session.selection_version != self._selection_version:
-                self._selection_version = session.selection_version
-                self.selection = selection_payload(session.selection, self._selection_version)
+            for key in TRAITS:
+                setattr(self, key, values[key])
         if not self._ended and snapshot["run"]["state"] in TERMINAL_STATES:
             self._ended = True
             self._finalize_displays()
@@ -152,65 +166,11 @@ class Dashboard(anywidget.AnyWidget):
         self._session._changed.set()
 
     def _on_message(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
-        """Messages from the browser, on the shell thread, checked against the protocol first:
-        only requests are made here, the trainer acts on them at a step boundary. A message that
-        does not fit (or that the session refuses) is logged, answered with an error message, and
-        otherwise ignored."""
-        try:
-            message = decode(content, buffers)
-            if message.type == "command":
-                self._command(message)
-            elif message.type == "select":
-                self._session.select(message.indices)
-            elif message.decision == "approve":
-                self._session.approve(message.plan_id, **message.params)  # type: ignore[arg-type]
-            else:
-                self._session.reject(message.plan_id)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - a bad message must never reach the trainer
-            kind = content.get("type") if isinstance(content, dict) else type(content).__name__
-            reason = f"{type(exc).__name__}: {exc}"
-            self._session._log.append("rejected_message", self._session.global_step, message=str(kind)[:60],
-                                      reason=reason[:500])
-            self.send({"type": "error", "protocol": PROTOCOL_VERSION, "reason": reason[:500]})
-
-    def _command(self, message: Message) -> None:
-        name = message.name
-        session = self._session
-        if name == "pause":
-            session.pause(wait=False)
-        elif name == "resume":
-            session.resume()
-        elif name == "stop":
-            session.stop(wait=False)
-        elif name == "step":
-            session.step(message.n, wait=False)  # type: ignore[arg-type]
-        elif name == "validate" and session.val_loader is not None:
-            session.validate(wait=False)
-        elif name == "test" and session.test_loader is not None:
-            session.test(wait=False)
-        elif name == "health":
-            session.health(wait=False)
-        elif name == "compare":
-            session.compare(wait=False)
-        elif name == "determinism":
-            self._report_failure(name, session.check_determinism(wait=False))
-        elif name == "export":
-            session.export(session.default_export_path(), wait=False)
-        else:
-            raise ValueError(f"command {name!r} is not available in this session")
-
-
-    def _report_failure(self, command: str, future: Future) -> None:
-        """Log a command that failed on the trainer thread, so the dashboard shows why."""
-        session = self._session
-
-        def done(finished: Future) -> None:
-            if finished.exception() is not None:
-                exc = finished.exception()
-                session._log.append("command_failed", session.global_step, command=command,
-                                    reason=f"{type(exc).__name__}: {exc}")
-
-        future.add_done_callback(done)
+        """Messages from the browser, on the shell thread (see :func:`commands.receive`); a refused
+        one is answered with an error message."""
+        reason = receive(self._session, content, buffers)
+        if reason is not None:
+            self.send({"type": "error", "protocol": PROTOCOL_VERSION, "reason": reason})
 
 
 class Publisher(threading.Thread):
