@@ -52,6 +52,7 @@ from .slices import (
 from .store import STEP_COLUMNS, SampleStore, StepHistory
 
 if TYPE_CHECKING:
+    from .bridge import Bridge
     from .widget import Dashboard
 
 DEFAULT_WAIT = 60.0
@@ -144,6 +145,7 @@ class Session:
         self._error: BaseException | None = None
         self.traceback: str | None = None
         self._fit: Callable[[], Any] | None = None  # another trainer's fit, when one drives this session
+        self._bridge: Bridge | None = None
         self._dashboard: Dashboard | None = None
         self.clustering: Clustering | None = None
         self._clustering_job: Future | None = None
@@ -247,6 +249,8 @@ class Session:
         self._loop.recorder.close()
         self._controller.end(end, message)
         self._done.set()
+        if self._bridge is not None:
+            self._bridge.stop_soon()
 
     def wait(self, timeout: float | None = None) -> Session:
         """Block until training ends; re-raises the exception that failed the run."""
@@ -708,6 +712,16 @@ class Session:
         """Where the dashboard's Export button saves: ``<run>-step<N>.zip`` in the working folder."""
         name = re.sub(r"[^\w.-]+", "-", f"{self.project}-{self.run_name}").strip("-")
         return Path.cwd() / f"{name}-step{self.global_step}.zip"
+
+    def bridge(self, port: int | None = None) -> Bridge:
+        """Serve the dashboard over a localhost WebSocket: the standalone page at ``bridge.url``,
+        VS Code's renderer. Port 47621 by default (the next free one if taken; 0 for any);
+        started once, stopped a moment after the run ends."""
+        if self._bridge is None:
+            from .bridge import DEFAULT_PORT, Bridge
+
+            self._bridge = Bridge(self, DEFAULT_PORT if port is None else port).start()
+        return self._bridge
 
     def _snapshot(self) -> tuple[Snapshot, float]:
         started = time.perf_counter()
