@@ -26,8 +26,9 @@ class Trainer:
     """``Trainer(project=, run_name=, max_epochs=).fit(model=, optimizer=, loss_fn=, ...)``.
 
     In a notebook ``fit`` displays the dashboard, trains on a background thread and returns
-    the running Session at once; in a plain script it trains on the calling thread and
-    returns the finished Session (re-raising the error if the run failed).
+    the running Session at once; in a plain script it prints the URL of the dashboard's page
+    (with its token), trains on the calling thread and returns the finished Session (re-raising
+    the error if the run failed). ``display=False`` shows no dashboard.
     """
 
     def __init__(self, project: str = "default", run_name: str = "run", max_epochs: int = 1, *,
@@ -52,12 +53,15 @@ class Trainer:
             unpack=unpack, project=self.project, run_name=self.run_name, **self.options,
         )
         notebook = in_kernel()
-        if self.display if self.display is not None else notebook:
-            from IPython.display import display
-
-            display(self.session.dashboard())
+        show = self.display if self.display is not None else True
         if notebook:
+            if show:
+                from IPython.display import display
+
+                display(self.session.dashboard())
             return self.session.start()
+        if show:  # no widget manager: the dashboard is a page served over a localhost WebSocket
+            print(f"onthefly dashboard: {self.session.bridge().url}", flush=True)
         return self.session.run()
 
 

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 SCRIPT = textwrap.dedent("""
-    import threading, torch, torch.nn as nn
+    import threading, time, torch, torch.nn as nn
     from torch.utils.data import DataLoader, TensorDataset
     from onthefly import Trainer
 
@@ -19,6 +19,7 @@ SCRIPT = textwrap.dedent("""
     session = trainer.fit(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
                           loss_fn={loss}, train_loader=DataLoader(ds, batch_size=32, shuffle=True),
                           val_loader=DataLoader(ds, batch_size=128))
+    time.sleep(1.5)  # the dashboard's page is served a moment past the end, for its final state
     print("status", session.status, "step", session.global_step, "threads", threading.active_count())
     print("val", round(session.metrics["validation"][-1]["accuracy"], 2))
 """)
@@ -32,7 +33,8 @@ def run_script(loss: str) -> subprocess.CompletedProcess:
 def test_fit_blocks_in_a_script_and_returns_the_finished_session():
     result = run_script("nn.CrossEntropyLoss()")
     assert result.returncode == 0, result.stderr
-    assert "status finished step 48 threads 1" in result.stdout
+    assert "status finished step 48 threads 1" in result.stdout, "no thread is left behind"
+    assert "onthefly dashboard: http://127.0.0.1:" in result.stdout and "?token=" in result.stdout
     accuracy = float(result.stdout.split("val ")[1])
     assert accuracy > 0.8
 
