@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -67,6 +68,14 @@ def selection_payload(indices: np.ndarray, version: int) -> dict[str, Any]:
 
 TRAITS = ("run", "curve", "val_curve", "events", "clusters", "histogram", "points", "selection", "plans",
           "lineage", "health", "compare")
+
+
+RENDERER_MIME = "application/vnd.onthefly.dashboard+json"  # VS Code's renderer (widgets/)
+
+
+def in_vscode() -> bool:
+    """Whether VS Code launched this kernel (its renderer then shows the dashboard too)."""
+    return any(key.startswith("VSCODE_") for key in os.environ)
 
 
 class TraitState:
@@ -141,10 +150,16 @@ class Dashboard(anywidget.AnyWidget):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:
         """The widget view plus a static HTML summary, which a notebook saved without its
-        widget state (or opened without a kernel) still shows."""
+        widget state (or opened without a kernel) still shows, and, when the session serves its
+        bridge (always in VS Code), the payload of VS Code's onthefly renderer."""
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is not None:
             bundle[0]["text/html"] = summary_html(self._session.snapshot())
+            session = self._session
+            bridge = session.bridge() if session._bridge is None and in_vscode() else session._bridge
+            if bridge is not None:
+                bundle[0][RENDERER_MIME] = {"url": f"http://127.0.0.1:{bridge.port}/", "token": bridge.token,
+                                            "session": session.run_name}
         return bundle
 
     def _ipython_display_(self, **kwargs: Any) -> None:

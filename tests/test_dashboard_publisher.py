@@ -265,3 +265,22 @@ def test_the_static_summary_travels_with_the_widget(session_factory, recording_c
     assert "application/vnd.jupyter.widget-view+json" in bundle
     html = bundle["text/html"]
     assert "finished" in html and "<svg" in html and f"{session.global_step} / {session.total_steps}" in html
+
+
+def test_vscode_gets_the_renderer_payload_beside_the_widget(session_factory, recording_comm, monkeypatch):
+    from onthefly_nb.widget import RENDERER_MIME
+
+    for key in [k for k in __import__("os").environ if k.startswith("VSCODE_")]:
+        monkeypatch.delenv(key)
+    session = session_factory(n=64, max_epochs=1)
+    bundle, _ = session.dashboard()._repr_mimebundle_()
+    assert RENDERER_MIME not in bundle and "text/html" in bundle, "no bridge outside VS Code unless asked"
+    monkeypatch.setenv("VSCODE_PID", "4242")
+    bundle, _ = session.dashboard()._repr_mimebundle_()
+    try:
+        payload = bundle[RENDERER_MIME]
+        assert payload == {"url": f"http://127.0.0.1:{session._bridge.port}/", "token": session._bridge.token,
+                           "session": session.run_name}
+        assert "application/vnd.jupyter.widget-view+json" in bundle
+    finally:
+        session._bridge.stop()
