@@ -375,7 +375,7 @@ def test_the_exported_mixture_predicts_the_same_in_a_fresh_process(tmp_path, fea
     assert done.returncode == 0 and "same predictions" in done.stdout, done.stderr[-2000:]
     assert (tmp_path / "mixture" / "weights.safetensors").stat().st_size > 0
     manifest = json.loads((tmp_path / "mixture" / "manifest.json").read_text())
-    assert manifest["router_features"] == ("inputs" if features == "inputs" else "2")
+    assert manifest["router_features"] == ("inputs" if features == "inputs" else "3")  # the last Linear
 
 
 cpu = torch.device("cpu")
