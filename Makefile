@@ -21,7 +21,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-onthefly_nb/static/widget.js: node_modules/.package-lock.json js/*.ts js/*.css js/build.mjs
+onthefly_nb/static/widget.js: node_modules/.package-lock.json js/*.ts js/*.css js/build.mjs widgets/src/*.ts widgets/build.mjs
 	npm run build
 
 build: onthefly_nb/static/widget.js

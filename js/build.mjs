@@ -1,7 +1,8 @@
 // Builds the anywidget front-end module.
 //   node js/build.mjs           one-off production build
 //   node js/build.mjs --watch   rebuild on change (pair with ANYWIDGET_HMR=1)
-// Output: onthefly_nb/static/widget.js and onthefly_nb/static/widget.css
+// Output: onthefly_nb/static/widget.js and onthefly_nb/static/widget.css (the anywidget
+// module), and onthefly_nb/static/standalone.js (the page the WebSocket bridge serves).
 import { mkdir } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -44,6 +45,15 @@ const configs = [
     platform: "browser",
     // UMD dependencies must not register with a host's global AMD loader
     // (classic notebook, VS Code's widget webview).
+    define: { "define.amd": "false" },
+  },
+  {
+    ...common,
+    // The standalone dashboard page of onthefly_nb/bridge.py (served with widget.css).
+    entryPoints: [resolve(root, "js/standalone.ts")],
+    outfile: resolve(outdir, "standalone.js"),
+    format: "esm",
+    platform: "browser",
     define: { "define.amd": "false" },
   },
   {
