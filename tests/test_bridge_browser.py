@@ -8,7 +8,10 @@ test checks the session itself. Build the bundles first: ``npm run build``.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -317,3 +320,68 @@ def test_renderer_waits_for_a_trusted_workspace(served, new_page, repo_url):
     assert out.locator(".onthefly-root").count() == 0
     time.sleep(0.3)
     assert not bridge._clients, "an untrusted workspace connected anyway"
+
+
+SCRIPT = """
+import json, os, sys, threading, time, torch, torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+from onthefly import Trainer
+
+x = torch.randn(512, 20)
+data = TensorDataset(x, (x[:, :5].sum(1) > 0).long())
+model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 2))
+state = sys.argv[1]
+
+def report():
+    from onthefly_nb import Session
+    while True:
+        session = Session.current()
+        if session is not None:
+            with open(state + ".tmp", "w") as f:
+                json.dump({"status": session.status, "step": session.global_step}, f)
+            os.replace(state + ".tmp", state)
+        time.sleep(0.02)
+
+threading.Thread(target=report, daemon=True).start()
+session = Trainer(project="script", run_name="page", max_epochs=100_000).fit(
+    model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), loss_fn=nn.CrossEntropyLoss(),
+    train_loader=DataLoader(data, batch_size=16, shuffle=True))
+print("ENDED", session.status, flush=True)
+"""
+
+
+def test_the_standalone_page_of_a_running_script_pauses_and_resumes_it(browser_context, tmp_path):
+    """``python train.py``: Trainer.fit prints the page's URL; in Chromium, Pause, Resume and Stop
+    steer the script, whose own state (written by the script) follows."""
+    state = tmp_path / "state.json"
+    script = subprocess.Popen([sys.executable, "-c", SCRIPT, str(state)], stdout=subprocess.PIPE, text=True,
+                              cwd=tmp_path)
+    try:
+        line = script.stdout.readline()
+        assert line.startswith("onthefly dashboard: http://127.0.0.1:") and "?token=" in line, line
+        url = line.split(": ", 1)[1].strip()
+
+        def seen() -> dict:
+            try:
+                return json.loads(state.read_text())
+            except (OSError, ValueError):
+                return {}
+
+        page = browser_context.new_page()
+        page.goto(url)
+        root = page.locator(".onthefly-root")
+        expect(root.locator(".onthefly-status")).to_have_attribute("data-state", "running", timeout=30_000)
+        root.locator('button[data-command="pause"]').click()
+        wait_for(lambda: seen().get("status") == "paused", "the script to pause")
+        step = seen()["step"]
+        time.sleep(0.5)
+        assert seen() == {"status": "paused", "step": step}, "the script stands still while paused"
+        expect(root.locator(".onthefly-status")).to_have_attribute("data-state", "paused", timeout=10_000)
+        root.locator('button[data-command="resume"]').click()
+        wait_for(lambda: seen().get("status") == "running" and seen()["step"] > step, "the script to resume")
+        root.locator('button[data-command="stop"]').click()
+        assert script.stdout.readline().strip() == "ENDED stopped"
+        assert script.wait(timeout=30) == 0
+        page.close()
+    finally:
+        script.kill()
