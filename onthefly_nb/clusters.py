@@ -15,10 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import MiniBatchKMeans
-from sklearn.decomposition import PCA
-from sklearn.metrics import silhouette_score
-from sklearn.preprocessing import StandardScaler
 
 from .slices import MAX_FEATURE_COLUMNS
 
@@ -92,6 +88,9 @@ def raw_features(rows: pd.DataFrame, source: str, lookup: FeatureLookup | None) 
 def choose_k(features: np.ndarray, bounds: tuple[int, int] = K_BOUNDS, seed: int = 0) -> int:
     """The smallest k within ``bounds`` whose silhouette score on a subsample is within
     ``SILHOUETTE_SLACK`` of the best: fewer, larger regimes unless more are clearly better."""
+    from sklearn.cluster import MiniBatchKMeans  # sklearn takes seconds to import: only when clustering
+    from sklearn.metrics import silhouette_score
+
     low, high = bounds[0], min(bounds[1], len(features) - 1)
     if high <= low:
         return max(1, min(low, len(features)))
@@ -111,6 +110,9 @@ def choose_k(features: np.ndarray, bounds: tuple[int, int] = K_BOUNDS, seed: int
 def cluster(frame: pd.DataFrame, step: int, k: int | None = None, lookup: FeatureLookup | None = None,
             seed: int = 0, map_points: int = MAP_POINTS) -> Clustering | None:
     """Cluster the hard samples of a slice frame; None when there are too few of them."""
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.preprocessing import StandardScaler
+
     hard = hard_samples(frame)
     if len(hard) < 3:
         return None
@@ -149,6 +151,8 @@ def _background(frame: pd.DataFrame, hard: pd.DataFrame, limit: int, seed: int) 
 
 def _projector(features: np.ndarray, seed: int) -> Callable[[np.ndarray], np.ndarray]:
     """A 2-D PCA fitted on the hard samples, with the sign of each axis fixed across refreshes."""
+    from sklearn.decomposition import PCA
+
     if features.shape[1] < 2:
         return lambda x: np.column_stack([x[:, 0], np.zeros(len(x))]).astype(np.float32)
     pca = PCA(n_components=2, random_state=seed).fit(features)

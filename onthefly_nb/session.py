@@ -748,7 +748,9 @@ class Session:
         if missing:
             raise ConfigurationError(f"Session.load needs {', '.join(missing)}: build them as for the saved run "
                                      f"(a {config['model']} over {config['samples']} samples), or pass factory=...")
-        saved = {k: config[k] for k in ("project", "run_name", "max_epochs", "max_steps", "scheduler_interval")}
+        saved = {k: config[k] for k in ("project", "run_name", "max_epochs", "max_steps", "scheduler_interval",
+                                         "do_test_after", "stop_on_nan", "health_every", "deterministic")
+                 if k in config}
         session = cls(**objects, **{**saved, **options})
         restore(session, contents)
         session._log.append("imported", session.global_step, path=str(path))

@@ -137,6 +137,7 @@ def test_loading_with_objects_that_do_not_match_says_what_differs(tmp_path):
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     made = Session.load(path, factory=lambda config: rebuild())
     assert made.global_step == 3 and made.run_name == session.run_name
+    assert (made._checkup.every, made.schedule.max_epochs) == (session._checkup.every, 50), "settings come back"
 
 
 def rewrite_member(path: Path, name: str, data: bytes, fix_manifest: bool) -> None:
