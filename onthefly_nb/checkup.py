@@ -30,7 +30,8 @@ class Checkup:
         self.session = session
         self.every = every
         self._next_step = every or 0
-        self._timing = (0.0, 0.0)  # the loop's wait and busy seconds at the previous check
+        self._timing = (0.0, 0.0)  # the loop's wait and busy seconds at the last check that saw steps
+        self._window = (0.0, 0.0)  # wait and busy seconds of the steps between the last two such checks
         self.determinism: DeterminismReport | None = None
 
     def due(self, step: int) -> bool:
@@ -75,7 +76,9 @@ class Checkup:
         loop = self.session._loop
         inputs, targets = loop.last_batch if loop.last_batch is not None else (None, None)
         wait, busy = loop.wait_seconds - self._timing[0], loop.busy_seconds - self._timing[1]
-        self._timing = (loop.wait_seconds, loop.busy_seconds)
+        if busy > 0:  # steps ran since the last check: a new window; else (paused) the last one again
+            self._timing, self._window = (loop.wait_seconds, loop.busy_seconds), (wait, busy)
+        wait, busy = self._window
         return Probe(inputs, targets, self.session._loss.evaluate, wait if busy > 0 else None,
                      busy if busy > 0 else None, self._recent_labels())
 

@@ -359,3 +359,15 @@ def test_deterministic_mode_turns_on_pytorchs_deterministic_algorithms():
     finally:
         disable_deterministic(previous)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_a_second_check_while_paused_still_judges_the_data_pipeline():
+    torch.manual_seed(0)
+    session = session_of(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)))
+    try:
+        session.start(paused=True)
+        session.step(30)
+        first = findings(session)["data pipeline"]
+        assert findings(session)["data pipeline"] == first, "no steps since: the same window is judged again"
+    finally:
+        session.stop()
