@@ -685,6 +685,9 @@ class Session:
             raise ConfigurationError(f"cannot export to {target}: the folder {target.parent} does not exist")
         if target.suffix != ".zip" and target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise ConfigurationError(f"cannot export to {target}: it exists; name a new folder or a .zip file")
+        if wait and self._thread is threading.current_thread() and not self.done:
+            raise ConfigurationError("export(wait=True) on the training thread would wait for itself; "
+                                     "call export from the notebook, or pass wait=False")
         if self._fit is not None:
             raise ConfigurationError("export saves runs onthefly_nb trains itself; a Lightning or Hugging Face "
                                      "run is saved with that trainer's own checkpoints (session.slice() and "

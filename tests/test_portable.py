@@ -135,6 +135,12 @@ def test_loading_with_objects_that_do_not_match_says_what_differs(tmp_path):
     with pytest.raises(ConfigurationError, match="it exists; name a new folder or a .zip file"):
         session.export(tmp_path / "taken")
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+    inside = small_session()
+    inside.start(paused=True)
+    asked = inside._controller.submit(lambda: inside.export(tmp_path / "inside.zip"))  # on the training thread
+    with pytest.raises(ConfigurationError, match="would wait for itself"):
+        asked.result(timeout=30)
+    inside.stop()
     made = Session.load(path, factory=lambda config: rebuild())
     assert made.global_step == 3 and made.run_name == session.run_name
     assert (made._checkup.every, made.schedule.max_epochs) == (session._checkup.every, 50), "settings come back"
