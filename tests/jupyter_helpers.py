@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,6 +140,22 @@ def serve_repo() -> Iterator[str]:
 
 
 # ---- JupyterLab server --------------------------------------------------------------------
+@contextlib.contextmanager
+def chromium_context(profile: Path, width: int) -> Iterator[Any]:
+    """A headless Debian Chromium (WebGL on SwiftShader) with a fresh profile, closed and removed afterwards."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS + WEBGL_ARGS,
+            viewport={"width": width, "height": 900})
+        try:
+            yield context
+        finally:
+            context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

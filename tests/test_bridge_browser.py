@@ -9,14 +9,13 @@ test checks the session itself. Build the bundles first: ``npm run build``.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, WEBGL_ARGS, serve_repo
+from jupyter_helpers import CHROMIUM, ROOT, chromium_context, serve_repo
 
 STANDALONE_JS = ROOT / "onthefly_nb" / "static" / "standalone.js"
 RENDERER_JS = ROOT / "widgets" / "out" / "renderer.js"
@@ -50,20 +49,8 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) ->
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS + WEBGL_ARGS,
-            viewport={"width": 1100, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile"), width=1100) as context:
+        yield context
 
 
 @pytest.fixture

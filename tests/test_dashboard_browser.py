@@ -8,12 +8,11 @@ Chromium renders it with SwiftShader (WEBGL_ARGS).
 
 from __future__ import annotations
 
-import shutil
 import struct
 import zlib
 
 import pytest
-from jupyter_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, WEBGL_ARGS, serve_repo
+from jupyter_helpers import CHROMIUM, ROOT, chromium_context, serve_repo
 
 WIDGET_JS = ROOT / "onthefly_nb" / "static" / "widget.js"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -114,20 +113,8 @@ def server_url():
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory):
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS + WEBGL_ARGS,
-            viewport={"width": 1000, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile"), width=1000) as context:
+        yield context
 
 
 class Harness:
