@@ -22,8 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from onthefly_nb import Session
-from onthefly_nb.clusters import cluster
-from onthefly_nb.store import SampleStore, Visits
+from onthefly_nb.records.clusters import cluster
+from onthefly_nb.records.store import SampleStore, Visits
 
 BATCH, STEPS_PER_FLUSH = 256, 64
 

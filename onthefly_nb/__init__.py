@@ -1,7 +1,5 @@
 """onthefly-nb: steer PyTorch training live from a Jupyter notebook."""
 
-from .api import Trainer, in_kernel, quickstart
-from .control import RunState
 from .errors import (
     ArchiveError,
     BatchFormatError,
@@ -12,9 +10,11 @@ from .errors import (
     PerSampleLossError,
     SliceQueryError,
 )
-from .huggingface import attach_huggingface
-from .lightning import attach_lightning
-from .magics import load_ipython_extension
+from .integrations.huggingface import attach_huggingface
+from .integrations.lightning import attach_lightning
+from .integrations.magics import load_ipython_extension
+from .integrations.reference import Trainer, in_kernel, quickstart
+from .run.control import RunState
 from .session import Session
 
 __version__ = "0.1.0"

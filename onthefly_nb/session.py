@@ -20,26 +20,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .archive import read_archive, write_archive
-from .batches import Unpack, check_loader, default_unpack
-from .checkup import Checkup
-from .clusters import Clustering, cluster
-from .control import TERMINAL, Controller, RunState, run_into
-from .determinism import DeterminismReport, enable_deterministic, seed_all
-from .distributed import PAUSED, Ranks, unwrapped
-from .engine import LIVE_FLUSH_SECONDS, Schedule, TrainingLoop
+from .data.batches import Unpack, check_loader, default_unpack
+from .data.losses import sample_loss
 from .errors import ArchiveError, ConfigurationError
-from .evaluation import evaluate
-from .events import EventLog
-from .experts import Expert, ForkOptions, Merge, Workshop
-from .features import FeatureBank, PenultimateCapture
-from .gate import Mixture
-from .health import gradient_norms
-from .losses import sample_loss
-from .plans import PlanBook, PlanCard, PlanWatch, propose_fork, propose_reweight
-from .portable import Snapshot, restore, take_snapshot
-from .recorder import Recorder
-from .slices import (
+from .experts.gate import Mixture
+from .experts.workshop import Expert, ForkOptions, Merge, Workshop
+from .persist.archive import read_archive, write_archive
+from .persist.portable import Snapshot, restore, take_snapshot
+from .records.clusters import Clustering, cluster
+from .records.features import FeatureBank, PenultimateCapture
+from .records.recorder import Recorder
+from .records.slices import (
     EXPORT_CHUNK_ROWS,
     Selection,
     apply_query,
@@ -49,11 +40,20 @@ from .slices import (
     referenced,
     store_frame,
 )
-from .store import STEP_COLUMNS, SampleStore, StepHistory
+from .records.store import STEP_COLUMNS, SampleStore, StepHistory
+from .run.control import TERMINAL, Controller, RunState, run_into
+from .run.determinism import DeterminismReport, enable_deterministic, seed_all
+from .run.distributed import PAUSED, Ranks, unwrapped
+from .run.evaluation import evaluate
+from .run.events import EventLog
+from .run.loop import LIVE_FLUSH_SECONDS, Schedule, TrainingLoop
+from .steering.checkup import Checkup
+from .steering.health import gradient_norms
+from .steering.plans import PlanBook, PlanCard, PlanWatch, propose_fork, propose_reweight
 
 if TYPE_CHECKING:
-    from .bridge import Bridge
-    from .widget import Dashboard
+    from .dashboard.bridge import Bridge
+    from .dashboard.widget import Dashboard
 
 DEFAULT_WAIT = 60.0
 FIRST_CLUSTER_SECONDS = 5.0
@@ -721,7 +721,7 @@ class Session:
         VS Code's renderer. Port 47621 by default (the next free one if taken; 0 for any);
         started once, stopped a moment after the run ends."""
         if self._bridge is None:
-            from .bridge import DEFAULT_PORT, Bridge
+            from .dashboard.bridge import DEFAULT_PORT, Bridge
 
             self._bridge = Bridge(self, DEFAULT_PORT if port is None else port).start()
         return self._bridge
@@ -762,13 +762,13 @@ class Session:
     def report(self, path: str = "run.html") -> str:
         """Write a self-contained offline HTML report (loss quantiles over time, hardest samples
         and clusters, experts and merges, health, lineage, events); returns its path."""
-        from .report import write_report
+        from .outputs.report import write_report
 
         return str(write_report(self, path))
 
     def figure(self, kind: str = "loss", slice: Selection = None) -> Any:
         """A plotly figure: ``"loss"``, ``"history"``, ``"datamap"`` or ``"map"``, for a slice."""
-        from .figures import figure
+        from .outputs.figures import figure
 
         return figure(self, kind, slice)
 
@@ -790,7 +790,7 @@ class Session:
             raise ConfigurationError(f"this is rank {self._ranks.rank} of a torchrun launch; "  # type: ignore[union-attr]
                                      f"rank 0 hosts the dashboard")
         if self._dashboard is None or self._dashboard.comm is None:
-            from .widget import Dashboard
+            from .dashboard.widget import Dashboard
 
             self._dashboard = Dashboard(self)
             self._loop.flush_seconds = LIVE_FLUSH_SECONDS

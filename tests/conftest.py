@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -38,6 +39,19 @@ def make_session(n: int = 256, batch_size: int = 8, max_epochs: int = 50, lr: fl
     loader = DataLoader(data, batch_size=batch_size, shuffle=True)
     return Session(model, torch.optim.SGD(model.parameters(), lr=lr), nn.CrossEntropyLoss(), loader,
                    max_epochs=max_epochs, **kwargs)
+
+
+def planted_data(n: int = 4000, seed: int = 0) -> tuple[TensorDataset, np.ndarray]:
+    """Two Gaussian classes split by a linear rule, plus 5 % of samples in a far blob whose
+    labels follow the opposite rule: a region a linear model cannot fit."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    planted = torch.zeros(n, dtype=torch.bool)
+    planted[torch.randperm(n, generator=g)[: n // 20]] = True
+    x[planted, 2:4] += 4.0
+    y[planted] = 1 - y[planted]
+    return TensorDataset(x, y), planted.numpy()
 
 
 @pytest.fixture

@@ -1,0 +1,74 @@
+"""A Session driven by another trainer's loop (Lightning, Hugging Face) through its callbacks.
+
+Each training batch the other trainer takes is one step: its outputs (captured from the forward
+pass it already ran) and targets are recorded under its dataset indices (from an ``IndexTape``
+on the training loader, or carried in the batch); after each optimizer step
+the step boundary applies pause, step and stop. The
+session starts with ``session.start()`` (the other trainer's ``fit`` on the session's thread, so
+the notebook stays free) or when the user calls that ``fit`` directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+
+class ExternalRun:
+    """The bridge between another trainer's callbacks and a Session."""
+
+    def __init__(self, session: Session, fit: Callable[[], Any]) -> None:
+        self.session = session
+        session._fit = fit
+        self._owns_lifecycle = False  # True when the user called the other trainer's fit directly
+
+    def begin(self, optimizer: torch.optim.Optimizer | None) -> None:
+        """The other trainer's fit begins (on this thread): bind its optimizer, start the run."""
+        s = self.session
+        s.optimizer = optimizer
+        if s._thread is None:
+            s._claim(threading.current_thread())
+            s._controller.begin()
+            s._loop.recorder.open()
+            self._owns_lifecycle = True
+
+    def record(self, indices: list[int], outputs: Any, targets: Any) -> None:
+        """One training batch done: keep its per-sample values."""
+        self.session._loop.external_step(indices, outputs, targets)
+
+    def boundary(self) -> bool:
+        """After an optimizer step: pause, step or stop as asked. True means stop."""
+        return self.session._controller.at_boundary(self.session.global_step)
+
+    def epoch_end(self) -> None:
+        loop = self.session._loop
+        loop.epoch += 1
+        self.session._on_epoch_end(loop.epoch)
+        loop.restart_clock()
+
+    def validated(self, metrics: dict[str, float]) -> None:
+        """The other trainer's validation metrics (``val_loss``, ``val_acc``, ...) join the run's."""
+        if metrics:
+            loss = next((v for k, v in metrics.items() if "loss" in k), None)
+            accuracy = next((v for k, v in metrics.items() if "acc" in k), None)
+            self.session._record_metrics("validation", {**metrics, "loss": loss, "accuracy": accuracy})
+
+    def end(self, error: BaseException | None) -> None:
+        """The other trainer's fit ended; conclude the run if that fit was called directly."""
+        if not self._owns_lifecycle:
+            return
+        self._owns_lifecycle = False
+        s = self.session
+        try:
+            if error is None:
+                s._loop.flush()
+        except BaseException as exc:  # noqa: BLE001 - a non-finite loss in the last records fails the run
+            error = exc
+        finally:
+            s._conclude(error)

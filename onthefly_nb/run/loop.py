@@ -1,0 +1,243 @@
+"""The training loop, run on the session's training thread (a background thread, or a script's own)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.batches import SteerableBatchSampler, Unpack, indexed_loader, to_device
+from ..data.losses import SampleLoss, reduce_to_samples
+from ..records.recorder import Recorder
+from .control import Controller, RunState
+from .distributed import GO, PAUSED, STOP, Ranks
+
+LIVE_FLUSH_SECONDS = 0.1  # while a dashboard shows the run: fresh data for every update
+QUIET_FLUSH_SECONDS = 0.5  # otherwise: fewer, larger flushes (each has a fixed cost)
+
+
+@dataclass
+class Schedule:
+    """How long to train and what to run around the epochs."""
+
+    max_epochs: int
+    max_steps: int | None
+    do_test_after: bool
+    scheduler_interval: str
+
+
+class TrainingLoop:
+    """Epochs of steps over an index-keyed loader, with control at every step boundary."""
+
+    def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer, loss: SampleLoss,
+                 train_loader: DataLoader, scheduler: Any, device: torch.device, unpack: Unpack,
+                 schedule: Schedule, controller: Controller, recorder: Recorder,
+                 on_epoch_end: Callable[[int], None], on_flush: Callable[[], None]) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.loss = loss
+        self.loader = indexed_loader(train_loader)
+        self.sampler: SteerableBatchSampler = self.loader.batch_sampler  # type: ignore[assignment]
+        self.scheduler = scheduler
+        self.device = device
+        self.unpack = unpack
+        self.schedule = schedule
+        self.ctl = controller
+        self.recorder = recorder
+        self.on_epoch_end = on_epoch_end
+        self.on_flush = on_flush
+        self.non_blocking = bool(train_loader.pin_memory) and device.type == "cuda"
+        self.step = 0
+        self.epoch = 0
+        self.samples_per_sec: float | None = None
+        self._clock = time.monotonic()
+        self._clock_samples = 0
+        self.flush_seconds = QUIET_FLUSH_SECONDS
+        self.clip_norm: float | None = None  # gradient clipping, once a plan turns it on
+        self._alongside: list[tuple[Callable[[], bool], Callable[[], None]]] = []
+        self.wait_seconds = 0.0  # in total: waiting for the loader's next batch
+        self.busy_seconds = 0.0  # in total: steps, that wait included (pauses and evaluations left out)
+        self.last_batch: tuple[Any, Any] | None = None  # (inputs, targets) of the latest step, on the device
+        self.ranks: Ranks | None = None  # the ranks of a torchrun launch, set by the session
+        batches = train_loader.batch_sampler
+        self._set_epoch: Callable[[int], None] | None = (  # a DistributedSampler's, or a batch sampler's own
+            getattr(batches, "set_epoch", None) or getattr(getattr(batches, "sampler", None), "set_epoch", None))
+        self._epoch_first_step = 0  # the global step at which the epoch under way began
+        self._pending_rng: dict[str, Any] | None = None  # a resumed run's RNG, until its epoch's order is drawn
+        self._next_flush = self._clock + self.flush_seconds
+
+    def run(self) -> None:
+        """Train until the schedule ends or a stop is asked for; exceptions propagate."""
+        if self._boundary():
+            return
+        while self.epoch < self.schedule.max_epochs and not self._reached_max_steps():
+            if self._run_epoch():
+                return
+            self.epoch += 1
+            self._epoch_first_step = self.step
+            self.sampler.epoch_draw = None
+            self.on_epoch_end(self.epoch)
+            self.restart_clock()
+            if self._boundary():
+                return
+
+    def _run_epoch(self) -> bool:
+        """One pass over the loader; True when a stop was asked for."""
+        step_scheduler = self.scheduler is not None and self.schedule.scheduler_interval == "step"
+        if self._set_epoch is not None:  # a DistributedSampler shuffles by epoch
+            self._set_epoch(self.epoch)
+        distributed = self.ranks is not None
+        clock = time.perf_counter
+        began = clock()
+        for indices, batch in self.loader:
+            fetched = clock()
+            self._train_step(indices, batch)
+            if step_scheduler:
+                self.scheduler.step()
+            self.step += 1
+            if self._alongside:
+                self._step_alongside()
+            if distributed:
+                if self._distributed_boundary():
+                    return True
+            else:
+                if self.recorder.full or time.monotonic() >= self._next_flush:
+                    self.flush()
+                self.wait_seconds += fetched - began
+                self.busy_seconds += clock() - began
+                if self.ctl.at_boundary(self.step):
+                    return True
+            if self._reached_max_steps():
+                break
+            began = clock()
+        return False
+
+    def _train_step(self, indices: list[int], batch: Any) -> None:
+        inputs, targets = self.unpack(batch)
+        inputs = to_device(inputs, self.device, self.non_blocking)
+        targets = to_device(targets, self.device, self.non_blocking)
+        self.last_batch = (inputs, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = self.model(inputs)
+        value = self.loss.train(outputs, targets)
+        losses = None
+        if self.loss.per_sample is None or value.ndim:
+            losses = reduce_to_samples(value, len(indices))
+            value = losses.mean()
+        value.backward()
+        if self.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+        self.optimizer.step()
+        self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
+
+    def _boundary(self) -> bool:
+        """The step boundary (on every rank of a launch, rank 0's); True means stop."""
+        return self.ctl.at_boundary(self.step) if self.ranks is None else self._distributed_boundary()
+
+    def _distributed_boundary(self) -> bool:
+        """Rank 0 says whether to flush (a collective) and whether it was asked anything; if so it
+        serves its boundary and every rank follows its verdict: go, stop, or paused meanwhile."""
+        ranks = self.ranks
+        assert ranks is not None
+        asked = ranks.lead and self.ctl.attention
+        due = ranks.lead and (asked or self.recorder.full or time.monotonic() >= self._next_flush)
+        flush, asked = ranks.word(due, asked)
+        if flush:
+            self.flush()
+        if not asked:
+            return False
+        if ranks.lead:
+            stop = self.ctl.at_boundary(self.step)  # the controller's heartbeat says PAUSED while paused
+            ranks.verdict(STOP if stop else GO)
+            return stop
+        verdict = ranks.verdict()
+        if verdict == PAUSED:
+            self.ctl.mirror(RunState.PAUSED)
+            while verdict == PAUSED:
+                verdict = ranks.verdict()
+            self.ctl.mirror(RunState.RUNNING)
+        if verdict == STOP:
+            self.ctl.mirror(RunState.STOPPING)
+        return verdict == STOP
+
+    def external_step(self, indices: list[int], outputs: Any, targets: Any) -> None:
+        """A training batch another trainer took (Lightning, Hugging Face): record its per-sample
+        values from the outputs it computed. Its step boundary is :meth:`Controller.at_boundary`."""
+        losses = None
+        if self.loss.per_sample is None:  # a custom loss gives per-sample values itself
+            with torch.no_grad():
+                losses = reduce_to_samples(self.loss.train(outputs, targets), len(indices))
+        self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
+        self.step += 1
+        if self.recorder.full or time.monotonic() >= self._next_flush:
+            self.flush()
+
+    def position(self) -> dict[str, Any]:
+        """Where the run stands, for a saved session: the epoch, the step, the batches of this epoch
+        already trained on and how the epoch drew its order (None before it has)."""
+        return {"epoch": self.epoch, "step": self.step, "batches_done": self.step - self._epoch_first_step,
+                "epoch_draw": self.sampler.draw_in_effect}
+
+    def rng_now(self) -> dict[str, Any]:
+        """The RNG states training goes on from (a resumed run's saved ones until they are back)."""
+        return self._pending_rng if self._pending_rng is not None else self.sampler.rng_states()
+
+    def resume_at(self, position: dict[str, Any], rng: dict[str, Any]) -> None:
+        """Continue from a saved :meth:`position` and :meth:`rng_now`: the epoch under way is
+        replayed in its order from the next batch on, and the RNG states of the saved step come
+        back once that order is drawn (at once when the epoch had not drawn it yet)."""
+        self.epoch, self.step = position["epoch"], position["step"]
+        self.ctl.step = self.step
+        self._epoch_first_step = self.step - position["batches_done"]
+        if position["epoch_draw"] is None:
+            self.sampler.set_rng_states(rng)
+            return
+
+        def put_back() -> None:
+            self.sampler.set_rng_states(rng)
+            self._pending_rng = None
+
+        self._pending_rng = rng
+        self.sampler.replay(position["epoch_draw"], position["batches_done"], put_back)
+
+    def alongside(self, step: Callable[[], bool], on_done: Callable[[], None]) -> None:
+        """Run ``step`` after each of the run's steps until it returns True, then ``on_done``
+        (a fork that alternates with the run). Call on the trainer thread."""
+        self._alongside.append((step, on_done))
+
+    def _step_alongside(self) -> None:
+        for job in list(self._alongside):
+            if job[0]():
+                self._alongside.remove(job)
+                job[1]()
+
+    def finish_alongside(self) -> None:
+        """Complete what alternates with the run, once the run itself has ended."""
+        while self._alongside:
+            self._step_alongside()
+
+    def _reached_max_steps(self) -> bool:
+        return self.schedule.max_steps is not None and self.step >= self.schedule.max_steps
+
+    def flush(self) -> None:
+        """Fold recorded steps into the store and update the throughput estimate."""
+        before = self.recorder.samples
+        self.recorder.flush()
+        now = time.monotonic()
+        self._clock_samples += self.recorder.samples - before
+        elapsed = now - self._clock
+        if elapsed > 0.05 and self._clock_samples:
+            rate = self._clock_samples / elapsed
+            self.samples_per_sec = rate if self.samples_per_sec is None else 0.7 * self.samples_per_sec + 0.3 * rate
+            self._clock, self._clock_samples = now, 0
+        self._next_flush = now + self.flush_seconds
+        self.on_flush()
+
+    def restart_clock(self) -> None:
+        """Leave pauses and evaluations out of the throughput estimate."""
+        self._clock, self._clock_samples = time.monotonic(), 0

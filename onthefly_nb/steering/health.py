@@ -1,0 +1,407 @@
+"""Health checks of a run, taken on the trainer thread at a step boundary.
+
+Each check gives a :class:`Finding`: pass, warn or fail, the evidence, and what it means in plain
+words. The gradients looked at are those of the last step (they stay in ``.grad`` until the next
+step clears them). What the trainer can hand over besides (the last batch, loader timings, recent
+labels, the AMP loss scale) comes in a :class:`Probe` and enables more checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..records.store import STEP_COLUMNS
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+EXPLODING_NORM = 1e3  # a total gradient norm above this fails
+LARGE_NORM = 1e2  # above this warns
+VANISHING_NORM = 1e-8  # a layer whose gradient norm is below this gets nothing to learn from
+HIGH_LR = 1.0
+GAP_WARN = 1.5  # validation loss over the recent mean train loss
+TREND_MIN_STEPS = 100
+DEAD_WARN = 0.5  # a ReLU layer with more than this share of units zero on the whole batch warns
+DEAD_MIN_ROWS = 8  # observations of a unit (samples x positions) needed before calling it dead
+INPUT_BOUND = 0.3  # share of step time spent waiting for data above which the run is input-bound
+IMBALANCE = 5.0  # most over least frequent class count
+BALANCE_MIN_PER_CLASS = 40  # labels per class needed before the ratio means more than sampling noise
+SINGLE_CLASS_MIN = 64  # labels needed before one class alone warns
+TINY_SCALE, HUGE_SCALE = 1.0, 2.0 ** 24
+
+_DEAD_TYPES = (nn.ReLU, nn.ReLU6)  # outputs exactly 0 when a unit is off
+
+_MEAN = STEP_COLUMNS.index("mean")
+_MEDIAN = STEP_COLUMNS.index("p50")
+_STEP = STEP_COLUMNS.index("step")
+
+
+@dataclass
+class Finding:
+    check: str
+    status: str
+    evidence: str
+    explanation: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Probe:
+    """What the trainer hands over cheaply at a step boundary; each field is optional.
+
+    ``inputs``/``targets``: the last training batch, already on the model's device; ``loss_fn``:
+    ``(outputs, targets) -> loss`` (scalar or per sample). ``wait_seconds``: time spent waiting for
+    the data loader over a recent window of steps; ``step_seconds``: wall time of those same steps,
+    the wait included. ``recent_targets``: the integer labels of recent batches (classification).
+    ``loss_scale``: the AMP ``GradScaler``'s current scale.
+    """
+
+    inputs: Any = None
+    targets: Any = None
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None
+    wait_seconds: float | None = None
+    step_seconds: float | None = None
+    recent_targets: Any = None
+    loss_scale: float | None = None
+
+
+def check_health(model: nn.Module, optimizer: torch.optim.Optimizer, history: np.ndarray,
+                 validation: dict[str, Any] | None, probe: Probe | None = None) -> list[Finding]:
+    """Every check, in a fixed order; ``history`` is the per-step rows so far. The checks fed by
+    ``probe`` (activations, dead units, data pipeline, label balance, loss scale) follow, each only
+    when its inputs are there."""
+    findings = [_loss(history), _parameters(model), _gradients(model), _learning_rate(optimizer)]
+    if len(history) >= TREND_MIN_STEPS:
+        findings.append(_trend(history))
+    if validation is not None and validation.get("loss") is not None and len(history):
+        findings.append(_gap(history, validation))
+    return findings + (_probed(model, probe) if probe is not None else [])
+
+
+def _probed(model: nn.Module, probe: Probe) -> list[Finding]:
+    """The checks whose inputs the probe carries, in a fixed order."""
+    findings = _forward_checks(model, probe) if probe.inputs is not None else []
+    optional = (_data_pipeline(probe.wait_seconds, probe.step_seconds), _label_balance(probe.recent_targets),
+                _loss_scale(probe.loss_scale))
+    return findings + [f for f in optional if f is not None]
+
+
+def report(findings: list[Finding], step: int) -> dict[str, Any]:
+    """Findings as the dashboard's ``health`` trait."""
+    return {"step": step, "time": time.time(), "results": [f.to_json() for f in findings]}
+
+
+def _loss(history: np.ndarray) -> Finding:
+    if not len(history):
+        return Finding("loss", WARN, "no step recorded yet", "Run a few steps, then check again.")
+    bad = ~np.isfinite(history[:, _MEAN])
+    if bad.any():
+        first = int(history[bad][0, _STEP])
+        return Finding("loss", FAIL, f"the mean loss became NaN or infinite at step {first}",
+                       "The loss overflowed: approve the 'Lower the learning rate' or 'Clip gradients' card "
+                       "when one is offered, or look for bad inputs or labels in that step's batch.")
+    return Finding("loss", PASS, f"finite over {len(history)} steps, latest mean {history[-1, _MEAN]:.4g}",
+                   "Every recorded step had a finite loss.")
+
+
+def _parameters(model: nn.Module) -> Finding:
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p.detach()).all():
+            return Finding("parameters", FAIL, f"{name} holds NaN or infinite values",
+                           "The weights are corrupt; training cannot recover from this. Reload a "
+                           "checkpoint and lower the learning rate.")
+    return Finding("parameters", PASS, "every parameter is finite", "The weights hold no NaN or infinity.")
+
+
+def gradient_norms(model: nn.Module) -> tuple[dict[str, float], list[str]]:
+    """The norm of each trainable parameter's gradient (in order), and the parameters without one."""
+    norms: dict[str, float] = {}
+    unused = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.grad is None:
+            unused.append(name)
+        else:
+            norms[name] = float(torch.linalg.vector_norm(p.grad.detach().float()))
+    return norms, unused
+
+
+def _gradients(model: nn.Module) -> Finding:
+    norms, unused = gradient_norms(model)
+    broken = next((name for name, norm in norms.items() if not math.isfinite(norm)), None)
+    if broken is not None:
+        return Finding("gradients", FAIL, f"the gradient of {broken} is NaN or infinite (the first such layer)",
+                       "Backpropagation overflowed in or after this layer: lower the learning rate, "
+                       "clip gradients, or check the loss for log(0) or division by zero.")
+    if not norms:
+        return Finding("gradients", WARN, "no gradients yet", "Gradients exist after the first step.")
+    total = math.sqrt(sum(n * n for n in norms.values()))
+    largest = max(norms, key=norms.__getitem__)
+    evidence = f"total norm {total:.3g}; largest {largest} {norms[largest]:.3g}"
+    if total > EXPLODING_NORM:
+        return Finding("gradients", FAIL, evidence, f"Gradients are exploding, most in {largest}: approve the "
+                       "'Clip gradients' or 'Lower the learning rate' card when one is offered, or clip gradient "
+                       "norms yourself (torch.nn.utils.clip_grad_norm_).")
+    vanishing = [n for n, v in norms.items() if v < VANISHING_NORM]
+    if vanishing:
+        return Finding("gradients", WARN, f"{evidence}; vanishing in {', '.join(vanishing[:5])}",
+                       "These layers receive (almost) no gradient and do not learn: check for dead "
+                       "activations, saturated units or a detached branch.")
+    if unused:
+        return Finding("gradients", WARN, f"{evidence}; no gradient for {', '.join(unused[:5])}",
+                       "These parameters were not used by the last step's loss; if that is unexpected, "
+                       "a branch of the model is disconnected.")
+    if total > LARGE_NORM:
+        return Finding("gradients", WARN, evidence, "Gradients are large; watch for spikes in the loss.")
+    return Finding("gradients", PASS, evidence, "Gradients are finite and of a healthy size.")
+
+
+def _learning_rate(optimizer: torch.optim.Optimizer) -> Finding:
+    rates = [g.get("lr") for g in optimizer.param_groups]
+    values = [float(r) for r in rates if isinstance(r, int | float | torch.Tensor)]
+    evidence = "lr " + ", ".join(f"{r:.3g}" for r in values)
+    if not values or any(not math.isfinite(r) or r <= 0 for r in values):
+        return Finding("learning rate", FAIL, evidence or "no learning rate",
+                       "A learning rate must be a positive finite number.")
+    if max(values) > HIGH_LR:
+        return Finding("learning rate", WARN, evidence, "A learning rate above 1 is unusual and often diverges; "
+                       "approve the 'Lower the learning rate' card when it is offered.")
+    return Finding("learning rate", PASS, evidence, "The learning rate is positive and finite.")
+
+
+def _trend(history: np.ndarray) -> Finding:
+    tenth = max(len(history) // 10, 5)
+    early, late = float(np.median(history[:tenth, _MEDIAN])), float(np.median(history[-tenth:, _MEDIAN]))
+    evidence = f"median loss {early:.4g} over the first {tenth} steps, {late:.4g} over the last {tenth}"
+    if not late < early:
+        return Finding("loss trend", WARN, evidence, "The loss is not going down: the learning rate may be "
+                       "too high or too low, or the labels may not follow from the inputs.")
+    return Finding("loss trend", PASS, evidence, "The loss is going down.")
+
+
+def _gap(history: np.ndarray, validation: dict[str, Any]) -> Finding:
+    train = float(np.mean(history[-50:, _MEAN]))
+    val = float(validation["loss"])
+    ratio = val / train if train > 0 else math.inf
+    evidence = (f"validation loss {val:.4g} at step {validation['step']}, mean train loss {train:.4g} "
+                f"over the last steps ({ratio:.2f}x)")
+    if ratio > GAP_WARN:
+        return Finding("train/validation gap", WARN, evidence, "Validation loss is well above the training loss: "
+                       "the model may be overfitting; consider more data, augmentation or regularisation.")
+    return Finding("train/validation gap", PASS, evidence, "Validation follows training.")
+
+
+# ---- checks fed by a Probe --------------------------------------------------------------
+
+
+@dataclass
+class _Trace:
+    """What one hooked forward pass over the last batch saw."""
+
+    calls: int = 0  # module outputs looked at
+    first_bad: str | None = None  # the first module (in execution order) whose output held NaN or infinity
+    dead: dict[str, tuple[float, int]] = field(default_factory=dict)  # ReLU layer -> (dead share, units)
+    loss: float | None = None
+    error: str | None = None
+
+
+def _forward_checks(model: nn.Module, probe: Probe) -> list[Finding]:
+    """Activations and dead units, both from one hooked forward pass over the last batch."""
+    if any(not bool(torch.isfinite(t).all()) for t in _floats(probe.inputs)):
+        return [Finding("activations", FAIL, "the last batch's inputs hold NaN or infinite values",
+                        "The data itself is broken: look for missing values, a division by zero in the "
+                        "preprocessing or a corrupt file; no model can learn from such a batch.")]
+    trace = _trace(model, probe)
+    return [_activations(trace)] + ([] if trace.error else [_dead_units(trace)])
+
+
+def _trace(model: nn.Module, probe: Probe) -> _Trace:
+    """Runs the model (and ``loss_fn``) on the probe's batch in its current mode, without gradients, with
+    the RNG and every buffer (BatchNorm statistics) as they were afterwards, recording each module's output.
+
+    Every module is hooked, not only leaves: a module's hook fires after those of its children, so the
+    first non-finite output is the innermost module that produced it, and a parent's own arithmetic
+    is seen too."""
+    trace = _Trace()
+    handles = []
+    try:
+        handles = [m.register_forward_hook(_recorder(trace, name, m)) for name, m in model.named_modules()]
+        with torch.no_grad(), _rng_forked(model), _buffers_kept(model):
+            outputs = model(probe.inputs)
+            if probe.loss_fn is not None and probe.targets is not None:
+                trace.loss = float(torch.as_tensor(probe.loss_fn(outputs, probe.targets)).double().mean())
+    except Exception as error:  # a model that fails on the batch is a finding, not a crash of the check
+        trace.error = f"{type(error).__name__}: {error}"
+    finally:
+        for handle in handles:
+            handle.remove()
+    return trace
+
+
+def _recorder(trace: _Trace, name: str, module: nn.Module) -> Callable[[nn.Module, Any, Any], None]:
+    label = f"`{name or 'model'}` ({type(module).__name__})"
+
+    def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        trace.calls += 1
+        if trace.first_bad is None and any(not bool(torch.isfinite(t).all()) for t in _floats(output)):
+            trace.first_bad = label
+        if isinstance(module, _DEAD_TYPES) and isinstance(output, torch.Tensor):
+            dead = _dead_share(output)
+            if dead is not None:  # a module called twice keeps its worst call
+                trace.dead[label] = max(dead, trace.dead.get(label, dead))
+
+    return record
+
+
+def _floats(value: Any) -> list[torch.Tensor]:
+    """The floating-point tensors in a tensor or a (nested) tuple, list or dict of them."""
+    if isinstance(value, torch.Tensor):
+        return [value] if value.is_floating_point() else []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in _floats(item)]
+    return []
+
+
+def _dead_share(output: torch.Tensor) -> tuple[float, int] | None:
+    """The share of units that are zero for every observation of the batch, and the number of units.
+
+    Units lie at dim 1: the features of a 2-D output, the channels of a convolution's (N, C, ...)
+    output. A (batch, time, features) output is read as time steps, so dead features there go unseen.
+    None when the batch gives fewer than ``DEAD_MIN_ROWS`` observations of each unit."""
+    if output.ndim < 2:
+        return None
+    rows = output.ne(0).movedim(1, -1).reshape(-1, output.shape[1])
+    if rows.shape[0] < DEAD_MIN_ROWS or not rows.shape[1]:
+        return None
+    return 1.0 - float(rows.any(0).float().mean()), int(rows.shape[1])
+
+
+def _rng_forked(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Restores the CPU RNG, and that of the accelerator holding the model, after the block."""
+    devices = {p.device for p in model.parameters() if p.device.type != "cpu"}
+    kind = next(iter(devices)).type if devices else None
+    return torch.random.fork_rng(devices=sorted(d.index or 0 for d in devices), device_type=kind)
+
+
+@contextlib.contextmanager
+def _buffers_kept(model: nn.Module) -> Iterator[None]:
+    """Puts every buffer back after the block, so a forward pass in train mode leaves BatchNorm
+    statistics as they were."""
+    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+def _activations(trace: _Trace) -> Finding:
+    if trace.error is not None:
+        return Finding("activations", WARN, f"the forward pass on the last batch raised {trace.error}",
+                       "The check could not run the model on the batch it trained on; the other findings hold.")
+    if trace.first_bad is not None:
+        return Finding("activations", FAIL, f"first non-finite output in {trace.first_bad}",
+                       "This module is the first to produce NaN or infinity on the last batch; the ones after "
+                       "it only pass it on. Look at what it computes (log of 0 or of negatives, division by zero, "
+                       "exp overflow); if its weights grew too large, approve the 'Lower the learning rate' or "
+                       "'Clip gradients' card when one is offered.")
+    if trace.loss is not None and not math.isfinite(trace.loss):
+        return Finding("activations", FAIL, f"every module's output is finite but the loss on the batch is "
+                       f"{trace.loss}", "The loss itself overflows on this batch: look for labels out of range, "
+                       "NaN in the targets, or log(0) in a custom loss.")
+    loss = f"; loss {trace.loss:.4g}" if trace.loss is not None else ""
+    return Finding("activations", PASS, f"{trace.calls} module outputs on the last batch, all finite{loss}",
+                   "The forward pass on the last batch is finite everywhere.")
+
+
+def _dead_units(trace: _Trace) -> Finding:
+    """Units that are zero on the whole batch, at nn.ReLU and nn.ReLU6 modules (whose outputs are exactly 0
+    when off). A functional ``F.relu`` inside a forward is no module, so the check cannot see it."""
+    if not trace.dead:
+        return Finding("dead units", PASS, "no nn.ReLU or nn.ReLU6 module to look at",
+                       f"Nothing to check: dead units are counted at nn.ReLU and nn.ReLU6 modules over a batch "
+                       f"of at least {DEAD_MIN_ROWS} samples (or positions); F.relu inside a forward cannot be seen.")
+    ranked = sorted(((share, units, name) for name, (share, units) in trace.dead.items()), reverse=True)
+    described = [f"{name}: {share:.0%} of {units} units zero on the whole batch" for share, units, name in ranked]
+    over = sum(share > DEAD_WARN for share, _, _ in ranked)  # a prefix of the ranking
+    if over:
+        return Finding("dead units", WARN, "; ".join(described[:min(over, 3)]),
+                       "Most units of such a layer output zero for every sample, so they get no gradient and stop "
+                       "learning (dying ReLU), often after too high a learning rate pushed their biases negative. "
+                       "Approve the 'Lower the learning rate' card when it is offered; LeakyReLU or GELU, or a "
+                       "smaller learning rate from the start, avoid it.")
+    return Finding("dead units", PASS, f"worst {described[0]}", "The ReLU layers have live units.")
+
+
+def _data_pipeline(wait_seconds: float | None, step_seconds: float | None) -> Finding | None:
+    if wait_seconds is None or step_seconds is None or not step_seconds > 0 or not math.isfinite(wait_seconds):
+        return None
+    share = wait_seconds / step_seconds
+    evidence = f"{share:.0%} of step time waiting for data ({wait_seconds:.3g} s of {step_seconds:.3g} s)"
+    if share > INPUT_BOUND:
+        return Finding("data pipeline", WARN, f"input-bound: {evidence}",
+                       "Training waits for the data loader: raise num_workers, enable pin_memory/"
+                       "persistent_workers, or cache the dataset.")
+    return Finding("data pipeline", PASS, f"compute-bound: {evidence}", "The data loader keeps up with training.")
+
+
+def _label_balance(recent_targets: Any) -> Finding | None:
+    """Counts of the integer labels of recent batches; negative labels (an ignore_index) are left out, and a
+    class absent from the window cannot be seen."""
+    if recent_targets is None:
+        return None
+    labels = torch.as_tensor(recent_targets).detach().cpu().numpy().reshape(-1)
+    if labels.dtype.kind not in "iu":
+        return None
+    classes, counts = np.unique(labels[labels >= 0], return_counts=True)
+    if not len(classes):
+        return None
+    order = np.argsort(-counts, kind="stable")
+    top = ", ".join(f"{classes[i]}: {counts[i]}" for i in order[:5])
+    rest = f", ... least {classes[order[-1]]}: {counts[order[-1]]}" if len(classes) > 5 else ""
+    total, ratio = int(counts.sum()), float(counts.max() / counts.min())
+    evidence = f"{len(classes)} classes in the last {total} labels, most/least {ratio:.1f}x; counts {top}{rest}"
+    if len(classes) == 1 and total >= SINGLE_CLASS_MIN:
+        return Finding("label balance", WARN, f"only class {classes[0]} in the last {total} labels",
+                       "Recent batches hold a single class: the loader is probably not shuffled (a dataset "
+                       "sorted by label); set shuffle=True or use a sampler.")
+    if total < BALANCE_MIN_PER_CLASS * len(classes):
+        return Finding("label balance", PASS, evidence, f"Too few recent labels to judge the balance: it takes "
+                       f"{BALANCE_MIN_PER_CLASS} per class before the counts mean more than sampling noise.")
+    if ratio > IMBALANCE:
+        return Finding("label balance", WARN, evidence, "A few classes dominate the recent batches, so the model can "
+                       "lower its loss by predicting them: weight the loss by class, or balance the batches with a "
+                       "WeightedRandomSampler.")
+    return Finding("label balance", PASS, evidence, "The classes in recent batches are in balance.")
+
+
+def _loss_scale(scale: float | None) -> Finding | None:
+    if scale is None:
+        return None
+    scale = float(scale)
+    evidence = f"AMP loss scale {scale:.4g}"
+    if not math.isfinite(scale) or scale <= 0:
+        return Finding("loss scale", FAIL, evidence, "A GradScaler's scale must be a positive finite number; the "
+                       "scaler is corrupt: recreate it, or reload a checkpoint.")
+    if scale < TINY_SCALE:
+        return Finding("loss scale", WARN, evidence, "Repeated overflows shrank the scale below 1: the float16 "
+                       "gradients overflow nearly every step, and those steps are skipped. Approve the 'Lower the "
+                       "learning rate' card when it is offered, or train in bfloat16.")
+    if scale > HUGE_SCALE:
+        return Finding("loss scale", WARN, evidence, "The scale kept growing, so even scaled gradients never "
+                       "overflow: the gradients are tiny (vanishing) or the backward pass does not run in float16 "
+                       "(is autocast on?). A sudden larger gradient will overflow and skip steps.")
+    return Finding("loss scale", PASS, evidence, "The AMP loss scale is in its normal range.")

@@ -1,0 +1,141 @@
+"""The WebSocket bridge on a real session: token, origin, paths, sizes and malformed frames are
+refused; a good client gets the traits and steers the run."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import struct
+import time
+
+import pytest
+from conftest import make_session
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from onthefly_nb.dashboard.bridge import MAX_MESSAGE_BYTES, encode_frame
+
+
+@pytest.fixture(scope="module")
+def served():
+    session = make_session(n=256, max_epochs=10_000)
+    session.start(paused=True)
+    bridge = session.bridge(port=0)
+    try:
+        yield session, bridge
+    finally:
+        session.stop(timeout=10)
+        bridge.stop()
+
+
+def read_frame(socket) -> tuple[dict, bytes]:
+    frame = socket.recv(timeout=10)
+    (size,) = struct.unpack_from("<I", frame)
+    return json.loads(frame[4:4 + size]), frame[4 + size:]
+
+
+def message(content: dict, buffers: list[bytes] = ()) -> bytes:
+    return encode_frame({"type": "message", "content": content, "buffers": [{} for _ in buffers]}, list(buffers))
+
+
+def get(bridge, path: str) -> tuple[int, bytes]:
+    client = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=10)
+    client.request("GET", path)
+    reply = client.getresponse()
+    return reply.status, reply.read()
+
+
+def test_a_client_with_the_token_gets_the_traits_and_steers_the_run(served):
+    session, bridge = served
+    assert bridge.url.startswith("http://127.0.0.1:") and bridge.token in bridge.url
+    with connect(bridge.websocket_url) as socket:
+        hello, _ = read_frame(socket)
+        assert hello == {"type": "hello", "protocol": 1, "session": session.run_name, "buffers": []}
+        state, payload = read_frame(socket)
+        assert state["type"] == "state" and state["state"]["run"]["state"] == "paused"
+        assert {b["path"][0] for b in state["buffers"]} >= {"curve"} and len(payload) == sum(
+            b["length"] for b in state["buffers"])
+        step = session.global_step
+        socket.send(message({"type": "command", "name": "step", "n": 3}))
+        deadline = time.monotonic() + 10
+        while session.global_step < step + 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert session.global_step == step + 3
+        while True:  # the publisher sends the new step
+            update, _ = read_frame(socket)
+            if update["type"] == "state" and update["state"].get("run", {}).get("step") == step + 3:
+                break
+        socket.send(message({"type": "command", "name": "rm -rf"}))
+        while (reply := read_frame(socket)[0])["type"] != "error":
+            pass
+        assert "unknown command 'rm -rf'" in reply["reason"]
+    assert session.status == "paused"
+
+
+@pytest.mark.parametrize(("query", "origin", "status"), [
+    ("", None, 401), ("?token=wrong", None, 401), ("?token={token}", "http://evil.example", 403),
+    ("?token={token}", "http://127.0.0.1:1", 403),
+])
+def test_no_token_a_wrong_token_and_a_foreign_origin_are_refused(served, query, origin, status):
+    _, bridge = served
+    url = f"ws://127.0.0.1:{bridge.port}/ws" + query.format(token=bridge.token)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, origin=origin, open_timeout=10)
+    assert refused.value.response.status_code == status
+
+
+def test_the_page_needs_the_token_and_nothing_else_is_served(served):
+    _, bridge = served
+    assert get(bridge, "/")[0] == 401
+    status, page = get(bridge, f"/?token={bridge.token}")
+    assert status == 200 and b"/static/standalone.js" in page and b"onthefly-app" in page
+    assert get(bridge, "/static/widget.css")[0] == 200
+    for path in ("/static/../session.py", "/static/%2e%2e/session.py", "/../onthefly_nb/session.py",
+                 "/static/widget.js", "/etc/passwd", "/static//widget.css"):
+        assert get(bridge, path)[0] == 404, path
+
+
+def test_oversized_and_malformed_frames_are_refused_and_the_session_goes_on(served):
+    session, bridge = served
+    with connect(bridge.websocket_url, max_size=None) as socket:
+        read_frame(socket), read_frame(socket)
+        for bad in (b"", b"\x01", b"\xff\xff\xff\xff{}", struct.pack("<I", 2) + b"[]",
+                    encode_frame({"type": "message", "content": {"type": "select", "n": 2},
+                                  "buffers": [{"offset": 0, "length": 99}]})):
+            socket.send(bad)
+            while (reply := read_frame(socket)[0])["type"] != "error":
+                pass
+        socket.send("a text frame")
+        while (reply := read_frame(socket)[0])["type"] != "error":
+            pass
+        assert "a frame is binary" in reply["reason"]
+    with connect(bridge.websocket_url, max_size=None) as socket:
+        read_frame(socket), read_frame(socket)
+        socket.send(b"\x00" * (MAX_MESSAGE_BYTES + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                socket.recv(timeout=10)
+        assert closed.value.rcvd.code == 1009  # message too big
+    assert session.status == "paused" and session._error is None
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_frames_never_hurt_the_session(served, frame):
+    session, bridge = served
+    with connect(bridge.websocket_url) as socket:
+        socket.send(frame)
+    assert session.status == "paused" and session._error is None
+
+
+def test_a_taken_port_moves_to_the_next_free_one_and_says_so(served, capsys):
+    _, bridge = served
+    other = make_session(n=64, max_epochs=1)
+    second = other.bridge(port=bridge.port)
+    try:
+        assert second.port != bridge.port
+        assert f"port {bridge.port} is taken; the dashboard is on port {second.port}" in capsys.readouterr().out
+    finally:
+        second.stop()
