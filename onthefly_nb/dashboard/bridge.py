@@ -6,39 +6,32 @@ The server runs an asyncio loop on its own thread, bound to 127.0.0.1 only (defa
 else the next free one, said so). ``/ws?token=...`` needs the session's random token (compared in
 constant time) and an Origin of this server, a VS Code webview or none; messages are capped in
 size and checked by :mod:`protocol` before they reach the session. ``/`` (with the token) serves
-the standalone page, ``/static/`` two bundled files by name, and anything else is a 404. A
-publisher thread sends the changed traits to every client at most ten times a second.
-
-Every frame, both ways, is binary: ``[uint32 LE header length][UTF-8 JSON header][buffers]``,
-the header listing the buffers' ``path`` (server to client), ``offset`` and ``length``.
+the standalone page, ``/static/`` two bundled files by name, and anything else is a 404. The
+bridge is one sink of the session's publisher (the same traits, at the same rate, as the widget)
+while any client is connected. Frames are :mod:`frames`'s. It imports nothing of training and
+nothing of ipywidgets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
-import math
 import secrets
-import struct
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ipywidgets.widgets.widget import _remove_buffers
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .commands import receive
-from .protocol import PROTOCOL_VERSION
-from .widget import PUBLISH_INTERVAL, TraitState
-
-if TYPE_CHECKING:
-    from ..session import Session
+from .contract import PROTOCOL_VERSION
+from .frames import decode_frame, encode_frame, state_frame
+from .publisher import PUBLISH_INTERVAL, Publisher, Values
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 47621
@@ -52,44 +45,18 @@ PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>onth
 <body style="margin:0;padding:12px"><div id="onthefly-app"></div>
 <script type="module" src="/static/standalone.js"></script></body></html>"""
 
-
-def encode_frame(header: dict[str, Any], buffers: list[bytes | memoryview] = ()) -> bytes:  # type: ignore[assignment]
-    """One frame: the header (with each buffer's offset and length added) and the buffers."""
-    offset, listed = 0, []
-    for entry, buffer in zip(header.get("buffers", [{}] * len(buffers)), buffers):
-        listed.append({**entry, "offset": offset, "length": len(buffer)})
-        offset += len(buffer)
-    text = json.dumps(_finite({**header, "buffers": listed}), separators=(",", ":"), allow_nan=False).encode()
-    return b"".join([struct.pack("<I", len(text)), text, *map(bytes, buffers)])
-
-
-def decode_frame(frame: bytes) -> tuple[Any, list[memoryview]]:
-    """A client's frame as ``(message content, buffers)``; ValueError if it is not one."""
-    if not isinstance(frame, bytes) or len(frame) < 4:
-        raise ValueError("a frame is binary: a 4-byte header length, the JSON header, the buffers")
-    (size,) = struct.unpack_from("<I", frame)
-    if size > len(frame) - 4:
-        raise ValueError(f"the frame's header length {size} runs past its end ({len(frame)} bytes)")
-    header = json.loads(frame[4:4 + size])
-    if not isinstance(header, dict) or header.get("type") != "message" or not isinstance(header.get("buffers", []),
-                                                                                            list):
-        raise ValueError("a client frame's header is {type: 'message', content, buffers}")
-    payload, buffers = memoryview(frame)[4 + size:], []
-    for entry in header.get("buffers", []):
-        if not isinstance(entry, dict):
-            raise ValueError(f"a buffer entry is {{offset, length}}, got {entry!r:.80}")
-        start, length = entry.get("offset"), entry.get("length")
-        if not (isinstance(start, int) and isinstance(length, int) and 0 <= start <= start + length <= len(payload)):
-            raise ValueError(f"a buffer entry {entry!r:.80} does not fit the frame's payload")
-        buffers.append(payload[start:start + length])
-    return header.get("content"), buffers
+Receive = Callable[[Any, list[Any]], "str | None"]
 
 
 class Bridge:
     """The session's WebSocket server; ``start()`` it, open ``url``, ``stop()`` it (the session does)."""
 
-    def __init__(self, session: Session, port: int = DEFAULT_PORT) -> None:
-        self.session = session
+    def __init__(self, publisher: Publisher, receive: Receive, refuse: Callable[[str, str], None], name: str,
+                 port: int = DEFAULT_PORT) -> None:
+        self._publisher = publisher
+        self._receive_message = receive  # a decoded frame's message -> why it was refused, or None
+        self._refuse = refuse  # (what, reason): log a frame that did not decode
+        self.name = name
         self.requested_port = port
         self.port: int | None = None
         self.token = secrets.token_urlsafe(24)
@@ -105,22 +72,26 @@ class Bridge:
         return f"http://{HOST}:{self.port}/?token={self.token}"
 
     @property
+    def clients(self) -> int:
+        """WebSocket clients connected now."""
+        return len(self._clients)
+
+    @property
     def websocket_url(self) -> str:
         return f"ws://{HOST}:{self.port}/ws?token={self.token}"
 
     def start(self) -> Bridge:
         """Serve on the requested port, or the next free one; returns once listening."""
-        threading.Thread(target=self._run, name=f"onthefly-bridge-{self.session.run_name}", daemon=True).start()
+        threading.Thread(target=self._run, name=f"onthefly-bridge-{self.name}", daemon=True).start()
         self._ready.wait()
         if self._error is not None:
             raise self._error
-        threading.Thread(target=self._publish, name=f"onthefly-bridge-publish-{self.session.run_name}",
-                         daemon=True).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None and not self._stopped.is_set():
             self._stopped.set()
+            self._publisher.detach(self)
             self._loop.call_soon_threadsafe(self._server.close)
 
     def stop_soon(self, delay: float = 2 * PUBLISH_INTERVAL + 0.5) -> None:
@@ -166,7 +137,7 @@ class Bridge:
         if parts.path == "/":
             if not hmac.compare_digest(token.encode(), self.token.encode()):
                 return _response(HTTPStatus.UNAUTHORIZED, "a valid token is needed: open the URL the session printed")
-            return _response(HTTPStatus.OK, PAGE.format(title=self.session.run_name), "text/html; charset=utf-8")
+            return _response(HTTPStatus.OK, PAGE.format(title=self.name), "text/html; charset=utf-8")
         if parts.path in ASSETS:
             name, kind = ASSETS[parts.path]
             file = STATIC / name
@@ -182,11 +153,12 @@ class Bridge:
 
     # ---- WebSocket: state out, messages in -----------------------------------------------------
     async def _connection(self, connection: ServerConnection) -> None:
+        first = not self._clients
         self._clients.add(connection)
         try:
-            await connection.send(encode_frame({"type": "hello", "protocol": PROTOCOL_VERSION,
-                                                "session": self.session.run_name}))
-            await connection.send(self._frame(TraitState(self.session).update(self.session.snapshot())))
+            current = self._publisher.attach(self) if first else self._publisher.current()
+            await connection.send(encode_frame({"type": "hello", "protocol": PROTOCOL_VERSION, "session": self.name}))
+            await connection.send(state_frame(current))
             async for frame in connection:
                 reason = self._receive(frame)
                 if reason is not None:
@@ -196,35 +168,23 @@ class Bridge:
             pass
         finally:
             self._clients.discard(connection)
+            if not self._clients:
+                self._publisher.detach(self)
 
     def _receive(self, frame: Any) -> str | None:
         try:
             content, buffers = decode_frame(frame)
         except ValueError as exc:
-            self.session._log.append("rejected_message", self.session.global_step, message="frame",
-                                     reason=f"ValueError: {exc}"[:500])
-            return f"ValueError: {exc}"
-        return receive(self.session, content, buffers)
+            reason = f"ValueError: {exc}"[:500]
+            self._refuse("frame", reason)
+            return reason
+        return self._receive_message(content, buffers)
 
-    def _frame(self, values: dict[str, Any]) -> bytes:
-        state, paths, buffers = _remove_buffers(values)
-        return encode_frame({"type": "state", "state": state, "buffers": [{"path": p} for p in paths]}, buffers)
-
-    def _publish(self) -> None:
-        """Send the changed traits to every client, at most ten times a second, while serving."""
-        traits = TraitState(self.session)
-        sent: dict[str, Any] = {}
-        while not self._stopped.wait(PUBLISH_INTERVAL):
-            if not self._clients:
-                continue
-            values = traits.update(self.session.snapshot())
-            changed = {k: v for k, v in values.items() if sent.get(k, ...) != v}
-            if not changed:
-                continue
-            sent.update(changed)
-            frame = self._frame(changed)
-            for client in list(self._clients):
-                asyncio.run_coroutine_threadsafe(_send(client, frame), self._loop)
+    def publish(self, changed: Values) -> None:
+        """Send the changed traits to every client (on the publisher's thread)."""
+        frame = state_frame(changed)
+        for client in list(self._clients):
+            asyncio.run_coroutine_threadsafe(_send(client, frame), self._loop)
 
 
 async def _send(client: ServerConnection, frame: bytes) -> None:
@@ -232,17 +192,6 @@ async def _send(client: ServerConnection, frame: bytes) -> None:
         await client.send(frame)
     except ConnectionClosed:
         pass
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as None, which JSON (and JSON.parse) can carry."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _response(status: HTTPStatus, body: str | bytes, kind: str = "text/plain; charset=utf-8") -> Response:

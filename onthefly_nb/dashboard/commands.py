@@ -1,24 +1,66 @@
 """What a dashboard message does: checked by the protocol, then handed to the session as a request
-(the trainer acts on it at a step boundary). Every transport uses :func:`receive`."""
+(the trainer acts on it at a step boundary). Every transport calls :func:`receive`.
+
+Commands are a registry: ``@command("name")`` adds one (its name is declared in
+``contract.COMMAND_NAMES``, its button in ``js/panels/controls.ts``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .protocol import Message, decode
 
-if TYPE_CHECKING:
-    from ..session import Session
+
+class EventSink(Protocol):
+    def append(self, kind: str, step: int, **data: Any) -> dict[str, Any]: ...
 
 
-def receive(session: Session, content: Any, buffers: list[Any] | tuple[Any, ...]) -> str | None:
+class Steerable(Protocol):
+    """What a dashboard message may ask of a session (``onthefly_nb.Session`` is one)."""
+
+    event_log: EventSink
+    global_step: int
+    val_loader: Any
+    test_loader: Any
+
+    def pause(self, wait: bool = ...) -> Any: ...
+    def resume(self) -> Any: ...
+    def stop(self, wait: bool = ...) -> Any: ...
+    def step(self, n: int = ..., wait: bool = ...) -> Any: ...
+    def validate(self, wait: bool = ...) -> Any: ...
+    def test(self, wait: bool = ...) -> Any: ...
+    def health(self, wait: bool = ...) -> Any: ...
+    def compare(self, extra: Any = ..., wait: bool = ...) -> Any: ...
+    def check_determinism(self, wait: bool = ...) -> Any: ...
+    def export(self, path: Any, wait: bool = ...) -> Any: ...
+    def default_export_path(self) -> Any: ...
+    def select(self, indices: Any) -> Any: ...
+    def approve(self, plan_id: str, wait: bool = ..., **params: float) -> Any: ...
+    def reject(self, plan_id: str) -> None: ...
+
+
+Command = Callable[[Steerable, Message], Any]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    """Register what the command ``name`` does."""
+    def register(run: Command) -> Command:
+        COMMANDS[name] = run
+        return run
+
+    return register
+
+
+def receive(session: Steerable, content: Any, buffers: list[Any] | tuple[Any, ...]) -> str | None:
     """Check and apply one message from a dashboard; returns why it was refused, or None. A refused
     message changes nothing and is logged as a ``rejected_message`` event."""
     try:
         message = decode(content, buffers)
         if message.type == "command":
-            _command(session, message)
+            COMMANDS[message.name](session, message)  # type: ignore[index]
         elif message.type == "select":
             session.select(message.indices)
         elif message.decision == "approve":
@@ -28,43 +70,29 @@ def receive(session: Session, content: Any, buffers: list[Any] | tuple[Any, ...]
     except Exception as exc:  # noqa: BLE001 - a bad message must never reach the trainer
         kind = content.get("type") if isinstance(content, dict) else type(content).__name__
         reason = f"{type(exc).__name__}: {exc}"[:500]
-        session._log.append("rejected_message", session.global_step, message=str(kind)[:60], reason=reason)
+        session.event_log.append("rejected_message", session.global_step, message=str(kind)[:60], reason=reason)
         return reason
     return None
 
 
-def _command(session: Session, message: Message) -> None:
-    name = message.name
-    if name == "pause":
-        session.pause(wait=False)
-    elif name == "resume":
-        session.resume()
-    elif name == "stop":
-        session.stop(wait=False)
-    elif name == "step":
-        session.step(message.n, wait=False)  # type: ignore[arg-type]
-    elif name == "validate" and session.val_loader is not None:
-        session.validate(wait=False)
-    elif name == "test" and session.test_loader is not None:
-        session.test(wait=False)
-    elif name == "health":
-        session.health(wait=False)
-    elif name == "compare":
-        session.compare(wait=False)
-    elif name == "determinism":
-        _log_failure(session, name, session.check_determinism(wait=False))  # type: ignore[arg-type]
-    elif name == "export":
-        session.export(session.default_export_path(), wait=False)
-    else:
-        raise ValueError(f"command {name!r} is not available in this session")
-
-
-def _log_failure(session: Session, command: str, future: Future) -> None:
+def _logging_failure(session: Steerable, name: str, future: Future) -> None:
     """Log a command that failed on the trainer thread, so the dashboard shows why."""
     def done(finished: Future) -> None:
         error = finished.exception()
         if error is not None:
-            session._log.append("command_failed", session.global_step, command=command,
-                                reason=f"{type(error).__name__}: {error}")
+            session.event_log.append("command_failed", session.global_step, command=name,
+                                     reason=f"{type(error).__name__}: {error}")
 
     future.add_done_callback(done)
+
+
+command("pause")(lambda s, _m: s.pause(wait=False))
+command("resume")(lambda s, _m: s.resume())
+command("stop")(lambda s, _m: s.stop(wait=False))
+command("step")(lambda s, m: s.step(m.n, wait=False))
+command("validate")(lambda s, _m: s.val_loader is not None and s.validate(wait=False))
+command("test")(lambda s, _m: s.test_loader is not None and s.test(wait=False))
+command("health")(lambda s, _m: s.health(wait=False))
+command("compare")(lambda s, _m: s.compare(wait=False))
+command("determinism")(lambda s, _m: _logging_failure(s, "determinism", s.check_determinism(wait=False)))
+command("export")(lambda s, _m: s.export(s.default_export_path(), wait=False))

@@ -14,6 +14,7 @@ from torch.func import functional_call, grad, vmap
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 FISHER_EPSILON = 1e-10
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def average(models: Sequence[nn.Module], bn_loader: Any | None = None, device: torch.device | None = None
@@ -29,7 +30,7 @@ def average(models: Sequence[nn.Module], bn_loader: Any | None = None, device: t
 
 def recompute_batchnorm(model: nn.Module, bn_loader: Any | None, device: torch.device | None) -> None:
     """Reset and re-estimate BatchNorm running statistics over ``bn_loader``, if the model has any."""
-    if bn_loader is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if bn_loader is not None and any(isinstance(m, BATCH_NORMS) for m in model.modules()):
         update_bn(bn_loader, model, device=device)
 
 

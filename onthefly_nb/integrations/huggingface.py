@@ -96,7 +96,7 @@ def attach_huggingface(trainer: Any, project: str = "default", run_name: str = "
     session = Session(trainer.model, None, loss_fn or per_sample_cross_entropy, bookkeeping, project=project,
                       run_name=run_name, max_epochs=max(1, int(args.num_train_epochs)), max_steps=max_steps,
                       unpack=lambda batch: (batch, batch.get("labels")), **options)
-    run = ExternalRun(session, lambda: trainer.train())
+    run = ExternalRun(session.parts.lifecycle, lambda: trainer.train())
     trainer.train_dataset = IndexedExamples(dataset)
     trainer.data_collator = IndexCollator(trainer._get_collator_with_removed_columns(trainer.data_collator,
                                                                                      "training"))

@@ -56,7 +56,7 @@ def attach_lightning(trainer: Any, model: nn.Module, project: str = "default", r
     session = Session(model, None, loss_fn, train_loader, project=project, run_name=run_name,
                       max_epochs=max_epochs, max_steps=max_steps, **options)
     tape = IndexTape.install(train_loader)
-    run = ExternalRun(session, lambda: trainer.fit(model, train_loader, val_loader))
+    run = ExternalRun(session.parts.lifecycle, lambda: trainer.fit(model, train_loader, val_loader))
     trainer.callbacks.append(_callback_class(pl)(run, tape))
     if display if display is not None else in_kernel():
         from IPython.display import display as show
@@ -74,7 +74,7 @@ def _callback_class(pl: Any) -> type:
         def __init__(self, run: ExternalRun, tape: IndexTape) -> None:
             self.run = run
             self.tape = tape
-            self.session = run.session
+            self.unpack = run.run.unpack
             self._outputs: Any = None
             self._hook: Any = None
             self._warned = False
@@ -97,7 +97,7 @@ def _callback_class(pl: Any) -> type:
                     self._warned = True
                 self.tape.pop()
             else:
-                self.run.record(self.tape.pop(), self._outputs.detach(), self.session.unpack(batch)[1])
+                self.run.record(self.tape.pop(), self._outputs.detach(), self.unpack(batch)[1])
             if (batch_idx + 1) % trainer.accumulate_grad_batches == 0 and self.run.boundary():
                 trainer.should_stop = True  # between optimizer steps, never inside gradient accumulation
 

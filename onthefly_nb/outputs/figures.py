@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..records.clusters import Clustering
 from ..records.slices import Selection
 
-if TYPE_CHECKING:
-    from ..session import Session
+
+class Figured(Protocol):
+    """What a figure reads of a session (``onthefly_nb.Session`` is one)."""
+
+    history: pd.DataFrame
+    clustering: Clustering | None
+
+    def slice(self, query: Any = ..., features: bool | None = ...) -> pd.DataFrame: ...
 
 KINDS = ("loss", "history", "datamap", "map")
 
 
-def figure(session: Session, kind: str = "loss", slice: Selection = None) -> go.Figure:
+def figure(session: Figured, kind: str = "loss", slice: Selection = None) -> go.Figure:
     """``loss``: histogram of the slice's latest losses over all samples'; ``history``: the
     per-step loss quantile fan; ``datamap``: Data Maps (variability, confidence) coloured by
     correctness; ``map``: the 2-D map of the clustered hard samples, coloured by cluster."""
@@ -60,7 +67,7 @@ def _datamap(frame: pd.DataFrame) -> go.Figure:
     return fig.update_layout(xaxis_title="variability", yaxis_title="confidence", title="Data Map")
 
 
-def _map(session: Session, frame: pd.DataFrame) -> go.Figure:
+def _map(session: Figured, frame: pd.DataFrame) -> go.Figure:
     clustering = session.clustering
     if clustering is None:
         raise ValueError("no clustering yet: call session.cluster() first")

@@ -7,7 +7,7 @@ import os
 import uuid
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,8 +16,22 @@ from ..records.store import STEP_COLUMNS
 from .figures import history_figure
 from .summary import format_number
 
-if TYPE_CHECKING:
-    from ..session import Session
+
+class Reported(Protocol):
+    """What a report reads of a session (``onthefly_nb.Session`` is one)."""
+
+    samples_per_sec: float | None
+    metrics: dict[str, list[dict[str, Any]]]
+    global_step: int
+    clusters: pd.DataFrame
+    lineage: list[dict[str, Any]]
+    health_report: dict[str, Any] | None
+    events: list[dict[str, Any]]
+    comparison: pd.DataFrame | None
+
+    def snapshot(self, max_rows: int = ...) -> dict[str, Any]: ...
+    def slice(self, query: Any = ..., features: bool | None = ...) -> pd.DataFrame: ...
+
 
 HARDEST_ROWS = 20
 EVENT_ROWS = 200
@@ -37,7 +51,7 @@ CSS = """
 """
 
 
-def write_report(session: Session, path: str | os.PathLike[str]) -> Path:
+def write_report(session: Reported, path: str | os.PathLike[str]) -> Path:
     """Write :func:`report_html` to ``path`` (UTF-8) atomically: a temporary file beside it, then renamed."""
     target = Path(path).expanduser()
     if not target.parent.is_dir():
@@ -54,7 +68,7 @@ def write_report(session: Session, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def report_html(session: Session) -> str:
+def report_html(session: Reported) -> str:
     """The whole report as one HTML page: run facts, loss curve, hardest samples, experts, health, events."""
     snapshot = session.snapshot(CURVE_ROWS)
     run = snapshot["run"]
@@ -68,7 +82,7 @@ def report_html(session: Session) -> str:
             f"{_header(session, run)}{body}</main></body></html>")
 
 
-def _header(session: Session, run: dict[str, Any]) -> str:
+def _header(session: Reported, run: dict[str, Any]) -> str:
     rate = session.samples_per_sec
     facts = [("run", run["run_name"]), ("project", run["project"]), ("status", run["state"]),
              ("step", f"{run['step']} / {run['total_steps']}"), ("epoch", f"{run['epoch']} / {run['max_epochs']}"),
@@ -83,7 +97,7 @@ def _header(session: Session, run: dict[str, Any]) -> str:
     return f"<table class='onthefly-report-facts'>{rows}</table>"
 
 
-def _loss(session: Session, snapshot: dict[str, Any]) -> tuple[str, str]:
+def _loss(session: Reported, snapshot: dict[str, Any]) -> tuple[str, str]:
     curve = snapshot["curve"]
     if not len(curve):
         return "Loss over time", _empty("no step recorded yet")
@@ -97,7 +111,7 @@ def _loss(session: Session, snapshot: dict[str, Any]) -> tuple[str, str]:
     return "Loss over time", _figure(fig, first=True) + (note if len(curve) < session.global_step else "")
 
 
-def _hardest(session: Session) -> tuple[str, str]:
+def _hardest(session: Reported) -> tuple[str, str]:
     frame = session.slice(features=False)
     top = frame.sort_values("hardness", ascending=False, kind="stable").head(HARDEST_ROWS)
     html = _table(top[[c for c in SAMPLE_COLUMNS if c in top]], index=False) if len(top) else _empty("no sample seen")
@@ -106,8 +120,8 @@ def _hardest(session: Session) -> tuple[str, str]:
     return "Hardest samples", html
 
 
-def _experts(session: Session) -> tuple[str, str]:
-    table = session._workshop.table
+def _experts(session: Reported) -> tuple[str, str]:
+    table = session.comparison
     html = "<h3>Comparison</h3>" + (_table(table) if table is not None else _empty("no comparison yet"))
     nodes = [{"parent": n["parent"], "child": n["id"], "kind": n["kind"], "step": n["step"], "state": n["state"],
               "budget": n.get("budget", ""), "slice": n.get("slice", "")} for n in session.lineage if n["parent"]]

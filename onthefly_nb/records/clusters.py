@@ -49,6 +49,17 @@ class Clustering:
         ids[self.indices] = self.labels
         return ids
 
+    def ids_of(self, indices: np.ndarray) -> np.ndarray:
+        """Cluster id of each of the dataset ``indices``, -1 for samples not clustered."""
+        order = np.argsort(self.indices)
+        ordered = self.indices[order]
+        at = np.minimum(np.searchsorted(ordered, indices), max(len(ordered) - 1, 0))
+        ids = np.full(len(indices), -1, dtype=np.int16)
+        if len(ordered):
+            found = ordered[at] == indices
+            ids[found] = self.labels[order][at[found]]
+        return ids
+
 
 def hard_samples(frame: pd.DataFrame, quantile: float = 0.9, limit: int = MAX_CLUSTERED) -> pd.DataFrame:
     """Samples in the top ``1 - quantile`` by latest loss (the tail now) or by hardness (the mean

@@ -9,9 +9,13 @@ entries make way). Shuffling brings every sample into a captured batch within a 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
+
+from .slices import feature_columns
 
 FEATURE_DIMS = 64
 BANK_BYTES = 64 * 2**20
@@ -105,3 +109,13 @@ class FeatureBank:
         slots = self.slot[indices]
         have = slots >= 0
         return have, self.rows[slots[have]].astype(np.float32)
+
+
+def penultimate_capture(model: nn.Module, dataset: Any) -> PenultimateCapture | None:
+    """A feature hook for clustering, unless the inputs are small vectors (used as they are)."""
+    if feature_columns(dataset, np.arange(0)) is not None:
+        return None
+    try:
+        return PenultimateCapture(model)
+    except ValueError:
+        return None

@@ -22,14 +22,13 @@ Selection = str | Sequence[int] | np.ndarray | None
 
 
 def store_frame(store: SampleStore, rows: np.ndarray, quantiles: dict[str, float],
-                names: Collection[str] | None = None) -> pd.DataFrame:
-    """The per-sample columns of ``rows``, or only those in ``names`` (call it under the store's lock).
-
-    Every column is computed for ``rows`` alone, so a slice of a huge store costs its size.
-    """
+                names: Collection[str] | None = None, index: np.ndarray | None = None) -> pd.DataFrame:
+    """The per-sample columns of ``rows``, or only those in ``names``; ``index`` gives their dataset
+    indices when ``store`` is a subset (else ``rows`` are). Every column is computed for ``rows``
+    alone, so a slice of a huge store costs its size."""
     c = lambda name: store.column(name)[rows]  # noqa: E731
     getters: dict[str, Callable[[], np.ndarray]] = {
-        "index": lambda: rows,
+        "index": lambda: rows if index is None else index,
         "loss": lambda: c("loss"),
         "loss_mean": lambda: c("loss_mean"),
         "loss_std": lambda: store.loss_std(rows),

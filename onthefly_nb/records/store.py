@@ -76,7 +76,8 @@ class SampleStore:
     (Swayamdipta et al. 2020): running mean and variance of the probability of the true
     label over visits, how often it was right, and forgetting events (right, then wrong
     at the next visit). Each sample is one 56-byte row of a ``(size, 14)`` uint32 block,
-    so an update gathers and scatters whole rows instead of fourteen scattered arrays.
+    so an update gathers and scatters whole rows instead of fourteen scattered arrays
+    (``block``, read and written under the records' lock).
     """
 
     COLUMNS = ("loss", "loss_mean", "loss_m2", "seen", "last_step", "label", "prediction", "margin",
@@ -84,18 +85,21 @@ class SampleStore:
     _TYPES = (np.float32, np.float32, np.float32, np.uint32, np.uint32, np.int32, np.int32, np.float32,
               np.float32, np.uint32, np.float32, np.float32, np.uint32, np.uint32)
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, block: np.ndarray | None = None, classification: bool = False) -> None:
         self.size = size
-        self._block = np.zeros((size, len(self.COLUMNS)), dtype=np.uint32)
-        self.is_classification = False
+        self.is_classification = classification
         self._summary_rows: np.ndarray | None = None
+        if block is not None:
+            self.block = block
+            return
+        self.block = np.zeros((size, len(self.COLUMNS)), dtype=np.uint32)
         for name, value in (("loss", np.nan), ("label", -1), ("prediction", -1), ("margin", np.nan)):
             self.column(name)[:] = value
 
     def column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """A writable view of one column, of the whole store or of gathered ``rows``."""
         i = _POSITION[name]
-        block = self._block if rows is None else rows
+        block = self.block if rows is None else rows
         return block[:, i].view(self._TYPES[i])
 
     loss = property(lambda self: self.column("loss"), doc="Latest loss of each sample (NaN if unseen).")
@@ -108,7 +112,11 @@ class SampleStore:
 
     @property
     def nbytes(self) -> int:
-        return self._block.nbytes
+        return self.block.nbytes
+
+    def subset(self, rows: np.ndarray) -> SampleStore:
+        """A copy of the rows ``rows`` as a store of their own (row i is dataset index ``rows[i]``)."""
+        return SampleStore(len(rows), self.block[rows], self.is_classification)
 
     def loss_std(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Standard deviation of each sample's loss across the times it was seen."""
@@ -151,7 +159,7 @@ class SampleStore:
         return not np.array_equal(stamp[indices], positions)
 
     def _apply(self, v: Visits) -> None:
-        rows = self._block.take(v.indices, axis=0)
+        rows = self.block.take(v.indices, axis=0)
         col = lambda name: self.column(name, rows)  # noqa: E731
         seen_before = col("seen").copy()
         count = seen_before + 1
@@ -170,7 +178,7 @@ class SampleStore:
             col("label")[:] = v.labels
             col("prediction")[:] = v.predictions
             col("margin")[:] = v.margins
-        self._block[v.indices] = rows
+        self.block[v.indices] = rows
 
     def seen_mask(self) -> np.ndarray:
         return self.seen > 0

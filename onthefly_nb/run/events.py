@@ -1,4 +1,5 @@
-"""The session's event log: numbered, append-only, JSON-serialisable records."""
+"""The session's event log: numbered, append-only, JSON-serialisable records of every kind the
+contract declares (``dashboard.contract.EVENT_KINDS``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from ..dashboard.contract import EVENT_KINDS
+
+KINDS = frozenset(EVENT_KINDS)
 
 
 class EventLog:
@@ -18,17 +23,14 @@ class EventLog:
 
     def append(self, kind: str, step: int, **data: Any) -> dict[str, Any]:
         """Record an event; ``data`` must hold JSON-serialisable values only."""
+        if kind not in KINDS:
+            raise ValueError(f"event kind {kind!r} is not in the dashboard contract; declare it in EVENT_KINDS")
         with self._lock:
             event = {"seq": len(self._events), "time": time.time(), "step": step, "kind": kind, **data}
             self._events.append(event)
         if self._on_append is not None:
             self._on_append(event)
         return event
-
-    def restore(self, events: list[dict[str, Any]]) -> None:
-        """Start from a saved session's events (numbering goes on after them)."""
-        with self._lock:
-            self._events = [dict(e) for e in events]
 
     def __len__(self) -> int:
         return len(self._events)
@@ -44,3 +46,11 @@ class EventLog:
     def kinds(self) -> list[str]:
         with self._lock:
             return [e["kind"] for e in self._events]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"events": self.all()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Start from a saved session's events (numbering goes on after them)."""
+        with self._lock:
+            self._events = [dict(e) for e in state["events"]]

@@ -12,44 +12,43 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from ..session import Session
+from .lifecycle import Lifecycle
 
 
 class ExternalRun:
-    """The bridge between another trainer's callbacks and a Session."""
+    """The bridge between another trainer's callbacks and a session's run."""
 
-    def __init__(self, session: Session, fit: Callable[[], Any]) -> None:
-        self.session = session
-        session._fit = fit
+    def __init__(self, lifecycle: Lifecycle, fit: Callable[[], Any]) -> None:
+        self.lifecycle = lifecycle
+        self.run = lifecycle.run
+        self.run.fit = fit
         self._owns_lifecycle = False  # True when the user called the other trainer's fit directly
 
     def begin(self, optimizer: torch.optim.Optimizer | None) -> None:
         """The other trainer's fit begins (on this thread): bind its optimizer, start the run."""
-        s = self.session
-        s.optimizer = optimizer
-        if s._thread is None:
-            s._claim(threading.current_thread())
-            s._controller.begin()
-            s._loop.recorder.open()
+        self.run.optimizer = optimizer
+        if not self.lifecycle.started:
+            self.lifecycle.claim(threading.current_thread())
+            self.run.controller.begin()
+            self.run.loop.recorder.open()
             self._owns_lifecycle = True
 
     def record(self, indices: list[int], outputs: Any, targets: Any) -> None:
         """One training batch done: keep its per-sample values."""
-        self.session._loop.external_step(indices, outputs, targets)
+        self.run.loop.external_step(indices, outputs, targets)
 
     def boundary(self) -> bool:
         """After an optimizer step: pause, step or stop as asked. True means stop."""
-        return self.session._controller.at_boundary(self.session.global_step)
+        return self.run.controller.at_boundary(self.run.step)
 
     def epoch_end(self) -> None:
-        loop = self.session._loop
+        loop = self.run.loop
         loop.epoch += 1
-        self.session._on_epoch_end(loop.epoch)
+        self.run.epoch_ended(loop.epoch)
         loop.restart_clock()
 
     def validated(self, metrics: dict[str, float]) -> None:
@@ -57,18 +56,17 @@ class ExternalRun:
         if metrics:
             loss = next((v for k, v in metrics.items() if "loss" in k), None)
             accuracy = next((v for k, v in metrics.items() if "acc" in k), None)
-            self.session._record_metrics("validation", {**metrics, "loss": loss, "accuracy": accuracy})
+            self.run.record_metrics("validation", {**metrics, "loss": loss, "accuracy": accuracy})
 
     def end(self, error: BaseException | None) -> None:
         """The other trainer's fit ended; conclude the run if that fit was called directly."""
         if not self._owns_lifecycle:
             return
         self._owns_lifecycle = False
-        s = self.session
         try:
             if error is None:
-                s._loop.flush()
+                self.run.loop.flush()
         except BaseException as exc:  # noqa: BLE001 - a non-finite loss in the last records fails the run
             error = exc
         finally:
-            s._conclude(error)
+            self.lifecycle.conclude(error)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,19 +15,10 @@ from ..data.losses import SampleLoss, reduce_to_samples
 from ..records.recorder import Recorder
 from .control import Controller, RunState
 from .distributed import GO, PAUSED, STOP, Ranks
+from .settings import Settings
 
 LIVE_FLUSH_SECONDS = 0.1  # while a dashboard shows the run: fresh data for every update
 QUIET_FLUSH_SECONDS = 0.5  # otherwise: fewer, larger flushes (each has a fixed cost)
-
-
-@dataclass
-class Schedule:
-    """How long to train and what to run around the epochs."""
-
-    max_epochs: int
-    max_steps: int | None
-    do_test_after: bool
-    scheduler_interval: str
 
 
 class TrainingLoop:
@@ -36,7 +26,7 @@ class TrainingLoop:
 
     def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer, loss: SampleLoss,
                  train_loader: DataLoader, scheduler: Any, device: torch.device, unpack: Unpack,
-                 schedule: Schedule, controller: Controller, recorder: Recorder,
+                 schedule: Settings, controller: Controller, recorder: Recorder,
                  on_epoch_end: Callable[[int], None], on_flush: Callable[[], None]) -> None:
         self.model = model
         self.optimizer = optimizer

@@ -118,7 +118,7 @@ def test_oversized_and_malformed_frames_are_refused_and_the_session_goes_on(serv
             while True:
                 socket.recv(timeout=10)
         assert closed.value.rcvd.code == 1009  # message too big
-    assert session.status == "paused" and session._error is None
+    assert session.status == "paused" and session.parts.lifecycle.error is None
 
 
 @given(st.binary(max_size=200))
@@ -127,7 +127,7 @@ def test_random_frames_never_hurt_the_session(served, frame):
     session, bridge = served
     with connect(bridge.websocket_url) as socket:
         socket.send(frame)
-    assert session.status == "paused" and session._error is None
+    assert session.status == "paused" and session.parts.lifecycle.error is None
 
 
 def test_a_taken_port_moves_to_the_next_free_one_and_says_so(served, capsys):

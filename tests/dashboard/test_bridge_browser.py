@@ -240,7 +240,7 @@ def test_renderer_mounts_the_dashboard_and_steers_the_session(served, new_page, 
     p.page.evaluate("() => window.dispose('out-1')")
     expect(out.locator(".onthefly-root")).to_have_count(0)
     assert p.page.evaluate("() => window.renderer.models.size") == 0
-    wait_for(lambda: not bridge._clients, "the bridge to see the renderer's socket close")
+    wait_for(lambda: not bridge.clients, "the bridge to see the renderer's socket close")
     assert p.real_errors() == [], f"browser console errors: {p.real_errors()}"
 
 
@@ -306,7 +306,7 @@ def test_renderer_waits_for_a_trusted_workspace(served, new_page, repo_url):
     expect(out.locator(".onthefly-renderer-status")).to_contain_text("trust this workspace")
     assert out.locator(".onthefly-root").count() == 0
     time.sleep(0.3)
-    assert not bridge._clients, "an untrusted workspace connected anyway"
+    assert not bridge.clients, "an untrusted workspace connected anyway"
 
 
 SCRIPT = """

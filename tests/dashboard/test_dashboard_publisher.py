@@ -100,10 +100,10 @@ def test_browser_commands_reach_the_trainer(session_factory, recording_comm):
     session = session_factory(n=256, max_epochs=1000)
     dashboard = session.dashboard()
     session.start()
-    dashboard._on_message(dashboard, {"type": "command", "name": "pause"}, [])
-    assert session._controller.wait_until(lambda s: s.value == "paused", 10)
+    dashboard.handle_message({"type": "command", "name": "pause"}, [])
+    assert session.parts.run.controller.wait_until(lambda s: s.value == "paused", 10)
     k = session.global_step
-    dashboard._on_message(dashboard, {"type": "command", "name": "step", "n": 3}, [])
+    dashboard.handle_message({"type": "command", "name": "step", "n": 3}, [])
     deadline = time.time() + 10
     while session.global_step < k + 3 and time.time() < deadline:
         time.sleep(0.01)
@@ -111,9 +111,9 @@ def test_browser_commands_reach_the_trainer(session_factory, recording_comm):
     assert session.global_step == k + 3 and session.status == "paused"
     for junk in ({"type": "command", "name": "step", "n": -2}, {"type": "command", "name": "rm -rf"},
                  {"type": "other"}, "not a dict"):
-        dashboard._on_message(dashboard, junk, [])
+        dashboard.handle_message(junk, [])
     assert session.status == "paused" and session.global_step == k + 3
-    dashboard._on_message(dashboard, {"type": "command", "name": "stop"}, [])
+    dashboard.handle_message({"type": "command", "name": "stop"}, [])
     session.wait(timeout=10)
     assert session.status == "stopped"
 
@@ -122,14 +122,14 @@ def test_export_and_determinism_buttons_reach_the_session(session_factory, recor
     monkeypatch.chdir(tmp_path)
     session = session_factory(n=256, max_epochs=1000)
     dashboard = session.dashboard()
-    dashboard._on_message(dashboard, {"type": "command", "name": "determinism"}, [])  # no step yet
+    dashboard.handle_message({"type": "command", "name": "determinism"}, [])  # no step yet
     wait_for(lambda: any(e["kind"] == "command_failed" for e in session.events))
     failed = next(e for e in session.events if e["kind"] == "command_failed")
     assert failed["command"] == "determinism" and "no step has run yet" in failed["reason"]
     session.start(paused=True)
     session.step(5)
-    dashboard._on_message(dashboard, {"type": "command", "name": "determinism"}, [])
-    dashboard._on_message(dashboard, {"type": "command", "name": "export"}, [])
+    dashboard.handle_message({"type": "command", "name": "determinism"}, [])
+    dashboard.handle_message({"type": "command", "name": "export"}, [])
     wait_for(lambda: any(e["kind"] == "exported" for e in session.events))
     exported = next(e for e in session.events if e["kind"] == "exported")
     assert exported["step"] == 5 and exported["path"] == str(tmp_path / session.default_export_path().name)
@@ -148,11 +148,10 @@ def test_closing_the_dashboard_ends_its_publisher(session_factory, recording_com
     session = session_factory(n=64, max_epochs=2)
     dashboard = session.dashboard()
     session.start().wait(timeout=30)
-    publisher = dashboard._publisher
-    assert publisher.is_alive()
+    assert session.parts.publisher.watched and session.parts.publisher.running
     dashboard.close()
-    publisher.join(timeout=5)
-    assert not publisher.is_alive()
+    wait_for(lambda: not session.parts.publisher.running)
+    assert not session.parts.publisher.watched
     assert session.dashboard() is not dashboard, "a closed dashboard is replaced by a new one"
 
 
@@ -180,7 +179,7 @@ def test_the_sample_map_is_sent_once_per_clustering(session_factory, recording_c
     clustering = session.cluster()
     dashboard = session.dashboard()
     wait_for(lambda: "points" in latest_state(dashboard.comm)[0])
-    session._changed.set()
+    session.parts.changed.set()
     time.sleep(0.3)
     sends = [d for _, d, _ in updates(dashboard.comm) if "points" in d["state"]]
     assert len(sends) == 1, "the map is resent only when the clustering changes"
@@ -207,13 +206,13 @@ def test_a_lasso_selection_reaches_python_and_every_view(session_factory, record
     session.start().wait(timeout=30)
     dashboard = session.dashboard()
     chosen = np.array([7, 3, 250, 3], dtype="<u4")
-    dashboard._on_message(dashboard, {"type": "select", "n": 4}, [memoryview(chosen.tobytes())])
+    dashboard.handle_message({"type": "select", "n": 4}, [memoryview(chosen.tobytes())])
     assert session.selection.tolist() == [3, 7, 250]
     wait_for(lambda: latest_state(dashboard.comm)[0].get("selection", {}).get("n") == 3)
     state, binary = latest_state(dashboard.comm)
     assert np.frombuffer(binary[("selection", "index")], "<u4").tolist() == [3, 7, 250]
     assert session.slice(session.selection)["index"].tolist() == [3, 7, 250]
-    dashboard._on_message(dashboard, {"type": "select", "n": 0}, [])
+    dashboard.handle_message({"type": "select", "n": 0}, [])
     assert session.selection.tolist() == []
 
 
@@ -232,7 +231,7 @@ def test_bad_messages_are_logged_and_change_nothing(session_factory, recording_c
         ({"type": "nonsense"}, []),
     ]
     for content, buffers in junk:
-        dashboard._on_message(dashboard, content, buffers)
+        dashboard.handle_message(content, buffers)
     rejected = [e for e in session.events if e["kind"] == "rejected_message"]
     assert len(rejected) == len(junk)
     reasons = " | ".join(e["reason"] for e in rejected)
@@ -250,11 +249,11 @@ def test_plan_decisions_from_the_browser_reach_the_engine(session_factory, recor
         group["lr"] = 60.0
     session.step(10)
     plan = next(p for p in session.plans if p["kind"] == "lower_lr")
-    dashboard._on_message(dashboard, {"type": "plan", "id": plan["id"], "decision": "approve",
+    dashboard.handle_message({"type": "plan", "id": plan["id"], "decision": "approve",
                                       "params": {"factor": 0.25}}, [])
     wait_for(lambda: session.plans[0]["status"] == "executed")
     assert session.optimizer.param_groups[0]["lr"] == 15.0
-    wait_for(lambda: latest_state(dashboard.comm)[0].get("plans", [{}])[0].get("status") == "executed")
+    wait_for(lambda: (latest_state(dashboard.comm)[0].get("plans") or [{}])[0].get("status") == "executed")
     assert latest_state(dashboard.comm)[0]["plans"][0]["result"] == "lr 60 -> 15"
 
 
@@ -279,8 +278,8 @@ def test_vscode_gets_the_renderer_payload_beside_the_widget(session_factory, rec
     bundle, _ = session.dashboard()._repr_mimebundle_()
     try:
         payload = bundle[RENDERER_MIME]
-        assert payload == {"url": f"http://127.0.0.1:{session._bridge.port}/", "token": session._bridge.token,
-                           "session": session.run_name}
+        server = session.parts.hosting.server
+        assert payload == {"url": f"http://127.0.0.1:{server.port}/", "token": server.token, "session": session.run_name}
         assert "application/vnd.jupyter.widget-view+json" in bundle
     finally:
-        session._bridge.stop()
+        session.parts.hosting.server.stop()

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onthefly_nb.dashboard.protocol import COMMANDS, FIELDS, MAX_STEPS, Message, ProtocolError, decode
+from onthefly_nb.dashboard.contract import COMMAND_NAMES, MAX_STEPS, MESSAGES
+from onthefly_nb.dashboard.protocol import Message, decode
+from onthefly_nb.errors import ProtocolError
 
 
 def test_each_well_formed_message_decodes():
@@ -54,8 +56,8 @@ json_values = st.recursive(
     max_leaves=12)
 messages = st.one_of(
     json_values,
-    st.fixed_dictionaries({"type": st.sampled_from(sorted(FIELDS))},
-                          optional={"name": st.sampled_from(sorted(COMMANDS)) | st.text(max_size=10),
+    st.fixed_dictionaries({"type": st.sampled_from(sorted(MESSAGES))},
+                          optional={"name": st.sampled_from(sorted(COMMAND_NAMES)) | st.text(max_size=10),
                                     "n": json_values, "id": json_values, "decision": json_values,
                                     "params": json_values, "extra": json_values}),
 )
@@ -69,7 +71,7 @@ def test_decode_returns_a_message_or_refuses_with_a_protocol_error(content, buff
         message = decode(content, buffers)
     except ProtocolError:
         return
-    assert message.type in FIELDS
+    assert message.type in MESSAGES
     if message.type == "select":
         assert message.indices.dtype == np.dtype("<u4") and len(message.indices) == message.n
 
@@ -80,8 +82,8 @@ def test_a_paused_session_survives_any_message(live_dashboard, content, buffers)
     session, dashboard = live_dashboard
     if isinstance(content, dict) and content.get("name") in ("stop", "export", "resume"):
         content = {**content, "name": "pause"}  # the fixture keeps one paused session for every example
-    dashboard._on_message(dashboard, content, buffers)
-    assert session.status in ("paused", "running") and session._error is None
+    dashboard.handle_message(content, buffers)
+    assert session.status in ("paused", "running") and session.parts.lifecycle.error is None
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from onthefly_nb import Session
 from onthefly_nb.data.batches import default_unpack
-from onthefly_nb.errors import ConfigurationError
+from onthefly_nb.errors import ConfigurationError, StateError
 from onthefly_nb.experts.adapters import fuse, with_adapters
 from onthefly_nb.experts.distill import distill
 from onthefly_nb.experts.merging import average, fisher_average, fisher_diagonal
@@ -188,7 +188,7 @@ def test_merge_is_a_candidate_until_committed():
         session.commit(merge.name)
         torch.testing.assert_close(session.model.weight.detach(), expected)
         assert session.experts["blob"].state == "merged"
-        with pytest.raises(ConfigurationError, match="already committed"):
+        with pytest.raises(StateError, match="already committed"):
             session.commit(merge.name)
         nodes = {n["id"]: n for n in session.lineage}
         assert nodes[merge.name]["kind"] == "merge" and nodes[merge.name]["merged_from"] == ["blob"]
@@ -261,7 +261,7 @@ def test_a_clustering_proposes_a_fork_card_that_forks_when_approved():
         assert [e.kind for e in session.experts.values()] == ["fork", "baseline"], "a matched baseline was made"
         weights = session.model.weight.detach().clone()
         commit.reject()
-        (merge,) = session._workshop.merges.values()
+        (merge,) = session.parts.merges.merges.values()
         assert merge.state == "discarded" and torch.equal(session.model.weight.detach(), weights)
         nodes = {n["id"]: n for n in session.lineage}
         assert nodes[merge.name]["state"] == "discarded" and nodes[expert.name]["state"] == "trained"

@@ -57,5 +57,5 @@ if __name__ == "__main__":
             sys.exit(0)
         session.resume().wait()
     torch.save({"model": session.model.state_dict(), "optimizer": session.optimizer.state_dict(),
-                "store": torch.from_numpy(session.store._block.copy()), "step": session.global_step,
+                "store": torch.from_numpy(session.store.block.copy()), "step": session.global_step,
                 "epoch": session.epoch, "events": [e["kind"] for e in session.events]}, f"{out}/{mode}.pt")

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from onthefly_nb import Session
-from onthefly_nb.errors import ArchiveError, ConfigurationError
+from onthefly_nb.errors import ArchiveError, ConfigurationError, StateError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("resume_run.py")
@@ -101,8 +101,8 @@ def test_experts_merges_plans_and_selection_come_back(tmp_path):
     assert np.array_equal(back.indices, expert.indices)
     assert [(n["id"], n["kind"], n["state"]) for n in loaded.lineage[1:]] == \
         [(n["id"], n["kind"], n["state"]) for n in session.lineage[1:]]
-    assert loaded._workshop.merges[merge.name].after == merge.after
-    assert loaded._loop.sampler.weights[[1, 2, 3]].tolist() == [4.0, 4.0, 4.0]
+    assert loaded.parts.merges.merges[merge.name].after == merge.after
+    assert loaded.parts.run.loop.sampler.weights[[1, 2, 3]].tolist() == [4.0, 4.0, 4.0]
     assert loaded.health_report == session.health_report
     statuses = {p["id"]: p["status"] for p in loaded.plans}
     for plan in session.plans:
@@ -137,13 +137,14 @@ def test_loading_with_objects_that_do_not_match_says_what_differs(tmp_path):
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     inside = small_session()
     inside.start(paused=True)
-    asked = inside._controller.submit(lambda: inside.export(tmp_path / "inside.zip"))  # on the training thread
-    with pytest.raises(ConfigurationError, match="would wait for itself"):
+    asked = inside.parts.run.controller.submit(lambda: inside.export(tmp_path / "inside.zip"))  # on the training thread
+    with pytest.raises(StateError, match="would wait for itself"):
         asked.result(timeout=30)
     inside.stop()
     made = Session.load(path, factory=lambda config: rebuild())
     assert made.global_step == 3 and made.run_name == session.run_name
-    assert (made._checkup.every, made.schedule.max_epochs) == (session._checkup.every, 50), "settings come back"
+    same = (made.parts.checkup.every, made.settings.max_epochs) == (session.parts.checkup.every, 50)
+    assert same, "settings come back"
 
 
 def rewrite_member(path: Path, name: str, data: bytes, fix_manifest: bool) -> None:

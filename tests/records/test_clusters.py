@@ -50,13 +50,13 @@ def test_reclustering_runs_off_the_training_thread():
     session = Session(model, torch.optim.SGD(model.parameters(), lr=0.05), nn.CrossEntropyLoss(),
                       DataLoader(data, batch_size=32, shuffle=True), max_epochs=1000, recluster_seconds=0.0)
     names: list[str] = []
-    original = session._cluster
+    original = session.parts.records.slice
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         names.append(threading.current_thread().name)
-        return original(*args)
+        return original(*args, **kwargs)
 
-    session._cluster = spy
+    session.parts.records.slice = spy
     session.start()
     session.pause()
     first = session.global_step

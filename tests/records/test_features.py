@@ -42,10 +42,10 @@ def test_image_like_inputs_cluster_on_penultimate_features():
                       DataLoader(images, batch_size=64, shuffle=True), max_epochs=4, recluster_seconds=None)
     session.start().wait(timeout=120)
     assert "x0" not in session.slice().columns
-    assert len(session._features) > 0
+    assert len(session.parts.records.features) > 0
     result = session.cluster()
     assert result.source == "penultimate features"
-    have, _ = session._features.get(result.indices)
+    have, _ = session.parts.records.features.get(result.indices)
     assert have.all(), "only samples with captured features are clustered"
     frame = session.slice("cluster >= 0")
     frame["planted"] = planted[frame["index"]]

@@ -10,9 +10,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from onthefly_nb import Session
-from onthefly_nb.errors import PlanError
+from onthefly_nb.errors import PlanError, StateError
 from onthefly_nb.records.store import STEP_COLUMNS, StepHistory
-from onthefly_nb.steering.plans import SPIKE_WINDOW, PlanBook, PlanWatch
+from onthefly_nb.steering.plans import PlanAction, PlanBook
+from onthefly_nb.steering.watch import SPIKE_WINDOW, PlanWatch
 
 
 def history_rows(means: list[float], start: int = 0) -> np.ndarray:
@@ -29,11 +30,7 @@ class Book:
     def __init__(self) -> None:
         self.events: list[tuple] = []
         self.book = PlanBook(lambda kind, step, **data: self.events.append((kind, data)),
-                             submit=self._run, step=lambda: 0)
-
-    @staticmethod
-    def _run(action):
-        return action()
+                             submit=lambda action: action(), step=lambda: 0)
 
 
 def test_a_spike_proposes_one_lower_lr_card_per_spike():
@@ -107,7 +104,7 @@ def test_progress_proposes_validation_which_a_validation_makes_moot():
 
 def test_bad_decisions_are_refused_with_what_to_do():
     rec = Book()
-    rec.book.register("lower_lr", lambda plan: "done")
+    rec.book.register({"lower_lr": PlanAction(lambda plan: "done")})
     from onthefly_nb.steering.plans import ParamSpec
 
     plan = rec.book.propose("lower_lr", "Lower", "evidence", {"factor": 0.5},
@@ -124,7 +121,7 @@ def test_bad_decisions_are_refused_with_what_to_do():
         rec.book.decide(plan.id, "maybe")
     assert rec.book.all()[0]["status"] == "proposed", "a refused decision changes nothing"
     rec.book.decide(plan.id, "reject")
-    with pytest.raises(PlanError, match="already rejected"):
+    with pytest.raises(StateError, match="already rejected"):
         rec.book.decide(plan.id, "approve")
 
 
@@ -191,7 +188,7 @@ def test_a_spike_also_proposes_clipping_which_bounds_later_gradients():
             group["lr"] = 0.05
         session.step(3)
         assert session.status == "paused"
-        assert session._gradient_norm() <= 0.5 + 1e-4, "the last step's gradients were clipped"
+        assert session.parts.run.gradient_norm() <= 0.5 + 1e-4, "the last step's gradients were clipped"
         assert [e["kind"] for e in session.events].count("clipping") == 1
         card = next(p for p in session.plans if p["kind"] == "health_check")
         result = card.approve(wait=True)

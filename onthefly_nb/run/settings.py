@@ -1,0 +1,48 @@
+"""A session's settings: how long to train, what runs around the steps, and what is saved with it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ..errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a run. A saved session keeps them all (``saved``) but ``seed``, which acts once."""
+
+    project: str = "default"
+    run_name: str = "run"
+    max_epochs: int = 1
+    max_steps: int | None = None
+    scheduler_interval: str = "epoch"
+    do_test_after: bool = False
+    stop_on_nan: bool = True
+    health_every: int | None = 500
+    deterministic: bool = False
+    recluster_seconds: float | None = 30.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _whole(self.max_epochs, 1):
+            raise ConfigurationError(f"max_epochs must be a whole number >= 1, got {self.max_epochs!r}.")
+        if self.max_steps is not None and not _whole(self.max_steps, 1):
+            raise ConfigurationError(f"max_steps must be None or a whole number >= 1, got {self.max_steps!r}.")
+        if self.scheduler_interval not in ("epoch", "step"):
+            raise ConfigurationError(f"scheduler_interval must be 'epoch' or 'step', got {self.scheduler_interval!r}.")
+        if self.health_every is not None and not _whole(self.health_every, 1):
+            raise ConfigurationError(f"health_every must be a number of steps >= 1 or None, got {self.health_every!r}")
+
+    def saved(self) -> dict[str, Any]:
+        """The settings a saved session keeps."""
+        return {k: v for k, v in asdict(self).items() if k != "seed"}
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The saved settings found in an archive's configuration (older archives lack some)."""
+        return {f.name: config[f.name] for f in fields(cls) if f.name != "seed" and f.name in config}
+
+
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low

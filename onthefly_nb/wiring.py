@@ -1,0 +1,135 @@
+"""How a session's components are built and wired together (the two flows of docs/architecture.md):
+state goes run -> records -> publisher -> transports; commands come back through the controller."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from .dashboard.commands import Steerable
+from .dashboard.hosting import Hosting
+from .dashboard.publisher import Publisher
+from .dashboard.state import DashboardState
+from .errors import ConfigurationError, StateError
+from .experts.actions import expert_actions, propose_merge
+from .experts.merges import Merges
+from .experts.workshop import Workshop
+from .outputs.summary import summary_html
+from .persist import saving
+from .records.clustering import ClusterSchedule
+from .records.clusters import Clustering
+from .records.records import Records
+from .run.determinism import enable_deterministic, seed_all
+from .run.distributed import Ranks
+from .run.events import EventLog
+from .run.lifecycle import Lifecycle
+from .run.loop import LIVE_FLUSH_SECONDS, QUIET_FLUSH_SECONDS
+from .run.settings import Settings
+from .run.training import Run
+from .steering.actions import run_actions
+from .steering.checkup import Checkup
+from .steering.plans import PlanBook
+from .steering.watch import PlanWatch, propose_fork, propose_reweight
+
+
+@dataclass
+class Parts:
+    """The components behind a Session (for integrations, tests and the curious)."""
+
+    log: EventLog
+    changed: threading.Event  # set whenever the dashboard has something new to show
+    run: Run
+    lifecycle: Lifecycle
+    records: Records
+    plans: PlanBook
+    checkup: Checkup
+    workshop: Workshop
+    merges: Merges
+    clusters: ClusterSchedule
+    view: DashboardState
+    publisher: Publisher
+    hosting: Hosting
+
+    def lineage(self) -> list[dict[str, Any]]:
+        """The run, its forks and merges, as tree nodes ``{id, parent, kind, label, step, state}``."""
+        name = self.run.settings.run_name
+        return [{"id": name, "parent": None, "kind": "run", "label": name, "step": self.run.step,
+                 "state": str(self.run.state)}, *self.workshop.lineage(), *self.merges.lineage()]
+
+    def export(self, path: str | os.PathLike[str], wait: bool) -> str | Future:
+        """Save the session: copied at the next step boundary, written on another thread (``Session.export``)."""
+        target = saving.check_target(path)
+        if self.run.fit is not None:
+            raise ConfigurationError("export saves runs onthefly_nb trains itself; a Lightning or Hugging Face "
+                                     "run is saved with that trainer's own checkpoints (session.slice() and "
+                                     "export_slice() keep its per-sample records)")
+        if wait and self.lifecycle.on_training_thread() and not self.lifecycle.done:
+            raise StateError("export(wait=True) on the training thread would wait for itself; call export from "
+                             "the notebook, or pass wait=False")
+
+        def copy() -> tuple[saving.State, float]:
+            started = time.perf_counter()
+            return saving.snapshot(self.components(), self.run.settings.saved()), time.perf_counter() - started
+
+        copied = self.run.controller.submit(copy)
+        written = saving.export(target, copied, self.log.append, lambda: self.run.step, self.run.settings.run_name)
+        return written.result() if wait else written
+
+    def components(self) -> dict[str, saving.Component]:
+        """What a saved session holds, by component."""
+        return {"run": self.run, "metrics": self.run.metrics, "records": self.records, "events": self.log,
+                "plans": self.plans, "health": self.checkup, "experts": self.workshop, "merges": self.merges}
+
+
+def build(settings: Settings, session: Steerable, model: Any, optimizer: Any, loss_fn: Any,
+          train_loader: DataLoader, val_loader: DataLoader | None, test_loader: DataLoader | None, *,
+          scheduler: Any, device: Any, unpack: Any) -> Parts:
+    """Every component of a session, wired: hooks at the run's moments, plan actions, watchers."""
+    if settings.deterministic:  # process-wide, as PyTorch's own switch is
+        enable_deterministic(settings.seed)
+    elif settings.seed is not None:
+        seed_all(settings.seed)
+    changed = threading.Event()
+    log = EventLog(on_append=lambda _event: changed.set())
+    run = Run(model, optimizer, loss_fn, train_loader, val_loader, test_loader, scheduler=scheduler, device=device,
+              unpack=unpack, settings=settings, log=log, ranks=Ranks.current())
+    name = settings.run_name
+    plans = PlanBook(log.append, run.controller.submit, lambda: run.step)
+    checkup = Checkup(run, plans, settings.health_every, changed.set)
+    workshop = Workshop(run, plans, name, changed.set)
+    merges = Merges(workshop, plans)
+
+    def clustered(result: Clustering) -> None:
+        log.append("clustered", result.step, k=len(result.summary), source=result.source,
+                   samples=int(len(result.indices)))
+        for propose in (propose_fork, propose_reweight):
+            propose(plans, result.summary, result.indices, result.labels, result.step)
+
+    def watched(watching: bool) -> None:
+        run.loop.flush_seconds = LIVE_FLUSH_SECONDS if watching else QUIET_FLUSH_SECONDS
+
+    lifecycle = Lifecycle(run, name)
+    clusters = ClusterSchedule(run.records, lambda: run.step, settings.recluster_seconds, clustered, name)
+    parts: Parts
+    view = DashboardState(run, plans, workshop, checkup, lambda: parts.lineage(), lambda: lifecycle.traceback)
+    publisher = Publisher(view.values, changed, name, on_watched=watched)
+    hosting = Hosting(publisher, session, name, lambda: summary_html(view.snapshot()))
+    parts = Parts(log, changed, run, lifecycle, run.records, plans, checkup, workshop, merges, clusters, view,
+                  publisher, hosting)
+
+    plans.register({**run_actions(run, checkup), **expert_actions(workshop, merges)})
+    watch = PlanWatch(plans, run.records.history, can_validate=run.val_loader is not None,
+                      gradient_norm=run.gradient_norm)
+    if run.lead:
+        run.hooks.epoch_end.append(clusters.epoch_ended)
+    run.hooks.flush += [lambda: watch.observe(run.step), checkup.due, changed.set]
+    run.hooks.evaluated.append(lambda kind, _result: kind == "validation" and watch.validated(run.step))
+    workshop.on_trained.append(lambda expert: propose_merge(plans, workshop, expert))
+    lifecycle.on_end.append(hosting.run_ended)
+    return parts
