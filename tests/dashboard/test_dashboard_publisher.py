@@ -279,7 +279,8 @@ def test_vscode_gets_the_renderer_payload_beside_the_widget(session_factory, rec
     try:
         payload = bundle[RENDERER_MIME]
         server = session.parts.hosting.server
-        assert payload == {"url": f"http://127.0.0.1:{server.port}/", "token": server.token, "session": session.run_name}
+        assert payload == {"url": f"http://127.0.0.1:{server.port}/", "token": server.token,
+                           "session": session.run_name}
         assert "application/vnd.jupyter.widget-view+json" in bundle
     finally:
         session.parts.hosting.server.stop()
