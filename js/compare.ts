@@ -2,9 +2,10 @@
 // candidates on each fork's slice and on validation, one row per model, columns grouped per
 // target, the best value of each column highlighted. Its Compare button asks Python to recompute.
 
-import { emptyState, h, icon, panel, type Panel } from "./dom";
-import { fmtNum, fmtPercent } from "./format";
-import type { Command, CompareTable, LineageNode, RunState } from "./types";
+import { emptyState, h, icon, panel, type Panel } from "./ui/dom";
+import { fmtNum, fmtPercent } from "./ui/format";
+import type { Command } from "./model/messages";
+import type { CompareTable, LineageNode, RunState } from "./model/types";
 
 export type Metric = "loss" | "accuracy" | "other";
 

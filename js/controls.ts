@@ -2,8 +2,9 @@
 // determinism check and session export. Buttons keep their `data-command` attribute;
 // each click sends one `command` message.
 
-import { h, icon } from "./dom";
-import type { Command, CommandName, RunState } from "./types";
+import { h, icon } from "./ui/dom";
+import type { Command, CommandName } from "./model/messages";
+import type { RunState } from "./model/types";
 
 const ICONS: Record<CommandName, string> = {
   pause: "M3 2h3v10H3zM8 2h3v10H8z",

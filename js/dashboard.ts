@@ -4,27 +4,20 @@
 
 import { LossChart, type Marker } from "./chart";
 import { ComparePanel } from "./compare";
-import { type Curve, EMPTY_CURVE, decodeCurve } from "./curve";
+import { type Curve, EMPTY_CURVE, decodeCurve } from "./model/curve";
 import { Controls } from "./controls";
-import { emptyState, h, panel } from "./dom";
-import { fmtNum, fmtPercent } from "./format";
+import { emptyState, h, panel } from "./ui/dom";
+import { fmtNum, fmtPercent } from "./ui/format";
 import { Header } from "./header";
 import { HistogramChart } from "./histogram";
 import { SampleMap } from "./map";
 import { CLUSTER_COLUMNS, healthSummary, markerLabel, renderClusters, renderEvents, renderHealth, renderLineage } from "./panels";
 import { PlansPanel } from "./plans";
-import { decodeSelection } from "./points";
-import { selectMessage } from "./selection";
-import { readTheme, watchTheme } from "./theme";
+import { decodeSelection } from "./model/points";
+import { readTheme, watchTheme } from "./ui/theme";
+import type { DashboardModel, Listener } from "./model/host";
+import { selectMessage } from "./model/messages";
 import {
-  type ClusterRow,
-  type DashboardModel,
-  type EvalResult,
-  type Histogram,
-  type LineageNode,
-  type Listener,
-  type RunEvent,
-  type RunInfo,
   normalizeClusters,
   normalizeCompare,
   normalizeEvents,
@@ -34,9 +27,10 @@ import {
   normalizePlans,
   normalizeRun,
   normalizeValCurve,
-} from "./types";
+} from "./model/normalize";
+import type { ClusterRow, EvalResult, Histogram, LineageNode, RunEvent, RunInfo } from "./model/types";
 
-export type { DashboardModel } from "./types";
+export type { DashboardModel } from "./model/host";
 
 const CHART_HEIGHT = 220;
 const HIST_HEIGHT = 260;

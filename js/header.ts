@@ -1,9 +1,9 @@
 // The run header: project / run name, status pill, step and epoch, learning rate,
 // throughput, time left, device, the "deterministic" badge, and the progress bar under it.
 
-import { h } from "./dom";
-import { fmtCount, fmtDuration, fmtLr, fmtRate } from "./format";
-import type { RunInfo, RunState } from "./types";
+import { h } from "./ui/dom";
+import { fmtCount, fmtDuration, fmtLr, fmtRate } from "./ui/format";
+import type { RunInfo, RunState } from "./model/types";
 
 const TERMINAL: ReadonlySet<RunState> = new Set(["finished", "stopped", "failed"]);
 

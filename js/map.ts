@@ -17,14 +17,14 @@ import {
   over,
   scaleLoss,
   toHex,
-} from "./colors";
-import { emptyState, h, icon } from "./dom";
-import { fmtCount, fmtNum } from "./format";
-import { type Points, type Selection, EMPTY_SELECTION, UNCLUSTERED, decodePoints, drawOrder, fitToNdc, pointsVersion } from "./points";
+} from "./ui/colors";
+import { emptyState, h, icon } from "./ui/dom";
+import { fmtCount, fmtNum } from "./ui/format";
+import { type Points, type Selection, EMPTY_SELECTION, UNCLUSTERED, decodePoints, drawOrder, fitToNdc, pointsVersion } from "./model/points";
 import { type Renderer, acquireRenderer, releaseRenderer } from "./renderer";
-import { type IndexLookup, buildLookup, datasetIndices, pointIds } from "./selection";
+import { type IndexLookup, buildLookup, datasetIndices, pointIds } from "./model/selection";
 import { spatialIndex } from "./spatial";
-import type { Theme } from "./theme";
+import type { Theme } from "./ui/theme";
 
 type Scatterplot = ReturnType<typeof createScatterplot>;
 type ColorBy = "loss" | "cluster";

@@ -1,10 +1,10 @@
 // The list-like panels: hard-sample clusters, health checks, lineage and the event log.
 // Each `render*` replaces the content of its container from normalised trait values.
 
-import { clusterColor } from "./colors";
-import { h, icon } from "./dom";
-import { DASH, fmtClock, fmtCount, fmtNum, fmtPercent } from "./format";
-import type { ClusterRow, Health, HealthStatus, LineageNode, RunEvent } from "./types";
+import { clusterColor } from "./ui/colors";
+import { h, icon } from "./ui/dom";
+import { DASH, fmtClock, fmtCount, fmtNum, fmtPercent } from "./ui/format";
+import type { ClusterRow, Health, HealthStatus, LineageNode, RunEvent } from "./model/types";
 
 // --- events ------------------------------------------------------------------------------
 

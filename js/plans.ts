@@ -1,18 +1,10 @@
 // Plan cards (`plans` trait): proposed plans can be approved, with edited numeric
 // parameters, or rejected; decided plans show their status and result, greyed.
 
-import { h } from "./dom";
-import { fmtNum } from "./format";
-import type { ParamSpec, Plan } from "./types";
-
-export type Decision = "approve" | "reject";
-
-export interface PlanMessage {
-  type: "plan";
-  id: string | number;
-  decision: Decision;
-  params?: Record<string, number>;
-}
+import { h } from "./ui/dom";
+import { fmtNum } from "./ui/format";
+import { type Decision, type PlanMessage, planMessage } from "./model/messages";
+import type { ParamSpec, Plan } from "./model/types";
 
 export type ParamCheck = { ok: true; value: number } | { ok: false; reason: string };
 
@@ -24,15 +16,6 @@ export function checkParam(raw: string, spec: ParamSpec): ParamCheck {
   if (spec.min !== null && value < spec.min) return { ok: false, reason: `at least ${fmtNum(spec.min)}` };
   if (spec.max !== null && value > spec.max) return { ok: false, reason: `at most ${fmtNum(spec.max)}` };
   return { ok: true, value };
-}
-
-/** The message for a decision; approvals carry every parameter (edited or not). */
-export function planMessage(plan: Plan, decision: Decision, params: Record<string, number>): PlanMessage {
-  const msg: PlanMessage = { type: "plan", id: plan.id, decision };
-  if (decision === "approve" && Object.keys(plan.params).length + Object.keys(plan.param_specs).length > 0) {
-    msg.params = { ...params };
-  }
-  return msg;
 }
 
 /** Proposed plans first (oldest first), then the decided ones, newest first. */

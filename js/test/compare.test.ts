@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { bestRows, fmtDelta, fmtMetric, groupColumns, splitColumn, targetParts } from "../compare";
 import { lineageDetail, lineageName, lineageStep } from "../panels";
-import { type CompareTable, normalizeCompare, normalizeLineage } from "../types";
+import { normalizeCompare, normalizeLineage } from "../model/normalize";
+import type { CompareTable } from "../model/types";
 
 const COLUMNS = ["model", "slice run-fork1 loss", "slice run-fork1 accuracy", "validation loss", "validation accuracy"];
 

@@ -4,7 +4,9 @@ import { describe, expect, it } from "vitest";
 import { Controls, enabledCommands } from "../controls";
 import { Header } from "../header";
 import { renderHealth } from "../panels";
-import { type Command, type CommandName, RUN_STATES, type RunState, normalizeHealth, normalizeRun } from "../types";
+import type { Command, CommandName } from "../model/messages";
+import { normalizeHealth, normalizeRun } from "../model/normalize";
+import { RUN_STATES, type RunState } from "../model/types";
 
 // --- a fake DOM: just what dom.ts, controls.ts, header.ts and panels.ts touch ------------
 

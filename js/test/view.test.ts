@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { enabledCommands } from "../controls";
 import { histogramLayout, isLogSpaced } from "../histogram";
-import { checkParam, orderPlans, planMessage } from "../plans";
-import type { Plan } from "../types";
+import { planMessage } from "../model/messages";
+import type { Plan } from "../model/types";
+import { checkParam, orderPlans } from "../plans";
 
 describe("histogram layout", () => {
   it("detects log-spaced edges", () => {

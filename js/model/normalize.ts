@@ -1,97 +1,22 @@
-// Protocol shared with onthefly_nb (Python), see docs/protocol.md. JS only reads
-// the traits and only ever writes through `model.send` messages.
+// Defensive normalisation of the JSON traits into the types of types.ts: traits may be
+// missing, null or partially filled while the Python side starts up.
 
-/** A callback registered with `model.on`. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Listener = (...args: any[]) => void;
-
-/**
- * The minimal model every host must provide. `AnyModel` from
- * `@anywidget/types` satisfies it; so will a future WebSocket transport.
- */
-export interface DashboardModel {
-  get(key: string): unknown;
-  on(event: string, callback: Listener): void;
-  off(event?: string | null, callback?: Listener | null): void;
-  send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void;
-}
-
-export type RunState =
-  | "idle"
-  | "running"
-  | "paused"
-  | "stopping"
-  | "finished"
-  | "stopped"
-  | "failed";
-
-export const RUN_STATES: readonly RunState[] = [
-  "idle",
-  "running",
-  "paused",
-  "stopping",
-  "finished",
-  "stopped",
-  "failed",
-];
-
-export interface EvalResult {
-  step: number;
-  loss: number;
-  accuracy: number | null;
-}
-
-export interface RunInfo {
-  project: string;
-  run_name: string;
-  state: RunState;
-  step: number;
-  epoch: number;
-  max_epochs: number | null;
-  steps_per_epoch: number;
-  samples_per_sec: number | null;
-  eta_sec: number | null;
-  device: string;
-  error: string | null;
-  val: EvalResult | null;
-  test: EvalResult | null;
-  task: "classification" | "regression" | null;
-  seen: number;
-  n_samples: number;
-  lr: number | null;
-  /** torch.use_deterministic_algorithms is on and the seeds are fixed (false when the trait omits it). */
-  deterministic: boolean;
-}
-
-export interface RunEvent {
-  seq: number;
-  time: number;
-  step: number;
-  kind: string;
-  [extra: string]: unknown;
-}
-
-export type CommandName =
-  | "pause"
-  | "resume"
-  | "stop"
-  | "step"
-  | "validate"
-  | "test"
-  | "health"
-  | "determinism"
-  | "export";
-
-export interface Command {
-  type: "command";
-  /** The training controls, or "compare": recompute the `compare` trait. */
-  name: CommandName | "compare";
-  n?: number;
-}
-
-// ---------------------------------------------------------------------------
-// Defensive normalisation: traits may be missing, null or partially filled
-// while the Python side starts up.
+import {
+  type ClusterRow,
+  type CompareTable,
+  type EvalResult,
+  type Health,
+  type HealthStatus,
+  type Histogram,
+  type LineageKind,
+  type LineageNode,
+  type ParamSpec,
+  type Plan,
+  type RunEvent,
+  type RunInfo,
+  type RunState,
+  RUN_STATES,
+} from "./types";
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -167,16 +92,6 @@ export function normalizeEvents(v: unknown): RunEvent[] {
   return out;
 }
 
-/** One row of the hard-sample cluster summary (`clusters` trait), ordered by mean loss. */
-export interface ClusterRow {
-  cluster: number;
-  size: number;
-  mean_loss: number | null;
-  loss_vs_median: number | null;
-  top_labels: string;
-  top_predictions: string;
-}
-
 export function normalizeClusters(v: unknown): ClusterRow[] {
   if (!Array.isArray(v)) return [];
   return v.filter(isObject).map((r) => ({
@@ -187,13 +102,6 @@ export function normalizeClusters(v: unknown): ClusterRow[] {
     top_labels: str(r.top_labels),
     top_predictions: str(r.top_predictions),
   }));
-}
-
-/** `histogram`: per-sample losses of the latest pass, binned. */
-export interface Histogram {
-  edges: number[];
-  counts: number[];
-  quantiles: Partial<Record<"p1" | "p5" | "p25" | "p50" | "p75" | "p95" | "p99" | "max" | "mean", number>>;
 }
 
 const QUANTILE_KEYS = ["p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "mean"] as const;
@@ -215,29 +123,6 @@ export function normalizeHistogram(v: unknown): Histogram | null {
     if (x !== null) quantiles[k] = x;
   }
   return { edges, counts, quantiles };
-}
-
-/** "proposed", "approved", "rejected", "executed", "failed", or a newer status shown as is. */
-export type PlanStatus = string;
-
-export interface ParamSpec {
-  label: string;
-  min: number | null;
-  max: number | null;
-  step: number | null;
-}
-
-export interface Plan {
-  /** As Python sent it (decisions must echo it unchanged). */
-  id: string | number;
-  kind: string;
-  title: string;
-  evidence: string;
-  step: number | null;
-  params: Record<string, number>;
-  param_specs: Record<string, ParamSpec>;
-  status: PlanStatus;
-  result: string;
 }
 
 /** `plans`: plans without an id are dropped; a missing status reads as "failed". */
@@ -274,24 +159,6 @@ export function normalizePlans(v: unknown): Plan[] {
   return out;
 }
 
-export type LineageKind = "run" | "fork" | "baseline" | "merge";
-
-export interface LineageNode {
-  id: string;
-  parent: string | null;
-  kind: LineageKind;
-  label: string;
-  step: number | null;
-  /** run: its status; fork and baseline: training, trained, merged; merge: candidate, committed, discarded */
-  state: string;
-  /** fork and baseline: how the slice was chosen, its size and the training budget in steps */
-  slice: string;
-  samples: number | null;
-  budget: number | null;
-  /** merge: the experts averaged with the run */
-  merged_from: string[];
-}
-
 const idOf = (v: unknown): string => (typeof v === "number" && Number.isFinite(v) ? String(v) : str(v));
 const LINEAGE_KINDS: readonly LineageKind[] = ["run", "fork", "baseline", "merge"];
 
@@ -320,13 +187,6 @@ export function normalizeLineage(v: unknown): LineageNode[] {
   return out;
 }
 
-/** `compare`: one row per model (the run, its experts, merge candidates), one value per column. */
-export interface CompareTable {
-  /** The value columns, without the leading "model" column: "slice <expert> loss", "validation accuracy", ... */
-  columns: string[];
-  rows: Array<{ model: string; values: Array<number | null> }>;
-}
-
 /** `compare`: null until the first comparison; rows are padded or cut to the columns. */
 export function normalizeCompare(v: unknown): CompareTable | null {
   if (!isObject(v) || !Array.isArray(v.columns) || !Array.isArray(v.rows)) return null;
@@ -339,21 +199,6 @@ export function normalizeCompare(v: unknown): CompareTable | null {
     rows.push({ model, values: columns.map((_, i) => numOrNull(r[i + 1])) });
   }
   return { columns, rows };
-}
-
-export type HealthStatus = "pass" | "warn" | "fail";
-
-export interface HealthResult {
-  check: string;
-  status: HealthStatus;
-  evidence: string;
-  explanation: string;
-}
-
-export interface Health {
-  step: number | null;
-  time: number | null;
-  results: HealthResult[];
 }
 
 /** `health`: null until the first check; an unknown status reads as "warn". */

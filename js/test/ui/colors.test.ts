@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { clusterCategories, clusterColor, lossColormap, lossScale, luminance, over, parseColor, scaleLoss, toHex } from "../colors";
+import { clusterCategories, clusterColor, lossColormap, lossScale, luminance, over, parseColor, scaleLoss, toHex } from "../../ui/colors";
 
 describe("parseColor", () => {
   it("reads hex and rgb() syntaxes", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fmtCount, fmtDuration, fmtLr, fmtNum, fmtPercent, fmtRate } from "../format";
+import { fmtCount, fmtDuration, fmtLr, fmtNum, fmtPercent, fmtRate } from "../../ui/format";
 
 describe("formatters", () => {
   it("format numbers compactly", () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { UNCLUSTERED, decodePoints, decodeSelection, drawOrder, fitToNdc, pointsVersion } from "../points";
-import { buildLookup, datasetIndices, pointIds, selectMessage } from "../selection";
+import { UNCLUSTERED, decodePoints, decodeSelection, drawOrder, fitToNdc, pointsVersion } from "../../model/points";
+import { selectMessage } from "../../model/messages";
+import { buildLookup, datasetIndices, pointIds } from "../../model/selection";
 
 const dv = (a: Float32Array | Uint16Array | Uint32Array, offset = 1) => {
   const buf = new ArrayBuffer(a.byteLength + offset);

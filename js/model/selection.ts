@@ -1,11 +1,6 @@
 // Translation between point ids (positions in the `points` arrays) and dataset indices,
-// and the `select` message that carries a selection to Python.
-
-export interface SelectMessage {
-  content: { type: "select"; n: number };
-  /** Exactly one buffer: the sorted u32 dataset indices, nothing before or after them. */
-  buffers: [ArrayBuffer];
-}
+// both ways: what the map selected goes to Python as dataset indices (messages.ts
+// `selectMessage`), and the `selection` trait comes back as dataset indices.
 
 /** Sorted, de-duplicated dataset indices of the given point ids (ids out of range are ignored). */
 export function datasetIndices(ids: ArrayLike<number>, index: Uint32Array): Uint32Array {
@@ -19,15 +14,6 @@ export function datasetIndices(ids: ArrayLike<number>, index: Uint32Array): Uint
   let m = 0;
   for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[m++] = sorted[i]!;
   return out.slice(0, m); // a fresh buffer of exactly m elements
-}
-
-/** The `select` message for the given sorted dataset indices. */
-export function selectMessage(indices: Uint32Array): SelectMessage {
-  const exact =
-    indices.byteOffset === 0 && indices.byteLength === indices.buffer.byteLength && indices.buffer instanceof ArrayBuffer
-      ? indices.buffer
-      : indices.slice().buffer;
-  return { content: { type: "select", n: indices.length }, buffers: [exact] };
 }
 
 /** Dataset index → point id lookup, built once per `points` version. */

@@ -9,7 +9,7 @@ import {
   normalizePlans,
   normalizeRun,
   normalizeValCurve,
-} from "../types";
+} from "../../model/normalize";
 
 const GARBAGE = [undefined, null, 0, "x", [], {}, [null, 1, "a"], { results: 5, edges: "x" }];
 

@@ -13,7 +13,7 @@
 //                     {type: "error", protocol, reason}            a message was refused
 //   client -> server  {type: "message", content, buffers}
 
-import type { DashboardModel, Listener } from "./types";
+import type { DashboardModel, Listener } from "../model/host";
 
 /** The protocol version this front end speaks (onthefly_nb/protocol.py PROTOCOL_VERSION). */
 export const PROTOCOL_VERSION = 1;

@@ -3,7 +3,7 @@
 // `#onthefly-app`. On load it reads the token from the page URL (`?token=...` or
 // `#token=...`), connects to `ws(s)://<host>/ws?token=...` and mounts the dashboard.
 
-import { mountDashboard } from "./dashboard";
+import { mountDashboard } from "../dashboard";
 import { type SocketConstructor, type TransportModel, connect, redactUrl } from "./transport";
 
 export const APP_ID = "onthefly-app";

@@ -1,7 +1,7 @@
 // Colour scales of the sample map: a continuous colormap for the loss, a categorical
 // palette for clusters, and parsing of CSS colour strings into RGBA.
 
-import { UNCLUSTERED } from "./points";
+import { UNCLUSTERED } from "../model/points";
 
 export type Rgba = [number, number, number, number];
 

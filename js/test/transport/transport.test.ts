@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { socketUrlFor, tokenFrom } from "../standalone";
+import { socketUrlFor, tokenFrom } from "../../transport/standalone";
 import {
   type BufferRef,
   FrameError,
@@ -9,7 +9,7 @@ import {
   encodeFrame,
   putBuffers,
   redactUrl,
-} from "../transport";
+} from "../../transport/transport";
 
 /** A fake browser WebSocket: the test plays the server through `serverSend` and `serverClose`. */
 class FakeSocket implements SocketLike {

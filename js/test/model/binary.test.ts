@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { toFloat32, toUint16, toUint32 } from "../binary";
-import { decodeCurve } from "../curve";
+import { toFloat32, toUint16, toUint32 } from "../../model/binary";
+import { decodeCurve } from "../../model/curve";
 
 /** The bytes of `arr` as a DataView at `offset` into a larger buffer. */
 function viewAt(arr: Float32Array | Uint16Array | Uint32Array, offset: number): DataView {
