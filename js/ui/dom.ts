@@ -1,4 +1,4 @@
-// Tiny DOM builders shared by the panels.
+// Tiny DOM builders shared by the panels: HTML and SVG elements, icons.
 
 type Attrs = Record<string, string | number | boolean | undefined | null>;
 
@@ -49,31 +49,4 @@ export function icon(doc: Document, path: string, size = 12): SVGSVGElement {
   });
   s(doc, "path", { d: path }, svg);
   return svg;
-}
-
-/** A dashboard panel: a titled card with a tools slot and a body. */
-export interface Panel {
-  el: HTMLElement;
-  title: HTMLElement;
-  tools: HTMLElement;
-  body: HTMLElement;
-}
-
-export function panel(doc: Document, name: string, title: string, extraClass = ""): Panel {
-  const titleEl = h(doc, "h3", { class: "onthefly-panel-title" }, title);
-  const tools = h(doc, "div", { class: "onthefly-panel-tools" });
-  const body = h(doc, "div", { class: "onthefly-panel-body" });
-  const el = h(
-    doc,
-    "section",
-    { class: `onthefly-panel ${extraClass}`.trim(), "data-panel": name, "aria-label": title },
-    h(doc, "header", { class: "onthefly-panel-head" }, titleEl, tools),
-    body,
-  );
-  return { el, title: titleEl, tools, body };
-}
-
-/** The muted message a panel shows before it has data. */
-export function emptyState(doc: Document, text: string, extraClass = ""): HTMLElement {
-  return h(doc, "div", { class: `onthefly-empty-state ${extraClass}`.trim() }, text);
 }

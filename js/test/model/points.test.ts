@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { UNCLUSTERED, decodePoints, decodeSelection, drawOrder, fitToNdc, pointsVersion } from "../../model/points";
 import { selectMessage } from "../../model/messages";
+import { UNCLUSTERED, decodePoints, decodeSelection, pointsVersion } from "../../model/points";
 import { buildLookup, datasetIndices, pointIds } from "../../model/selection";
+import { drawOrder, fitToNdc } from "../../panels/map/geometry";
 
 const dv = (a: Float32Array | Uint16Array | Uint32Array, offset = 1) => {
   const buf = new ArrayBuffer(a.byteLength + offset);

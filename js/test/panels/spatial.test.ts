@@ -1,6 +1,6 @@
 import KDBush from "kdbush";
 import { describe, expect, it } from "vitest";
-import { buildKdIndex } from "../spatial";
+import { buildKdIndex } from "../../panels/map/spatial";
 
 function random(n: number, seed: number): Float32Array {
   let s = seed;

@@ -1,9 +1,11 @@
-// The run header: project / run name, status pill, step and epoch, learning rate,
-// throughput, time left, device, the "deterministic" badge, and the progress bar under it.
+// The run header (`run` trait): project / run name, status pill, step and epoch, learning
+// rate, throughput, time left, device and the "deterministic" badge.
 
-import { h } from "./ui/dom";
-import { fmtCount, fmtDuration, fmtLr, fmtRate } from "./ui/format";
-import type { RunInfo, RunState } from "./model/types";
+import { normalizeRun } from "../model/normalize";
+import type { RunInfo, RunState } from "../model/types";
+import { h } from "../ui/dom";
+import { fmtDuration, fmtLr, fmtRate } from "../ui/format";
+import type { PanelDef } from "./panel";
 
 const TERMINAL: ReadonlySet<RunState> = new Set(["finished", "stopped", "failed"]);
 
@@ -14,7 +16,6 @@ function stepText(run: RunInfo): string {
 
 export class Header {
   readonly el: HTMLElement;
-  readonly progress: HTMLElement;
   private readonly project: HTMLElement;
   private readonly runName: HTMLElement;
   private readonly sep: HTMLElement;
@@ -26,7 +27,6 @@ export class Header {
   private readonly device: HTMLElement;
   /** In the header only while `run.deterministic` is true. */
   private readonly deterministic: HTMLElement;
-  private readonly bar: HTMLElement;
 
   constructor(doc: Document) {
     this.project = h(doc, "span", { class: "onthefly-project" });
@@ -56,13 +56,6 @@ export class Header {
       this.status,
       h(doc, "div", { class: "onthefly-meta" }, this.step, this.lr, this.throughput, this.eta, this.device),
     );
-    this.bar = h(doc, "div", { class: "onthefly-progress-bar" });
-    this.progress = h(
-      doc,
-      "div",
-      { class: "onthefly-progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, hidden: true },
-      this.bar,
-    );
   }
 
   render(run: RunInfo): void {
@@ -83,15 +76,14 @@ export class Header {
     this.device.hidden = !run.device;
     if (!run.deterministic) this.deterministic.remove();
     else if (this.deterministic.parentNode !== this.el) this.status.after(this.deterministic);
-
-    const total = run.max_epochs != null && run.steps_per_epoch > 0 ? run.max_epochs * run.steps_per_epoch : 0;
-    this.progress.hidden = total <= 0;
-    if (total > 0) {
-      const pct = run.state === "finished" ? 100 : Math.max(0, Math.min(100, (100 * run.step) / total));
-      this.progress.dataset.state = run.state;
-      this.progress.setAttribute("aria-valuenow", pct.toFixed(1));
-      this.progress.title = `${run.step} / ${total} steps · ${fmtCount(run.seen)} samples seen`;
-      this.bar.style.width = `${pct}%`;
-    }
   }
 }
+
+export const headerPanel: PanelDef = {
+  name: "header",
+  traits: ["run"],
+  create(ctx) {
+    const header = new Header(ctx.doc);
+    return { el: header.el, update: () => header.render(normalizeRun(ctx.model.get("run"))) };
+  },
+};

@@ -1,14 +1,14 @@
 // The toolbar, the header badge and the health list against a tiny fake DOM (vitest
 // runs in node here; the browser tests cover the real one).
 import { describe, expect, it } from "vitest";
-import { Controls, enabledCommands } from "../controls";
-import { Header } from "../header";
-import { renderHealth } from "../panels";
-import type { Command, CommandName } from "../model/messages";
-import { normalizeHealth, normalizeRun } from "../model/normalize";
-import { RUN_STATES, type RunState } from "../model/types";
+import type { Command, CommandName } from "../../model/messages";
+import { normalizeHealth, normalizeRun } from "../../model/normalize";
+import { RUN_STATES, type RunState } from "../../model/types";
+import { Controls, enabledCommands } from "../../panels/controls";
+import { Header } from "../../panels/header";
+import { renderHealth } from "../../panels/health";
 
-// --- a fake DOM: just what dom.ts, controls.ts, header.ts and panels.ts touch ------------
+// --- a fake DOM: just what dom.ts, controls.ts, header.ts and health.ts touch ------------
 
 type Child = FakeElement | FakeText;
 

@@ -1,9 +1,11 @@
-// The sample map: a WebGL scatter (regl-scatterplot) of the `points` trait, coloured by
-// loss or by cluster, with a hover tooltip and lasso selection. Selections go to Python as
-// `select` messages; what the map highlights is the `selection` trait Python echoes back,
+// The sample map's view: a WebGL scatter (regl-scatterplot) of the `points` trait, coloured
+// by loss or by cluster, with a hover tooltip and lasso selection. It reports selections to
+// its owner (`onSelect`); what it highlights is the `selection` trait Python echoes back,
 // so every view of a model shows the same selection.
 
 import createScatterplot from "regl-scatterplot";
+import { type Points, type Selection, EMPTY_SELECTION, UNCLUSTERED, decodePoints, pointsVersion } from "../../model/points";
+import { type IndexLookup, buildLookup, datasetIndices, pointIds } from "../../model/selection";
 import {
   type ClusterCategories,
   type LossScale,
@@ -17,14 +19,14 @@ import {
   over,
   scaleLoss,
   toHex,
-} from "./ui/colors";
-import { emptyState, h, icon } from "./ui/dom";
-import { fmtCount, fmtNum } from "./ui/format";
-import { type Points, type Selection, EMPTY_SELECTION, UNCLUSTERED, decodePoints, drawOrder, fitToNdc, pointsVersion } from "./model/points";
+} from "../../ui/colors";
+import { h, icon } from "../../ui/dom";
+import { fmtCount, fmtNum } from "../../ui/format";
+import type { Theme } from "../../ui/theme";
+import { emptyState } from "../panel";
+import { drawOrder, fitToNdc } from "./geometry";
 import { type Renderer, acquireRenderer, releaseRenderer } from "./renderer";
-import { type IndexLookup, buildLookup, datasetIndices, pointIds } from "./model/selection";
 import { spatialIndex } from "./spatial";
-import type { Theme } from "./ui/theme";
 
 type Scatterplot = ReturnType<typeof createScatterplot>;
 type ColorBy = "loss" | "cluster";

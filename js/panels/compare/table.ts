@@ -1,11 +1,10 @@
-// The compare panel (`compare` trait): loss and accuracy of the run, its experts and merge
-// candidates on each fork's slice and on validation, one row per model, columns grouped per
-// target, the best value of each column highlighted. Its Compare button asks Python to recompute.
+// The compare panel's table (`compare` trait): loss and accuracy of the run, its experts and
+// merge candidates on each fork's slice and on validation, one row per model, columns grouped
+// per target, the best value of each column highlighted.
 
-import { emptyState, h, icon, panel, type Panel } from "./ui/dom";
-import { fmtNum, fmtPercent } from "./ui/format";
-import type { Command } from "./model/messages";
-import type { CompareTable, LineageNode, RunState } from "./model/types";
+import type { CompareTable, LineageNode } from "../../model/types";
+import { h } from "../../ui/dom";
+import { fmtNum, fmtPercent } from "../../ui/format";
 
 export type Metric = "loss" | "accuracy" | "other";
 
@@ -182,100 +181,4 @@ export function renderCompareTable(doc: Document, table: CompareTable, nodes: re
   });
 
   return h(doc, "table", { class: "onthefly-compare-table" }, h(doc, "thead", {}, top, sub), body);
-}
-
-const COMPARE_ICON = "M2 11.5h2.5V6H2zm3.75 0h2.5V2.5h-2.5zm3.75 0H12V8H9.5z";
-const PENDING_MS = 15_000;
-
-/** The compare panel: table, empty state and the Compare button (pending until the table changes). */
-export class ComparePanel {
-  readonly panel: Panel;
-  private readonly doc: Document;
-  private readonly win: Window;
-  private readonly button: HTMLButtonElement;
-  private readonly buttonLabel: HTMLElement;
-  private readonly note: HTMLElement;
-  private readonly empty: HTMLElement;
-  private readonly wrap: HTMLElement;
-  private readonly hint: HTMLElement;
-  private state: RunState = "idle";
-  private pendingTimer = 0;
-
-  constructor(doc: Document, send: (cmd: Command) => void, signal: AbortSignal) {
-    this.doc = doc;
-    this.win = doc.defaultView ?? window;
-    this.panel = panel(doc, "compare", "Compare", "onthefly-panel-wide onthefly-compare");
-    this.note = h(doc, "span", { class: "onthefly-panel-note", hidden: true },
-      h(doc, "span", { class: "onthefly-compare-swatch" }), "best: lowest loss, highest accuracy");
-    this.buttonLabel = h(doc, "span", { class: "onthefly-btn-label" }, "Compare");
-    this.button = h(
-      doc,
-      "button",
-      {
-        type: "button",
-        class: "onthefly-btn onthefly-compare-btn",
-        "data-command": "compare",
-        title: "Evaluate the run, its experts and merge candidates on each slice and on validation now",
-        disabled: true,
-      },
-      icon(doc, COMPARE_ICON),
-      this.buttonLabel,
-    );
-    this.button.addEventListener(
-      "click",
-      () => {
-        if (this.button.disabled) return;
-        send({ type: "command", name: "compare" });
-        this.setPending(true);
-      },
-      { signal },
-    );
-    this.panel.tools.append(this.note, this.button);
-    this.empty = emptyState(doc, "fork a specialist to compare it with the run");
-    this.wrap = h(doc, "div", { class: "onthefly-table-wrap", hidden: true });
-    this.hint = h(doc, "p", { class: "onthefly-compare-hint", hidden: true }, "fork a specialist to compare it with the run");
-    this.panel.body.append(this.empty, this.wrap, this.hint);
-  }
-
-  /** Compare runs at a step boundary, or at once once the run has ended; not before it starts. */
-  setRunState(state: RunState): void {
-    this.state = state;
-    this.syncButton();
-  }
-
-  update(table: CompareTable | null, nodes: readonly LineageNode[], fresh: boolean): void {
-    if (fresh) this.setPending(false);
-    const rows = table?.rows.length ?? 0;
-    this.empty.hidden = rows > 0;
-    this.wrap.hidden = rows === 0;
-    this.note.hidden = rows < 2;
-    this.hint.hidden = rows !== 1;
-    this.wrap.replaceChildren(...(table && rows ? [renderCompareTable(this.doc, table, nodes)] : []));
-  }
-
-  dispose(): void {
-    if (this.pendingTimer) this.win.clearTimeout(this.pendingTimer);
-    this.pendingTimer = 0;
-  }
-
-  private setPending(on: boolean): void {
-    if (this.pendingTimer) this.win.clearTimeout(this.pendingTimer);
-    this.pendingTimer = 0;
-    if (on) {
-      this.button.dataset.pending = "true";
-      this.button.setAttribute("aria-busy", "true");
-      this.buttonLabel.textContent = "Comparing…";
-      // Python sends nothing when the table came out the same: give the button back after a while.
-      this.pendingTimer = this.win.setTimeout(() => this.setPending(false), PENDING_MS);
-    } else {
-      delete this.button.dataset.pending;
-      this.button.removeAttribute("aria-busy");
-      this.buttonLabel.textContent = "Compare";
-    }
-    this.syncButton();
-  }
-
-  private syncButton(): void {
-    this.button.disabled = this.state === "idle" || this.button.dataset.pending === "true";
-  }
 }

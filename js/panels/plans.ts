@@ -1,10 +1,12 @@
 // Plan cards (`plans` trait): proposed plans can be approved, with edited numeric
 // parameters, or rejected; decided plans show their status and result, greyed.
 
-import { h } from "./ui/dom";
-import { fmtNum } from "./ui/format";
-import { type Decision, type PlanMessage, planMessage } from "./model/messages";
-import type { ParamSpec, Plan } from "./model/types";
+import { type Decision, type PlanMessage, planMessage } from "../model/messages";
+import { normalizePlans } from "../model/normalize";
+import type { ParamSpec, Plan } from "../model/types";
+import { h } from "../ui/dom";
+import { fmtNum } from "../ui/format";
+import { type PanelDef, panelFrame } from "./panel";
 
 export type ParamCheck = { ok: true; value: number } | { ok: false; reason: string };
 
@@ -38,7 +40,7 @@ interface Card {
 const signature = (p: Plan) => JSON.stringify([p.status, p.title, p.evidence, p.step, p.params, p.param_specs, p.result, p.kind]);
 
 /** The plans panel body: one card per plan, updated in place so that typing survives updates. */
-export class PlansPanel {
+class PlanList {
   readonly el: HTMLElement;
   private readonly doc: Document;
   private readonly win: Window;
@@ -226,3 +228,24 @@ export class PlansPanel {
     validate();
   }
 }
+
+export const plansPanel: PanelDef = {
+  name: "plans",
+  traits: ["plans"],
+  create(ctx) {
+    const frame = panelFrame(ctx.doc, "plans", "Plans");
+    const plans = new PlanList(ctx.doc, (msg) => ctx.send(msg));
+    const count = h(ctx.doc, "span", { class: "onthefly-count-badge", hidden: true });
+    frame.title.append(count);
+    frame.body.append(plans.el);
+    return {
+      el: frame.el,
+      update() {
+        plans.update(normalizePlans(ctx.model.get("plans")));
+        count.textContent = String(plans.proposed);
+        count.hidden = plans.proposed === 0;
+      },
+      dispose: () => plans.dispose(),
+    };
+  },
+};

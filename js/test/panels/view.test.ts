@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { enabledCommands } from "../controls";
-import { histogramLayout, isLogSpaced } from "../histogram";
-import { planMessage } from "../model/messages";
-import type { Plan } from "../model/types";
-import { checkParam, orderPlans } from "../plans";
+import { planMessage } from "../../model/messages";
+import type { Plan } from "../../model/types";
+import { enabledCommands } from "../../panels/controls";
+import { histogramLayout, isLogSpaced } from "../../panels/histogram/chart";
+import { checkParam, orderPlans } from "../../panels/plans";
 
 describe("histogram layout", () => {
   it("detects log-spaced edges", () => {

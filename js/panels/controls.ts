@@ -1,10 +1,12 @@
 // The training controls: pause, resume, stop, run n steps, validate, test, health check,
-// determinism check and session export. Buttons keep their `data-command` attribute;
-// each click sends one `command` message.
+// determinism check and session export, each enabled by the run state (`run` trait).
+// Buttons keep their `data-command` attribute; each click sends one `command` message.
 
-import { h, icon } from "./ui/dom";
-import type { Command, CommandName } from "./model/messages";
-import type { RunState } from "./model/types";
+import type { Command, CommandName } from "../model/messages";
+import { normalizeRun } from "../model/normalize";
+import type { RunState } from "../model/types";
+import { h, icon } from "../ui/dom";
+import type { PanelDef } from "./panel";
 
 const ICONS: Record<CommandName, string> = {
   pause: "M3 2h3v10H3zM8 2h3v10H8z",
@@ -131,3 +133,12 @@ export class Controls {
     this.stepN.disabled = !enabled.step;
   }
 }
+
+export const controlsPanel: PanelDef = {
+  name: "controls",
+  traits: ["run"],
+  create(ctx) {
+    const controls = new Controls(ctx.doc, (cmd) => ctx.send(cmd), ctx.signal);
+    return { el: controls.el, update: () => controls.render(normalizeRun(ctx.model.get("run")).state) };
+  },
+};

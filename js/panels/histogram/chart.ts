@@ -1,10 +1,10 @@
 // The per-sample loss distribution (`histogram` trait) as an SVG bar chart, with the
 // median and the tail quantiles p95 and p99 marked and labelled.
 
-import { s } from "./ui/dom";
-import { fmtCount, fmtNum } from "./ui/format";
-import { type Scale, linearScale, logScale } from "./ui/scale";
-import type { Histogram } from "./model/types";
+import type { Histogram } from "../../model/types";
+import { s } from "../../ui/dom";
+import { fmtCount, fmtNum } from "../../ui/format";
+import { type Scale, linearScale, logScale } from "../../ui/scale";
 
 /** The quantiles marked on the chart, left to right. */
 const MARKS = [

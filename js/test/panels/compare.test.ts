@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { bestRows, fmtDelta, fmtMetric, groupColumns, splitColumn, targetParts } from "../compare";
-import { lineageDetail, lineageName, lineageStep } from "../panels";
-import { normalizeCompare, normalizeLineage } from "../model/normalize";
-import type { CompareTable } from "../model/types";
+import { normalizeCompare, normalizeLineage } from "../../model/normalize";
+import type { CompareTable } from "../../model/types";
+import { bestRows, fmtDelta, fmtMetric, groupColumns, splitColumn, targetParts } from "../../panels/compare/table";
+import { lineageDetail, lineageName, lineageStep } from "../../panels/lineage";
 
 const COLUMNS = ["model", "slice run-fork1 loss", "slice run-fork1 accuracy", "validation loss", "validation accuracy"];
 

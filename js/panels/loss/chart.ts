@@ -1,10 +1,10 @@
 // Pure-SVG loss chart: quantile fan (p5–p95, p25–p75), median and mean lines,
 // validation dots, event markers and a hover guide. No dependencies.
 
-import { type Curve, nearestRow } from "./model/curve";
-import { s } from "./ui/dom";
-import { fmtCount, fmtNum } from "./ui/format";
-import { type Scale, linearScale, logScale } from "./ui/scale";
+import { type Curve, nearestRow } from "../../model/curve";
+import { s } from "../../ui/dom";
+import { fmtCount, fmtNum } from "../../ui/format";
+import { type Scale, linearScale, logScale } from "../../ui/scale";
 
 export interface Marker {
   step: number;
