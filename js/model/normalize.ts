@@ -1,6 +1,7 @@
 // Defensive normalisation of the JSON traits into the types of types.ts: traits may be
 // missing, null or partially filled while the Python side starts up.
 
+import { isObject, num, numOrNull, str } from "./guards";
 import {
   type ClusterRow,
   type CompareTable,
@@ -17,22 +18,6 @@ import {
   type RunState,
   RUN_STATES,
 } from "./types";
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function num(v: unknown, fallback: number): number {
-  return typeof v === "number" && Number.isFinite(v) ? v : fallback;
-}
-
-function numOrNull(v: unknown): number | null {
-  return typeof v === "number" && Number.isFinite(v) ? v : null;
-}
-
-function str(v: unknown, fallback = ""): string {
-  return typeof v === "string" ? v : fallback;
-}
 
 function evalResult(v: unknown): EvalResult | null {
   if (!isObject(v)) return null;

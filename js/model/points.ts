@@ -2,6 +2,7 @@
 // (dataset indices chosen in any view).
 
 import { toFloat32, toUint16, toUint32 } from "./binary";
+import { isObject, numOrNull } from "./guards";
 
 /** Cluster id of points outside the clustered hard set. */
 export const UNCLUSTERED = 65535;
@@ -28,13 +29,9 @@ export interface Selection {
 
 export const EMPTY_SELECTION: Selection = { version: 0, n: 0, index: new Uint32Array(0) };
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-const finite = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
-
 /** The `version` of a points value without decoding its arrays (-1 when absent). */
 export function pointsVersion(v: unknown): number {
-  return isObj(v) ? (finite(v.version) ?? -1) : -1;
+  return isObject(v) ? (numOrNull(v.version) ?? -1) : -1;
 }
 
 /**
@@ -42,11 +39,11 @@ export function pointsVersion(v: unknown): number {
  * x and y; a missing or short loss reads as NaN, cluster as unclustered, index as the point id.
  */
 export function decodePoints(v: unknown): Points | null {
-  if (!isObj(v)) return null;
+  if (!isObject(v)) return null;
   const x = toFloat32(v.x);
   const y = toFloat32(v.y);
   if (!x || !y) return null;
-  const declared = finite(v.n);
+  const declared = numOrNull(v.n);
   const n = Math.max(0, Math.min(declared === null ? Infinity : Math.floor(declared), x.length, y.length));
   if (n === 0) return null;
   const column = <T extends Float32Array | Uint16Array | Uint32Array>(
@@ -66,8 +63,8 @@ export function decodePoints(v: unknown): Points | null {
     return out;
   });
   return {
-    version: finite(v.version) ?? 0,
-    step: finite(v.step),
+    version: numOrNull(v.version) ?? 0,
+    step: numOrNull(v.step),
     source: typeof v.source === "string" ? v.source : "",
     n,
     x: x.length === n ? x : x.subarray(0, n),
@@ -80,9 +77,9 @@ export function decodePoints(v: unknown): Points | null {
 
 /** Decodes `selection`; anything malformed is the empty selection. */
 export function decodeSelection(v: unknown): Selection {
-  if (!isObj(v)) return EMPTY_SELECTION;
+  if (!isObject(v)) return EMPTY_SELECTION;
   const index = toUint32(v.index) ?? new Uint32Array(0);
-  const declared = finite(v.n);
+  const declared = numOrNull(v.n);
   const n = Math.max(0, Math.min(declared === null ? index.length : Math.floor(declared), index.length));
-  return { version: finite(v.version) ?? 0, n, index: n === index.length ? index : index.subarray(0, n) };
+  return { version: numOrNull(v.version) ?? 0, n, index: n === index.length ? index : index.subarray(0, n) };
 }

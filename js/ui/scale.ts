@@ -2,6 +2,9 @@
 
 import { fmtNum } from "./format";
 
+/** A pixel coordinate rounded to 0.1 px, which keeps the charts' SVG short. */
+export const r1 = (v: number) => Math.round(v * 10) / 10;
+
 /** A scale with its inverse, tick values and tick labels. */
 export interface Scale {
   (v: number): number;

@@ -4,7 +4,7 @@
 import type { Histogram } from "../../model/types";
 import { s } from "../../ui/dom";
 import { fmtCount, fmtNum } from "../../ui/format";
-import { type Scale, linearScale, logScale } from "../../ui/scale";
+import { type Scale, linearScale, logScale, r1 } from "../../ui/scale";
 
 /** The quantiles marked on the chart, left to right. */
 const MARKS = [
@@ -111,8 +111,6 @@ export function histogramLayout(hist: Histogram, width: number, height: number):
   }
   return { bars, marks, x, y, left, right, top, bottom, log };
 }
-
-const r1 = (v: number) => Math.round(v * 10) / 10;
 
 /** The histogram's SVG; `draw` rebuilds it. */
 export class HistogramChart {

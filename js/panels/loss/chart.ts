@@ -4,7 +4,7 @@
 import { type Curve, nearestRow } from "../../model/curve";
 import { s } from "../../ui/dom";
 import { fmtCount, fmtNum } from "../../ui/format";
-import { type Scale, linearScale, logScale } from "../../ui/scale";
+import { type Scale, linearScale, logScale, r1 } from "../../ui/scale";
 
 export interface Marker {
   step: number;
@@ -33,8 +33,6 @@ interface Layout {
 }
 
 // --- geometry ------------------------------------------------------------------
-
-const r1 = (v: number) => Math.round(v * 10) / 10;
 
 /** Polyline path, broken into segments at non-finite values. */
 function linePath(xs: Float32Array, ys: Float32Array, n: number, L: Layout): string {
