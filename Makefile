@@ -21,7 +21,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-onthefly_nb/static/widget.js: node_modules/.package-lock.json js/*.ts js/*.css js/build.mjs widgets/src/*.ts widgets/build.mjs
+# every source of the bundles, in js/ and its subfolders (not the unit tests)
+JS_SOURCES := $(shell find js widgets/src -name '*.ts' -not -path 'js/test/*') js/widget.css js/build.mjs widgets/build.mjs
+
+onthefly_nb/static/widget.js: node_modules/.package-lock.json $(JS_SOURCES)
 	npm run build
 
 build: onthefly_nb/static/widget.js

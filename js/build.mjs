@@ -50,7 +50,7 @@ const configs = [
   {
     ...common,
     // The standalone dashboard page of onthefly_nb/bridge.py (served with widget.css).
-    entryPoints: [resolve(root, "js/standalone.ts")],
+    entryPoints: [resolve(root, "js/transport/standalone.ts")],
     outfile: resolve(outdir, "standalone.js"),
     format: "esm",
     platform: "browser",

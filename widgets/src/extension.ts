@@ -4,7 +4,7 @@
 
 import * as vscode from "vscode";
 import WebSocket from "ws";
-import type { SocketLike } from "../../js/transport";
+import type { SocketLike } from "../../js/transport/transport";
 import { Relay } from "./relay";
 
 export const RENDERER_ID = "onthefly.dashboard";

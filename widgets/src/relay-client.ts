@@ -1,7 +1,7 @@
 // The renderer side of the relay: a WebSocket look-alike whose frames travel through the
 // extension host (renderer messaging), so `connect()` works unchanged over it.
 
-import type { SocketConstructor, SocketLike } from "../../js/transport";
+import type { SocketConstructor, SocketLike } from "../../js/transport/transport";
 import { RELAY_TAG, type ToExtension, fromBase64, isRelayMessage, toBase64 } from "./relay-protocol";
 
 /** The part of the renderer context the relay needs. */

@@ -3,7 +3,7 @@
 // shaped like `vscode.NotebookRendererMessaging` and a socket factory, so it runs (and is
 // tested) without VS Code.
 
-import { type SocketLike, redactUrl } from "../../js/transport";
+import { type SocketLike, redactUrl } from "../../js/transport/transport";
 import { RELAY_TAG, type ToRenderer, fromBase64, isRelayMessage, toBase64 } from "./relay-protocol";
 
 export interface DisposableLike {

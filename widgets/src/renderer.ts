@@ -5,7 +5,7 @@
 
 import type { ActivationFunction, OutputItem, RendererContext } from "vscode-notebook-renderer";
 import { mountDashboard } from "../../js/dashboard";
-import { type SocketConstructor, type TransportModel, connect } from "../../js/transport";
+import { type SocketConstructor, type TransportModel, connect } from "../../js/transport/transport";
 import css from "../../js/widget.css";
 import { type DashboardPayload, readPayload, socketUrl } from "./payload";
 import { RelayClient } from "./relay-client";

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { WebSocketServer } from "ws";
-import { decodeFrame, encodeFrame } from "../../js/transport";
+import { decodeFrame, encodeFrame } from "../../js/transport/transport";
 import { RELAY_TAG, fromBase64, toBase64 } from "../src/relay-protocol";
 
 // A stand-in for VS Code's API: only what extension.ts touches.

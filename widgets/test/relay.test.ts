@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WebSocket as NodeWebSocket, WebSocketServer } from "ws";
-import { type SocketLike, connect, decodeFrame, encodeFrame } from "../../js/transport";
+import { type SocketLike, connect, decodeFrame, encodeFrame } from "../../js/transport/transport";
 import { readPayload, socketUrl } from "../src/payload";
 import { Relay, loopbackOnly } from "../src/relay";
 import { RelayClient } from "../src/relay-client";

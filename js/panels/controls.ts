@@ -1,0 +1,144 @@
+// The training controls: pause, resume, stop, run n steps, validate, test, health check,
+// determinism check and session export, each enabled by the run state (`run` trait).
+// Buttons keep their `data-command` attribute; each click sends one `command` message.
+
+import type { Command, CommandName } from "../model/messages";
+import { normalizeRun } from "../model/normalize";
+import type { RunState } from "../model/types";
+import { h, icon } from "../ui/dom";
+import type { PanelDef } from "./panel";
+
+const ICONS: Record<CommandName, string> = {
+  pause: "M3 2h3v10H3zM8 2h3v10H8z",
+  resume: "M3 1.5v11l9-5.5z",
+  stop: "M2.5 2.5h9v9h-9z",
+  step: "M2 1.5v11l7-5.5zM10 2h2v10h-2z",
+  validate: "M5.5 10.2 2.3 7l-1.1 1.1 4.3 4.3 7.3-7.3-1.1-1.1z",
+  test: "M5 1.5h4v1H8.5v3.2l3.3 5.6c.4.7-.1 1.7-1 1.7H3.2c-.9 0-1.4-1-1-1.7l3.3-5.6V2.5H5zm1.5 1v3.5L5 8.5h4L7.5 6V2.5z",
+  health: "M7 12.5 1.9 7.6C.4 6.1.6 3.6 2.4 2.5c1.4-.9 3.2-.6 4.3.6L7 3.4l.3-.3c1.1-1.2 2.9-1.5 4.3-.6 1.8 1.1 2 3.6.5 5.1z",
+  // a replay arrow around an equals sign
+  determinism: "M7 1.5A5.5 5.5 0 1 1 1.5 7H3a4 4 0 1 0 4-4zM0 7h4.5L2.25 3.8zM5.5 5.6h3v1h-3zm0 1.8h3v1h-3z",
+  // a download arrow over a tray
+  export: "M6 1.5h2v5.3l2-2 1.4 1.4L7 10.6 2.6 6.2 4 4.8l2 2zM2 11.5h10V13H2z",
+};
+
+const BUTTONS: ReadonlyArray<[CommandName, string, string]> = [
+  ["pause", "Pause", "Pause training after the current step"],
+  ["resume", "Resume", "Resume training"],
+  ["stop", "Stop", "Stop training"],
+  ["step", "Step", "Run this many steps, then pause"],
+  ["validate", "Validate", "Evaluate on the validation set now"],
+  ["test", "Test", "Evaluate on the test set now"],
+  ["health", "Health check", "Check the run for common training problems now"],
+  ["determinism", "Determinism", "Replay the last step twice and compare losses and gradients bit for bit"],
+  ["export", "Export", "Save the whole session to a .zip beside the notebook (Session.load continues it)"],
+];
+
+/**
+ * Which commands make sense in a run state. The determinism check replays a step, so it
+ * needs one to have run; an export is refused only while the run is winding down.
+ */
+export function enabledCommands(state: RunState): Record<CommandName, boolean> {
+  const active = state === "running" || state === "paused";
+  return {
+    pause: state === "running",
+    resume: state === "paused",
+    stop: active,
+    step: active,
+    validate: active,
+    test: active,
+    health: active,
+    determinism: active || state === "finished" || state === "stopped",
+    export: state !== "stopping",
+  };
+}
+
+export class Controls {
+  readonly el: HTMLElement;
+  private readonly buttons = new Map<CommandName, HTMLButtonElement>();
+  private readonly stepN: HTMLInputElement;
+
+  constructor(doc: Document, send: (cmd: Command) => void, signal: AbortSignal) {
+    const button = (cmd: CommandName, label: string, tip: string) => {
+      const b = h(
+        doc,
+        "button",
+        { type: "button", class: "onthefly-btn", "data-command": cmd, "aria-label": label, title: tip, disabled: true },
+        icon(doc, ICONS[cmd]),
+        h(doc, "span", { class: "onthefly-btn-label" }, label),
+      );
+      this.buttons.set(cmd, b);
+      return b;
+    };
+    this.stepN = h(doc, "input", {
+      type: "number",
+      class: "onthefly-step-n",
+      value: 10,
+      min: 1,
+      step: 1,
+      inputmode: "numeric",
+      "aria-label": "Number of steps",
+      title: "number of steps",
+      disabled: true,
+    });
+    const [pause, resume, stop, step, validate, test, health, determinism, exportBtn] = BUTTONS.map(([c, l, t]) =>
+      button(c, l, t),
+    );
+    this.el = h(
+      doc,
+      "div",
+      { class: "onthefly-controls", role: "toolbar", "aria-label": "Training controls" },
+      h(doc, "span", { class: "onthefly-btn-group" }, pause!, resume!, stop!),
+      h(doc, "span", { class: "onthefly-step-group" }, this.stepN, step!),
+      h(doc, "span", { class: "onthefly-btn-group" }, validate!, test!, health!, determinism!),
+      h(doc, "span", { class: "onthefly-btn-group onthefly-export-group" }, exportBtn!),
+    );
+
+    const sendStep = () => {
+      const n = Math.floor(Number(this.stepN.value));
+      if (!Number.isFinite(n) || n < 1) {
+        this.stepN.setAttribute("aria-invalid", "true");
+        return;
+      }
+      this.stepN.removeAttribute("aria-invalid");
+      send({ type: "command", name: "step", n });
+    };
+    for (const [cmd, b] of this.buttons) {
+      b.addEventListener(
+        "click",
+        () => {
+          if (b.disabled) return;
+          if (cmd === "step") sendStep();
+          else send({ type: "command", name: cmd });
+        },
+        { signal },
+      );
+    }
+    this.stepN.addEventListener("input", () => this.stepN.removeAttribute("aria-invalid"), { signal });
+    this.stepN.addEventListener(
+      "keydown",
+      (ev) => {
+        if (ev.key === "Enter" && !this.buttons.get("step")!.disabled) {
+          ev.preventDefault();
+          sendStep();
+        }
+      },
+      { signal },
+    );
+  }
+
+  render(state: RunState): void {
+    const enabled = enabledCommands(state);
+    for (const [cmd, b] of this.buttons) b.disabled = !enabled[cmd];
+    this.stepN.disabled = !enabled.step;
+  }
+}
+
+export const controlsPanel: PanelDef = {
+  name: "controls",
+  traits: ["run"],
+  create(ctx) {
+    const controls = new Controls(ctx.doc, (cmd) => ctx.send(cmd), ctx.signal);
+    return { el: controls.el, update: () => controls.render(normalizeRun(ctx.model.get("run")).state) };
+  },
+};

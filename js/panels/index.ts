@@ -1,0 +1,33 @@
+// The dashboard's panels, in the order they appear. To add one: write its module (a
+// PanelDef, see panel.ts) and list it here; the traits it reads come from the Python side.
+
+import { clustersPanel } from "./clusters";
+import { comparePanel } from "./compare";
+import { controlsPanel } from "./controls";
+import { errorPanel } from "./error";
+import { eventsPanel } from "./events";
+import { headerPanel } from "./header";
+import { healthPanel } from "./health";
+import { histogramPanel } from "./histogram";
+import { lineagePanel } from "./lineage";
+import { lossPanel } from "./loss";
+import { mapPanel } from "./map";
+import type { PanelDef } from "./panel";
+import { plansPanel } from "./plans";
+import { progressPanel } from "./progress";
+
+/** Full width above the grid: the run's header, its progress, the toolbar and the error box. */
+export const TOP_PANELS: readonly PanelDef[] = [headerPanel, progressPanel, controlsPanel, errorPanel];
+
+/** The cards of the panel grid. */
+export const GRID_PANELS: readonly PanelDef[] = [
+  lossPanel,
+  histogramPanel,
+  mapPanel,
+  plansPanel,
+  healthPanel,
+  clustersPanel,
+  lineagePanel,
+  comparePanel,
+  eventsPanel,
+];

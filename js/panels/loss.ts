@@ -1,0 +1,127 @@
+// The training loss panel: the quantile fan of `curve` with the validation points of
+// `val_curve` and markers for `events` (loss/chart.ts), a hover readout, a log-axis toggle,
+// and the latest train, validation and test metrics (`run`).
+
+import { type Curve, EMPTY_CURVE, decodeCurve } from "../model/curve";
+import { normalizeEvents, normalizeRun, normalizeValCurve } from "../model/normalize";
+import type { EvalResult, RunInfo } from "../model/types";
+import { h } from "../ui/dom";
+import { markerLabel } from "../ui/event-text";
+import { fmtNum, fmtPercent } from "../ui/format";
+import { LossChart, type Marker } from "./loss/chart";
+import { type PanelDef, panelFrame } from "./panel";
+
+const HEIGHT = 220;
+// validations are not markers: the validation loss series already shows each one
+const MARKER_KINDS = new Set([
+  "paused", "resumed", "test", "plan_executed", "fork", "merge", "forked", "merged", "merge_committed", "health",
+]);
+
+function evalText(label: string, r: EvalResult): string {
+  const acc = r.accuracy != null ? ` · acc ${fmtPercent(r.accuracy)}` : "";
+  return `${label} loss ${fmtNum(r.loss)}${acc} @ ${r.step}`;
+}
+
+export const lossPanel: PanelDef = {
+  name: "loss",
+  traits: ["run", "curve", "val_curve", "events"],
+  create(ctx) {
+    const { doc, signal } = ctx;
+    const frame = panelFrame(doc, "loss", "Training loss", "onthefly-panel-wide onthefly-chart");
+    const chart = new LossChart(doc);
+    const readout = h(doc, "span", { class: "onthefly-readout" });
+    const logBox = h(doc, "input", { type: "checkbox", class: "onthefly-log" });
+    const logLabel = h(doc, "label", { class: "onthefly-log-toggle", title: "logarithmic loss axis" }, logBox, " log");
+    const swatch = (cls: string, label: string) =>
+      h(doc, "span", { class: "onthefly-legend-item" }, h(doc, "span", { class: `onthefly-swatch ${cls}` }), label);
+    frame.tools.append(
+      h(doc, "div", { class: "onthefly-legend" },
+        swatch("onthefly-swatch-median", "median"),
+        swatch("onthefly-swatch-mean", "mean"),
+        swatch("onthefly-swatch-inner", "p25–p75"),
+        swatch("onthefly-swatch-outer", "p5–p95"),
+        swatch("onthefly-swatch-val", "val")),
+      logLabel,
+    );
+    const empty = h(doc, "div", { class: "onthefly-chart-empty" }, "waiting for the first steps…");
+    const plot = h(doc, "div", { class: "onthefly-plot" }, chart.svg, empty);
+    const metrics = h(doc, "div", { class: "onthefly-metrics", hidden: true });
+    frame.body.append(h(doc, "div", { class: "onthefly-chart-bar" }, readout), plot, metrics);
+
+    let run: RunInfo = normalizeRun(undefined);
+    let curve: Curve = EMPTY_CURVE;
+    let val: Array<[number, number]> = [];
+    let markers: Marker[] = [];
+    let width = 0;
+    let hoverRow = -1;
+
+    const renderMetrics = () => {
+      const parts: string[] = [];
+      if (curve.n > 0) {
+        const i = curve.n - 1;
+        parts.push(`train p50 ${fmtNum(curve.cols.p50[i])} · mean ${fmtNum(curve.cols.mean[i])}`);
+      }
+      if (run.val) parts.push(evalText("val", run.val));
+      if (run.test) parts.push(evalText("test", run.test));
+      metrics.replaceChildren(...parts.map((p) => h(doc, "span", { class: "onthefly-metric" }, p)));
+      metrics.hidden = parts.length === 0;
+    };
+
+    const renderReadout = () => {
+      const i = hoverRow >= 0 && hoverRow < curve.n ? hoverRow : curve.n - 1;
+      if (i < 0) {
+        readout.textContent = "";
+        return;
+      }
+      const c = curve.cols;
+      readout.textContent =
+        `step ${Math.round(c.step[i]!)} · p50 ${fmtNum(c.p50[i])} · mean ${fmtNum(c.mean[i])}` +
+        ` · p25–p75 ${fmtNum(c.p25[i])}–${fmtNum(c.p75[i])} · p5–p95 ${fmtNum(c.p5[i])}–${fmtNum(c.p95[i])}`;
+      readout.classList.toggle("onthefly-readout-hover", hoverRow >= 0);
+    };
+
+    const hover = (row: number) => {
+      hoverRow = row;
+      chart.showHover(row);
+      renderReadout();
+    };
+
+    logBox.addEventListener("change", () => ctx.invalidate(), { signal });
+    chart.svg.addEventListener(
+      "pointermove",
+      (ev) => {
+        const row = chart.rowAt(ev.clientX);
+        if (row !== hoverRow) hover(row);
+      },
+      { signal },
+    );
+    chart.svg.addEventListener("pointerleave", () => hover(-1), { signal });
+    ctx.watchWidth(plot, (w) => {
+      width = w;
+      ctx.invalidate();
+    });
+
+    return {
+      el: frame.el,
+      update(changed) {
+        if (changed.has("run")) run = normalizeRun(ctx.model.get("run"));
+        if (changed.has("curve")) curve = decodeCurve(ctx.model.get("curve"));
+        if (changed.has("val_curve")) val = normalizeValCurve(ctx.model.get("val_curve"));
+        if (changed.has("events")) {
+          markers = normalizeEvents(ctx.model.get("events"))
+            .filter((e) => MARKER_KINDS.has(e.kind))
+            .map((e) => ({ step: e.step, kind: e.kind, label: markerLabel(e) }));
+        }
+        const w = Math.round(width || plot.clientWidth || 640);
+        const hasData = chart.draw({ curve, val, markers, log: logBox.checked, width: w, height: HEIGHT });
+        ctx.root.classList.toggle("onthefly-empty", !hasData);
+        empty.hidden = hasData;
+        logLabel.classList.toggle("onthefly-unavailable", chart.logUnavailable);
+        if (hoverRow >= curve.n) hoverRow = -1;
+        chart.showHover(hoverRow);
+        renderReadout();
+        renderMetrics();
+      },
+    };
+  },
+};

@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import {
+  normalizeClusters,
+  normalizeCompare,
+  normalizeEvents,
+  normalizeHealth,
+  normalizeHistogram,
+  normalizeLineage,
+  normalizePlans,
+  normalizeRun,
+  normalizeValCurve,
+} from "../../model/normalize";
+
+const GARBAGE = [undefined, null, 0, "x", [], {}, [null, 1, "a"], { results: 5, edges: "x" }];
+
+describe("normalisers", () => {
+  it("never throw on missing, null or partial values", () => {
+    for (const v of GARBAGE) {
+      expect(() => {
+        normalizeRun(v);
+        normalizeValCurve(v);
+        normalizeEvents(v);
+        normalizeClusters(v);
+        normalizeHistogram(v);
+        normalizePlans(v);
+        normalizeLineage(v);
+        normalizeHealth(v);
+        normalizeCompare(v);
+      }).not.toThrow();
+    }
+  });
+
+  it("read the run, including the learning rate", () => {
+    const r = normalizeRun({ state: "paused", step: 5, lr: 0.001, max_epochs: null, val: { loss: "x" } });
+    expect(r).toMatchObject({ state: "paused", step: 5, lr: 0.001, max_epochs: null, val: null, project: "" });
+    expect(normalizeRun({ state: "exploded", lr: Number.NaN })).toMatchObject({ state: "idle", lr: null });
+  });
+
+  it("read a histogram and reject inconsistent edges", () => {
+    const h = normalizeHistogram({ edges: [0, 1, 2], counts: [3, -1, 7], quantiles: { p50: 0.5, p99: "x" } })!;
+    expect(h.counts).toEqual([3, 0]);
+    expect(h.quantiles).toEqual({ p50: 0.5 });
+    expect(normalizeHistogram({ edges: [0, 2, 1], counts: [1, 1] })).toBeNull();
+    expect(normalizeHistogram({ edges: [0], counts: [] })).toBeNull();
+  });
+
+  it("read plans with their specs and keep the id as sent", () => {
+    const [a, b] = normalizePlans([
+      { id: 7, kind: "lower_lr", title: "Lower", params: { factor: 0.5, bad: "x" }, param_specs: { factor: { label: "factor", min: 0.1, max: 1 } }, status: "proposed" },
+      { id: "p2", kind: "validate_now", status: 3, result: null },
+      { kind: "no id" },
+    ]);
+    expect(a!.id).toBe(7);
+    expect(a!.params).toEqual({ factor: 0.5 });
+    expect(a!.param_specs.factor).toEqual({ label: "factor", min: 0.1, max: 1, step: null });
+    expect(b).toMatchObject({ id: "p2", status: "failed", title: "validate_now", params: {}, result: "" });
+    expect(normalizePlans([{ id: "p3", status: "expired" }])[0]!.status).toBe("expired");
+  });
+
+  it("read lineage and health", () => {
+    expect(normalizeLineage([{ id: 1, parent: null, kind: "fork", label: "f" }, { id: "" }, { id: "x", kind: "?" }])).toEqual([
+      { id: "1", parent: null, kind: "fork", label: "f", step: null, state: "", slice: "", samples: null, budget: null, merged_from: [] },
+      { id: "x", parent: null, kind: "run", label: "x", step: null, state: "", slice: "", samples: null, budget: null, merged_from: [] },
+    ]);
+    expect(normalizeHealth(null)).toBeNull();
+    const h = normalizeHealth({ step: 3, results: [{ check: "c", status: "fail", evidence: { n: 2 } }, { status: "?" }, 1] })!;
+    expect(h.results).toEqual([
+      { check: "c", status: "fail", evidence: '{"n":2}', explanation: "" },
+      { check: "check", status: "warn", evidence: "", explanation: "" },
+    ]);
+  });
+});
