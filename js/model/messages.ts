@@ -1,34 +1,13 @@
 // The messages the dashboard sends to Python (`model.send`): training commands, plan
-// decisions and selections, see docs/protocol.md.
+// decisions and selections, typed by the contract (contract.ts, docs/protocol.md).
 
+import type { CommandMessage, PlanMessage, SelectMessage as SelectContent } from "./contract";
 import type { Plan } from "./types";
 
-export type CommandName =
-  | "pause"
-  | "resume"
-  | "stop"
-  | "step"
-  | "validate"
-  | "test"
-  | "health"
-  | "determinism"
-  | "export";
-
-export interface Command {
-  type: "command";
-  /** The training controls, or "compare": recompute the `compare` trait. */
-  name: CommandName | "compare";
-  n?: number;
-}
-
-export type Decision = "approve" | "reject";
-
-export interface PlanMessage {
-  type: "plan";
-  id: string | number;
-  decision: Decision;
-  params?: Record<string, number>;
-}
+export type { CommandName } from "./contract";
+export type Command = CommandMessage;
+export type Decision = PlanMessage["decision"];
+export type { PlanMessage };
 
 /** The message for a decision; approvals carry every parameter (edited or not). */
 export function planMessage(plan: Plan, decision: Decision, params: Record<string, number>): PlanMessage {
@@ -40,7 +19,7 @@ export function planMessage(plan: Plan, decision: Decision, params: Record<strin
 }
 
 export interface SelectMessage {
-  content: { type: "select"; n: number };
+  content: SelectContent;
   /** Exactly one buffer: the sorted u32 dataset indices, nothing before or after them. */
   buffers: [ArrayBuffer];
 }
@@ -55,4 +34,4 @@ export function selectMessage(indices: Uint32Array): SelectMessage {
 }
 
 /** The content of any message the dashboard sends. */
-export type Message = Command | PlanMessage | SelectMessage["content"];
+export type Message = Command | PlanMessage | SelectContent;

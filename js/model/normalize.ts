@@ -1,34 +1,53 @@
 // Defensive normalisation of the JSON traits into the types of types.ts: traits may be
 // missing, null or partially filled while the Python side starts up.
 
+import type * as C from "./contract";
 import { isObject, num, numOrNull, str } from "./guards";
 import {
   type ClusterRow,
   type CompareTable,
   type EvalResult,
+  EVENT_KINDS,
+  type EventKind,
   type Health,
   type HealthStatus,
   type Histogram,
+  LINEAGE_KINDS,
   type LineageKind,
   type LineageNode,
+  type Loose,
+  PLAN_KINDS,
+  PLAN_STATUSES,
   type ParamSpec,
   type Plan,
+  type PlanKind,
+  type PlanStatus,
+  RUN_STATES,
   type RunEvent,
   type RunInfo,
   type RunState,
-  RUN_STATES,
 } from "./types";
 
-function evalResult(v: unknown): EvalResult | null {
-  if (!isObject(v)) return null;
+/** ``v`` as an object whose keys are those of the contract type ``T`` (empty when it is not an object). */
+function loose<T>(v: unknown): Loose<T> {
+  return (isObject(v) ? v : {}) as Loose<T>;
+}
+
+function oneOf<T extends string>(values: readonly T[], v: unknown): v is T {
+  return (values as readonly unknown[]).includes(v);
+}
+
+function evalResult(value: unknown): EvalResult | null {
+  if (!isObject(value)) return null;
+  const v = loose<C.EvalResult>(value);
   const loss = numOrNull(v.loss);
   if (loss === null) return null;
   return { step: num(v.step, 0), loss, accuracy: numOrNull(v.accuracy) };
 }
 
 export function normalizeRun(v: unknown): RunInfo {
-  const r = isObject(v) ? v : {};
-  const state = RUN_STATES.includes(r.state as RunState) ? (r.state as RunState) : "idle";
+  const r = loose<C.RunTrait>(v);
+  const state: RunState = oneOf(RUN_STATES, r.state) ? r.state : "idle";
   const task = r.task === "classification" || r.task === "regression" ? r.task : null;
   return {
     project: str(r.project),
@@ -36,8 +55,9 @@ export function normalizeRun(v: unknown): RunInfo {
     state,
     step: num(r.step, 0),
     epoch: num(r.epoch, 0),
-    max_epochs: numOrNull(r.max_epochs),
+    max_epochs: num(r.max_epochs, 1),
     steps_per_epoch: num(r.steps_per_epoch, 0),
+    total_steps: num(r.total_steps, 0),
     samples_per_sec: numOrNull(r.samples_per_sec),
     eta_sec: numOrNull(r.eta_sec),
     device: str(r.device),
@@ -67,19 +87,22 @@ export function normalizeValCurve(v: unknown): Array<[number, number]> {
   return out;
 }
 
+/** `events`: events of a kind the contract does not declare are dropped. */
 export function normalizeEvents(v: unknown): RunEvent[] {
   if (!Array.isArray(v)) return [];
   const out: RunEvent[] = [];
-  for (const e of v) {
-    if (!isObject(e)) continue;
-    out.push({ ...e, seq: num(e.seq, 0), time: num(e.time, 0), step: num(e.step, 0), kind: str(e.kind, "event") });
+  for (const raw of v) {
+    if (!isObject(raw)) continue;
+    const e = loose<C.RunEvent>(raw);
+    if (!oneOf<EventKind>(EVENT_KINDS, e.kind)) continue;
+    out.push({ ...raw, seq: num(e.seq, 0), time: num(e.time, 0), step: num(e.step, 0), kind: e.kind });
   }
   return out;
 }
 
 export function normalizeClusters(v: unknown): ClusterRow[] {
   if (!Array.isArray(v)) return [];
-  return v.filter(isObject).map((r) => ({
+  return v.filter(isObject).map((raw) => loose<ClusterRow>(raw)).map((r) => ({
     cluster: num(r.cluster, -1),
     size: num(r.size, 0),
     mean_loss: numOrNull(r.mean_loss),
@@ -92,8 +115,9 @@ export function normalizeClusters(v: unknown): ClusterRow[] {
 const QUANTILE_KEYS = ["p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "mean"] as const;
 
 /** Null unless there is at least one bin with finite, increasing edges. */
-export function normalizeHistogram(v: unknown): Histogram | null {
-  if (!isObject(v) || !Array.isArray(v.edges) || !Array.isArray(v.counts)) return null;
+export function normalizeHistogram(value: unknown): Histogram | null {
+  const v = loose<C.HistogramTrait>(value);
+  if (!Array.isArray(v.edges) || !Array.isArray(v.counts)) return null;
   const bins = Math.min(v.counts.length, v.edges.length - 1);
   if (bins < 1) return null;
   const edges = v.edges.slice(0, bins + 1).map((e) => num(e, Number.NaN));
@@ -102,7 +126,7 @@ export function normalizeHistogram(v: unknown): Histogram | null {
   }
   const counts = v.counts.slice(0, bins).map((c) => Math.max(0, num(c, 0)));
   const quantiles: Histogram["quantiles"] = {};
-  const q = isObject(v.quantiles) ? v.quantiles : {};
+  const q = loose<C.Quantiles>(v.quantiles);
   for (const k of QUANTILE_KEYS) {
     const x = numOrNull(q[k]);
     if (x !== null) quantiles[k] = x;
@@ -110,14 +134,16 @@ export function normalizeHistogram(v: unknown): Histogram | null {
   return { edges, counts, quantiles };
 }
 
-/** `plans`: plans without an id are dropped; a missing status reads as "failed". */
+/** `plans`: plans without an id, or of a kind the contract does not declare, are dropped; an unknown status
+ * reads as "failed". */
 export function normalizePlans(v: unknown): Plan[] {
   if (!Array.isArray(v)) return [];
   const out: Plan[] = [];
-  for (const p of v) {
-    if (!isObject(p)) continue;
-    const id = typeof p.id === "number" && Number.isFinite(p.id) ? p.id : str(p.id);
-    if (id === "") continue;
+  for (const raw of v) {
+    if (!isObject(raw)) continue;
+    const p = loose<C.Plan>(raw);
+    const id = str(p.id);
+    if (id === "" || !oneOf<PlanKind>(PLAN_KINDS, p.kind)) continue;
     const params: Record<string, number> = {};
     if (isObject(p.params)) {
       for (const [k, x] of Object.entries(p.params)) if (typeof x === "number" && Number.isFinite(x)) params[k] = x;
@@ -125,43 +151,43 @@ export function normalizePlans(v: unknown): Plan[] {
     const specs: Record<string, ParamSpec> = {};
     const rawSpecs = isObject(p.param_specs) ? p.param_specs : {};
     for (const name of new Set([...Object.keys(params), ...Object.keys(rawSpecs)])) {
-      const s = isObject(rawSpecs[name]) ? rawSpecs[name] : {};
+      const s = loose<C.ParamSpec>(rawSpecs[name]);
       specs[name] = { label: str(s.label, name), min: numOrNull(s.min), max: numOrNull(s.max), step: numOrNull(s.step) };
     }
-    const status = typeof p.status === "string" && p.status ? p.status : "failed";
+    const status: PlanStatus = oneOf(PLAN_STATUSES, p.status) ? p.status : "failed";
     out.push({
       id,
-      kind: str(p.kind),
-      title: str(p.title, str(p.kind, "plan")),
+      kind: p.kind,
+      title: str(p.title, p.kind),
       evidence: str(p.evidence),
-      step: numOrNull(p.step),
+      step: num(p.step, 0),
       params,
       param_specs: specs,
       status,
-      result: typeof p.result === "string" ? p.result : "",
+      result: str(p.result),
     });
   }
   return out;
 }
 
 const idOf = (v: unknown): string => (typeof v === "number" && Number.isFinite(v) ? String(v) : str(v));
-const LINEAGE_KINDS: readonly LineageKind[] = ["run", "fork", "baseline", "merge"];
 
 /** `lineage`: nodes without an id are dropped; an unknown kind reads as "run". */
 export function normalizeLineage(v: unknown): LineageNode[] {
   if (!Array.isArray(v)) return [];
   const out: LineageNode[] = [];
-  for (const n of v) {
-    if (!isObject(n)) continue;
+  for (const raw of v) {
+    if (!isObject(raw)) continue;
+    const n = loose<C.LineageNode>(raw);
     const id = idOf(n.id);
     if (!id) continue;
-    const kind = LINEAGE_KINDS.includes(n.kind as LineageKind) ? (n.kind as LineageKind) : "run";
+    const kind: LineageKind = oneOf(LINEAGE_KINDS, n.kind) ? n.kind : "run";
     out.push({
       id,
       parent: idOf(n.parent) || null,
       kind,
       label: str(n.label, id),
-      step: numOrNull(n.step),
+      step: num(n.step, 0),
       state: str(n.state),
       slice: str(n.slice),
       samples: numOrNull(n.samples),
@@ -173,8 +199,9 @@ export function normalizeLineage(v: unknown): LineageNode[] {
 }
 
 /** `compare`: null until the first comparison; rows are padded or cut to the columns. */
-export function normalizeCompare(v: unknown): CompareTable | null {
-  if (!isObject(v) || !Array.isArray(v.columns) || !Array.isArray(v.rows)) return null;
+export function normalizeCompare(value: unknown): CompareTable | null {
+  const v = loose<C.CompareTrait>(value);
+  if (!Array.isArray(v.columns) || !Array.isArray(v.rows)) return null;
   const columns = v.columns.slice(1).map((c) => str(c, String(c)));
   const rows: CompareTable["rows"] = [];
   for (const r of v.rows) {
@@ -187,9 +214,10 @@ export function normalizeCompare(v: unknown): CompareTable | null {
 }
 
 /** `health`: null until the first check; an unknown status reads as "warn". */
-export function normalizeHealth(v: unknown): Health | null {
-  if (!isObject(v)) return null;
-  const results = (Array.isArray(v.results) ? v.results : []).filter(isObject).map((r) => ({
+export function normalizeHealth(value: unknown): Health | null {
+  if (!isObject(value)) return null;
+  const v = loose<C.HealthTrait>(value);
+  const results = (Array.isArray(v.results) ? v.results : []).filter(isObject).map((raw) => loose<C.HealthResult>(raw)).map((r) => ({
     check: str(r.check, "check"),
     status: r.status === "pass" || r.status === "fail" ? r.status : ("warn" as HealthStatus),
     evidence: typeof r.evidence === "string" ? r.evidence : r.evidence == null ? "" : JSON.stringify(r.evidence),

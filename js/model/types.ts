@@ -1,126 +1,54 @@
-// The traits Python syncs to the dashboard (onthefly_nb, see docs/protocol.md) and the
-// typed values the normalisers (normalize.ts) make of them. Binary traits have their own
-// decoders: curve.ts (`curve`) and points.ts (`points`, `selection`).
+// The trait types the dashboard works with, derived from the contract Python declares
+// (onthefly_nb/dashboard/contract.py, generated into contract.ts). Where the normalisers
+// (normalize.ts) make a value friendlier to draw (nulls for missing numbers, the compare
+// table split into columns and rows), the type says so here, still in the contract's terms.
+// Binary traits have their own decoders: curve.ts (`curve`) and points.ts (`points`, `selection`).
 
-/** Every trait the dashboard reads. */
-export const TRAIT_NAMES = [
-  "run", "curve", "val_curve", "events", "clusters", "histogram",
-  "points", "selection", "plans", "lineage", "compare", "health",
-] as const;
-export type TraitName = (typeof TRAIT_NAMES)[number];
+import type * as C from "./contract";
 
-export type RunState =
-  | "idle"
-  | "running"
-  | "paused"
-  | "stopping"
-  | "finished"
-  | "stopped"
-  | "failed";
+export {
+  COMMAND_NAMES, EVENT_KINDS, LINEAGE_KINDS, PLAN_KINDS, PLAN_STATUSES, RUN_STATES, TRAIT_NAMES,
+} from "./contract";
+export type {
+  ClusterRow, CommandName, EventKind, HealthResult, LineageKind, PlanKind, PlanStatus, RunEvent, RunState, TraitName,
+} from "./contract";
 
-export const RUN_STATES: readonly RunState[] = [
-  "idle",
-  "running",
-  "paused",
-  "stopping",
-  "finished",
-  "stopped",
-  "failed",
-];
+/** A trait value as it may arrive: any of the contract's fields, of any type (the normalisers check each). */
+export type Loose<T> = Partial<Record<keyof T, unknown>>;
 
-export interface EvalResult {
-  step: number;
-  loss: number;
-  accuracy: number | null;
-}
+/** A validation or test result with a loss (results without one are not shown). */
+export type EvalResult = C.EvalResult & { loss: number };
 
-export interface RunInfo {
-  project: string;
-  run_name: string;
-  state: RunState;
-  step: number;
-  epoch: number;
-  max_epochs: number | null;
-  steps_per_epoch: number;
-  samples_per_sec: number | null;
-  eta_sec: number | null;
-  device: string;
-  error: string | null;
-  val: EvalResult | null;
-  test: EvalResult | null;
-  task: "classification" | "regression" | null;
-  seen: number;
-  n_samples: number;
-  lr: number | null;
-  /** torch.use_deterministic_algorithms is on and the seeds are fixed (false when the trait omits it). */
-  deterministic: boolean;
-}
+/** `run` as the contract declares it, its validation and test results only when they have a loss. */
+export type RunInfo = Omit<C.RunTrait, "val" | "test"> & { val: EvalResult | null; test: EvalResult | null };
 
-export interface RunEvent {
-  seq: number;
-  time: number;
-  step: number;
-  kind: string;
-  [extra: string]: unknown;
-}
+/** `histogram`, with only the quantiles that are finite. */
+export type Histogram = Omit<C.HistogramTrait, "quantiles"> & {
+  quantiles: { [K in keyof C.Quantiles]?: number };
+};
 
-/** One row of the hard-sample cluster summary (`clusters` trait), ordered by mean loss. */
-export interface ClusterRow {
-  cluster: number;
-  size: number;
-  mean_loss: number | null;
-  loss_vs_median: number | null;
-  top_labels: string;
-  top_predictions: string;
-}
-
-/** `histogram`: per-sample losses of the latest pass, binned. */
-export interface Histogram {
-  edges: number[];
-  counts: number[];
-  quantiles: Partial<Record<"p1" | "p5" | "p25" | "p50" | "p75" | "p95" | "p99" | "max" | "mean", number>>;
-}
-
-/** "proposed", "approved", "rejected", "executed", "failed", or a newer status shown as is. */
-export type PlanStatus = string;
-
-export interface ParamSpec {
-  label: string;
+/** A plan parameter's bounds; null where a bound is missing. */
+export type ParamSpec = Omit<C.ParamSpec, "min" | "max" | "step"> & {
   min: number | null;
   max: number | null;
   step: number | null;
-}
+};
 
-export interface Plan {
-  /** As Python sent it (decisions must echo it unchanged). */
-  id: string | number;
-  kind: string;
-  title: string;
-  evidence: string;
-  step: number | null;
-  params: Record<string, number>;
+/** A plan card; `result` is "" until there is one. */
+export type Plan = Omit<C.Plan, "param_specs" | "result"> & {
   param_specs: Record<string, ParamSpec>;
-  status: PlanStatus;
   result: string;
-}
+};
 
-export type LineageKind = "run" | "fork" | "baseline" | "merge";
-
-export interface LineageNode {
-  id: string;
-  parent: string | null;
-  kind: LineageKind;
-  label: string;
-  step: number | null;
-  /** run: its status; fork and baseline: training, trained, merged; merge: candidate, committed, discarded */
-  state: string;
+/** A lineage node with every optional field filled (null or empty where Python sent none). */
+export type LineageNode = Omit<C.LineageNode, "slice" | "samples" | "budget" | "merged_from"> & {
   /** fork and baseline: how the slice was chosen, its size and the training budget in steps */
   slice: string;
   samples: number | null;
   budget: number | null;
   /** merge: the experts averaged with the run */
   merged_from: string[];
-}
+};
 
 /** `compare`: one row per model (the run, its experts, merge candidates), one value per column. */
 export interface CompareTable {
@@ -129,17 +57,7 @@ export interface CompareTable {
   rows: Array<{ model: string; values: Array<number | null> }>;
 }
 
-export type HealthStatus = "pass" | "warn" | "fail";
+export type HealthStatus = C.HealthResult["status"];
 
-export interface HealthResult {
-  check: string;
-  status: HealthStatus;
-  evidence: string;
-  explanation: string;
-}
-
-export interface Health {
-  step: number | null;
-  time: number | null;
-  results: HealthResult[];
-}
+/** `health`, with null step and time when missing. */
+export type Health = Omit<C.HealthTrait, "step" | "time"> & { step: number | null; time: number | null };

@@ -2,13 +2,16 @@
 // determinism check and session export, each enabled by the run state (`run` trait).
 // Buttons keep their `data-command` attribute; each click sends one `command` message.
 
-import type { Command, CommandName } from "../model/messages";
+import type { CommandName as AnyCommand, Command } from "../model/messages";
 import { normalizeRun } from "../model/normalize";
 import type { RunState } from "../model/types";
 import { h, icon } from "../ui/dom";
 import type { PanelDef } from "./panel";
 
-const ICONS: Record<CommandName, string> = {
+/** The commands with a button here: every command of the contract but "compare" (the compare panel's). */
+export type ControlCommand = Exclude<AnyCommand, "compare">;
+
+const ICONS: Record<ControlCommand, string> = {
   pause: "M3 2h3v10H3zM8 2h3v10H8z",
   resume: "M3 1.5v11l9-5.5z",
   stop: "M2.5 2.5h9v9h-9z",
@@ -22,7 +25,7 @@ const ICONS: Record<CommandName, string> = {
   export: "M6 1.5h2v5.3l2-2 1.4 1.4L7 10.6 2.6 6.2 4 4.8l2 2zM2 11.5h10V13H2z",
 };
 
-const BUTTONS: ReadonlyArray<[CommandName, string, string]> = [
+const BUTTONS: ReadonlyArray<[ControlCommand, string, string]> = [
   ["pause", "Pause", "Pause training after the current step"],
   ["resume", "Resume", "Resume training"],
   ["stop", "Stop", "Stop training"],
@@ -38,7 +41,7 @@ const BUTTONS: ReadonlyArray<[CommandName, string, string]> = [
  * Which commands make sense in a run state. The determinism check replays a step, so it
  * needs one to have run; an export is refused only while the run is winding down.
  */
-export function enabledCommands(state: RunState): Record<CommandName, boolean> {
+export function enabledCommands(state: RunState): Record<ControlCommand, boolean> {
   const active = state === "running" || state === "paused";
   return {
     pause: state === "running",
@@ -55,11 +58,11 @@ export function enabledCommands(state: RunState): Record<CommandName, boolean> {
 
 export class Controls {
   readonly el: HTMLElement;
-  private readonly buttons = new Map<CommandName, HTMLButtonElement>();
+  private readonly buttons = new Map<ControlCommand, HTMLButtonElement>();
   private readonly stepN: HTMLInputElement;
 
   constructor(doc: Document, send: (cmd: Command) => void, signal: AbortSignal) {
-    const button = (cmd: CommandName, label: string, tip: string) => {
+    const button = (cmd: ControlCommand, label: string, tip: string) => {
       const b = h(
         doc,
         "button",

@@ -4,7 +4,7 @@
 
 import { type Curve, EMPTY_CURVE, decodeCurve } from "../model/curve";
 import { normalizeEvents, normalizeRun, normalizeValCurve } from "../model/normalize";
-import type { EvalResult, RunInfo } from "../model/types";
+import type { EvalResult, EventKind, RunInfo } from "../model/types";
 import { h } from "../ui/dom";
 import { markerLabel } from "../ui/event-text";
 import { fmtNum, fmtPercent } from "../ui/format";
@@ -13,8 +13,8 @@ import { type PanelDef, panelFrame } from "./panel";
 
 const HEIGHT = 220;
 // validations are not markers: the validation loss series already shows each one
-const MARKER_KINDS = new Set([
-  "paused", "resumed", "test", "plan_executed", "fork", "merge", "forked", "merged", "merge_committed", "health",
+export const MARKER_KINDS: ReadonlySet<EventKind> = new Set<EventKind>([
+  "paused", "resumed", "test", "plan_executed", "forked", "fork_trained", "merged", "merge_committed", "health",
 ]);
 
 function evalText(label: string, r: EvalResult): string {

@@ -4,14 +4,13 @@ event kinds, commands, plan kinds).
 
 The Python side checks against it (``protocol.decode`` for messages, ``check_traits`` in the
 tests for what the publisher sends); the front end's types are generated from it into
-``js/model/contract.ts`` (``python -m onthefly_nb.dashboard.contract > js/model/contract.ts``, or
-``make contract``); a test fails when that file is not what this module writes.
+``js/model/contract.ts`` by ``make contract`` (which writes :func:`typescript`); a test fails when
+that file is not what this module writes.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -142,7 +141,3 @@ def typescript() -> str:
     parts += ["}", "", "/** Every message the dashboard sends. */",
               f"export type DashboardMessage = {' | '.join(m.ts() for m in MESSAGES.values())};", ""]
     return "\n".join(parts)
-
-
-if __name__ == "__main__":
-    sys.stdout.write(typescript())

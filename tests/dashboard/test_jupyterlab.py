@@ -258,8 +258,8 @@ print(json.dumps({"ids": _ids, "step": session.global_step, "status": session.st
 """
 EXPERTS = """print(json.dumps({n: {"steps": len(e.losses), "state": e.state, "kind": e.kind}
                   for n, e in session.experts.items()}))"""
-MERGES = "print(json.dumps([[m.name, m.state] for m in session._workshop.merges.values()]))"
-REWEIGHTED = """_w = session._loop.sampler.weights
+MERGES = "print(json.dumps([[m.name, m.state] for m in session.parts.merges.merges.values()]))"
+REWEIGHTED = """_w = session.parts.run.loop.sampler.weights
 print(json.dumps({"max": float(_w.max()), "min": float(_w.min()), "heavier": int((_w > 1).sum())}))"""
 
 

@@ -31,9 +31,14 @@ describe("normalisers", () => {
   });
 
   it("read the run, including the learning rate", () => {
-    const r = normalizeRun({ state: "paused", step: 5, lr: 0.001, max_epochs: null, val: { loss: "x" } });
-    expect(r).toMatchObject({ state: "paused", step: 5, lr: 0.001, max_epochs: null, val: null, project: "" });
+    const r = normalizeRun({ state: "paused", step: 5, lr: 0.001, max_epochs: null, total_steps: 40, val: { loss: "x" } });
+    expect(r).toMatchObject({ state: "paused", step: 5, lr: 0.001, max_epochs: 1, total_steps: 40, val: null, project: "" });
     expect(normalizeRun({ state: "exploded", lr: Number.NaN })).toMatchObject({ state: "idle", lr: null });
+  });
+
+  it("keep only events of a kind the contract declares", () => {
+    const events = normalizeEvents([{ kind: "paused", step: 3 }, { kind: "fork", step: 4 }, { kind: "forked", step: 5 }]);
+    expect(events.map((e) => e.kind)).toEqual(["paused", "forked"]);
   });
 
   it("read a histogram and reject inconsistent edges", () => {
@@ -44,23 +49,27 @@ describe("normalisers", () => {
     expect(normalizeHistogram({ edges: [0], counts: [] })).toBeNull();
   });
 
-  it("read plans with their specs and keep the id as sent", () => {
-    const [a, b] = normalizePlans([
-      { id: 7, kind: "lower_lr", title: "Lower", params: { factor: 0.5, bad: "x" }, param_specs: { factor: { label: "factor", min: 0.1, max: 1 } }, status: "proposed" },
+  it("read plans with their specs and keep the id as sent; drop those the contract does not describe", () => {
+    const plans = normalizePlans([
+      { id: "plan-7", kind: "lower_lr", title: "Lower", params: { factor: 0.5, bad: "x" }, param_specs: { factor: { label: "factor", min: 0.1, max: 1 } }, status: "proposed" },
       { id: "p2", kind: "validate_now", status: 3, result: null },
-      { kind: "no id" },
+      { kind: "fork" },
+      { id: 8, kind: "fork" },
+      { id: "p9", kind: "reticulate" },
     ]);
-    expect(a!.id).toBe(7);
+    expect(plans.map((p) => p.id)).toEqual(["plan-7", "p2"]);
+    const [a, b] = plans;
+    expect(a!.id).toBe("plan-7");
     expect(a!.params).toEqual({ factor: 0.5 });
     expect(a!.param_specs.factor).toEqual({ label: "factor", min: 0.1, max: 1, step: null });
     expect(b).toMatchObject({ id: "p2", status: "failed", title: "validate_now", params: {}, result: "" });
-    expect(normalizePlans([{ id: "p3", status: "expired" }])[0]!.status).toBe("expired");
+    expect(normalizePlans([{ id: "p3", kind: "health_check", status: "expired" }])[0]!.status).toBe("expired");
   });
 
   it("read lineage and health", () => {
     expect(normalizeLineage([{ id: 1, parent: null, kind: "fork", label: "f" }, { id: "" }, { id: "x", kind: "?" }])).toEqual([
-      { id: "1", parent: null, kind: "fork", label: "f", step: null, state: "", slice: "", samples: null, budget: null, merged_from: [] },
-      { id: "x", parent: null, kind: "run", label: "x", step: null, state: "", slice: "", samples: null, budget: null, merged_from: [] },
+      { id: "1", parent: null, kind: "fork", label: "f", step: 0, state: "", slice: "", samples: null, budget: null, merged_from: [] },
+      { id: "x", parent: null, kind: "run", label: "x", step: 0, state: "", slice: "", samples: null, budget: null, merged_from: [] },
     ]);
     expect(normalizeHealth(null)).toBeNull();
     const h = normalizeHealth({ step: 3, results: [{ check: "c", status: "fail", evidence: { n: 2 } }, { status: "?" }, 1] })!;

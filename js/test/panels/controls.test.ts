@@ -1,10 +1,10 @@
 // The toolbar, the header badge and the health list against a tiny fake DOM (vitest
 // runs in node here; the browser tests cover the real one).
 import { describe, expect, it } from "vitest";
-import type { Command, CommandName } from "../../model/messages";
+import type { Command } from "../../model/messages";
 import { normalizeHealth, normalizeRun } from "../../model/normalize";
 import { RUN_STATES, type RunState } from "../../model/types";
-import { Controls, enabledCommands } from "../../panels/controls";
+import { type ControlCommand, Controls, enabledCommands } from "../../panels/controls";
 import { Header } from "../../panels/header";
 import { renderHealth } from "../../panels/health";
 
@@ -172,14 +172,14 @@ function toolbar(state: RunState) {
   const abort = new AbortController();
   const controls = new Controls(fakeDoc(), (cmd) => sent.push(cmd), abort.signal);
   controls.render(state);
-  const button = (cmd: CommandName) => fake(controls.el).find((e) => e.getAttribute("data-command") === cmd)[0]!;
+  const button = (cmd: ControlCommand) => fake(controls.el).find((e) => e.getAttribute("data-command") === cmd)[0]!;
   return { controls, sent, abort, button };
 }
 
 // --- tests -------------------------------------------------------------------------------
 
 describe("enabled commands", () => {
-  const enabledIn = (cmd: CommandName) => RUN_STATES.filter((s) => enabledCommands(s)[cmd]);
+  const enabledIn = (cmd: ControlCommand) => RUN_STATES.filter((s) => enabledCommands(s)[cmd]);
 
   it("enable the run controls only while the run is running or paused", () => {
     expect(enabledCommands("running")).toMatchObject({ pause: true, resume: false, test: true, health: true });

@@ -31,7 +31,7 @@ describe("histogram layout", () => {
 
 describe("plans", () => {
   const plan: Plan = {
-    id: 3, kind: "lower_lr", title: "Lower", evidence: "", step: 10, params: { factor: 0.5 },
+    id: "plan-3", kind: "lower_lr", title: "Lower", evidence: "", step: 10, params: { factor: 0.5 },
     param_specs: { factor: { label: "factor", min: 0.1, max: 1, step: 0.05 } }, status: "proposed", result: "",
   };
 
@@ -45,15 +45,16 @@ describe("plans", () => {
   });
 
   it("build decision messages", () => {
-    expect(planMessage(plan, "approve", { factor: 0.25 })).toEqual({ type: "plan", id: 3, decision: "approve", params: { factor: 0.25 } });
-    expect(planMessage(plan, "reject", {})).toEqual({ type: "plan", id: 3, decision: "reject" });
+    expect(planMessage(plan, "approve", { factor: 0.25 })).toEqual({ type: "plan", id: "plan-3", decision: "approve", params: { factor: 0.25 } });
+    expect(planMessage(plan, "reject", {})).toEqual({ type: "plan", id: "plan-3", decision: "reject" });
     const bare = { ...plan, params: {}, param_specs: {} };
-    expect(planMessage(bare, "approve", {})).toEqual({ type: "plan", id: 3, decision: "approve" });
+    expect(planMessage(bare, "approve", {})).toEqual({ type: "plan", id: "plan-3", decision: "approve" });
   });
 
   it("list proposed plans first, then the decided ones newest first", () => {
-    const mk = (id: number, status: Plan["status"]): Plan => ({ ...plan, id, status });
-    expect(orderPlans([mk(1, "executed"), mk(2, "proposed"), mk(3, "rejected"), mk(4, "proposed")]).map((p) => p.id)).toEqual([2, 4, 3, 1]);
+    const mk = (n: number, status: Plan["status"]): Plan => ({ ...plan, id: `plan-${n}`, status });
+    expect(orderPlans([mk(1, "executed"), mk(2, "proposed"), mk(3, "rejected"), mk(4, "proposed")]).map((p) => p.id))
+      .toEqual(["plan-2", "plan-4", "plan-3", "plan-1"]);
   });
 });
 
