@@ -8,7 +8,10 @@ from .errors import (
     NonFiniteLossError,
     OnTheFlyError,
     PerSampleLossError,
+    PlanError,
+    ProtocolError,
     SliceQueryError,
+    StateError,
 )
 from .integrations.huggingface import attach_huggingface
 from .integrations.lightning import attach_lightning
@@ -27,9 +30,12 @@ __all__ = [
     "NonFiniteLossError",
     "OnTheFlyError",
     "PerSampleLossError",
+    "PlanError",
+    "ProtocolError",
     "RunState",
     "Session",
     "SliceQueryError",
+    "StateError",
     "Trainer",
     "attach_huggingface",
     "attach_lightning",

@@ -14,6 +14,8 @@ import zlib
 import pytest
 from jupyter_helpers import CHROMIUM, ROOT, chromium_context, serve_repo
 
+from onthefly_nb.dashboard.contract import TRAITS
+
 WIDGET_JS = ROOT / "onthefly_nb" / "static" / "widget.js"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 # Chromium 137+ no longer falls back to SwiftShader by itself; without it there is no WebGL.
@@ -58,6 +60,7 @@ def running_run(**overrides) -> dict:
         "epoch": 2,
         "max_epochs": 10,
         "steps_per_epoch": 1000,
+        "total_steps": 10_000,
         "samples_per_sec": 2048.5,
         "eta_sec": 125.0,
         "device": "cuda:0",
@@ -68,6 +71,7 @@ def running_run(**overrides) -> dict:
         "seen": 78976,
         "n_samples": 60000,
         "lr": 0.0003,
+        "deterministic": False,
     }
     run.update(overrides)
     return run
@@ -122,7 +126,11 @@ class Harness:
         self.page = page
         self.errors = errors
 
-    def update(self, key: str, value) -> None:
+    def update(self, key: str, value, fits_contract: bool = True) -> None:
+        """Set a trait in the page; a value Python could send must fit the contract (tests of the
+        front end's defences against broken values pass ``fits_contract=False``)."""
+        if fits_contract:
+            TRAITS[key].check(value, f"trait {key!r}")
         self.page.evaluate("([k, v]) => window.fakeModel.update(k, v)", [key, value])
 
     def set_curve(self, rows, layout: str = "dataview", columns=COLUMNS) -> None:
@@ -541,7 +549,7 @@ def test_cluster_table_shows_the_summary_rows(harness):
         {"cluster": 1, "size": 178, "mean_loss": 0.72, "loss_vs_median": None, "top_labels": "0 (178)",
          "top_predictions": "1 (178)"},
         "junk",
-    ])
+    ], fits_contract=False)
     expect(table).to_be_visible()
     expect(box.locator(".onthefly-empty-state")).to_be_hidden()
     rows = box.locator("tbody tr")
@@ -722,7 +730,7 @@ def test_map_renders_points_and_redraws_only_on_a_new_version(harness):
     wait_drawn(harness, 2)
     assert harness.page.evaluate("() => window.drawn") == 2
     # Empty points bring the empty state back.
-    harness.update("points", {"version": 3, "n": 0, "x": [], "y": []})
+    harness.update("points", {"version": 3, "n": 0, "x": [], "y": []}, fits_contract=False)  # no buffers over JSON
     expect(root.locator(".onthefly-map-empty")).to_be_visible()
 
 
@@ -1021,7 +1029,7 @@ def test_plan_cards_send_decisions(harness):
     expect(panel.locator(".onthefly-empty-state")).to_be_visible()
     harness.update("plans", [
         plan("a"),
-        plan(7, kind="validate_now", title="Validate now", params={}, param_specs={}),
+        plan("p7", kind="validate_now", title="Validate now", params={}, param_specs={}),
         plan("old", status="executed", result="lr 3e-4 → 1.5e-4"),
         plan("gone", status="expired", result="superseded"),
     ])
@@ -1047,18 +1055,18 @@ def test_plan_cards_send_decisions(harness):
     expect(panel.locator('article[data-plan-id="a"] .onthefly-param-error')).to_have_text("at most 1")
     # Typing survives an update of the plans trait while the plan is still proposed.
     factor.fill("0.25")
-    harness.update("plans", [plan("a"), plan(7, kind="validate_now", title="Validate now", params={}, param_specs={},
+    harness.update("plans", [plan("a"), plan("p7", kind="validate_now", title="Validate now", params={}, param_specs={},
                                               evidence="newer")])
     expect(factor).to_have_value("0.25")
     approve.click()
     assert harness.sent()[-1] == {"type": "plan", "id": "a", "decision": "approve", "params": {"factor": 0.25}}
     expect(approve).to_be_disabled()  # pending until Python answers
 
-    panel.locator('button[data-plan-id="7"][data-decision="reject"]').click()
-    assert harness.sent()[-1] == {"type": "plan", "id": 7, "decision": "reject"}
+    panel.locator('button[data-plan-id="p7"][data-decision="reject"]').click()
+    assert harness.sent()[-1] == {"type": "plan", "id": "p7", "decision": "reject"}
     assert len([m for m in harness.sent() if m["type"] == "plan"]) == 2
 
-    harness.update("plans", [plan("a", status="approved"), plan(7, status="rejected", params={}, param_specs={})])
+    harness.update("plans", [plan("a", status="approved"), plan("p7", status="rejected", params={}, param_specs={})])
     expect(panel.locator("button[data-decision]")).to_have_count(0)
     expect(panel.locator(".onthefly-count-badge")).to_be_hidden()
 
@@ -1105,6 +1113,7 @@ def test_lineage_tree(harness):
 COMPARE_COLUMNS = ["model", "slice run-fork1 loss", "slice run-fork1 accuracy", "validation loss",
                    "validation accuracy"]
 COMPARE = {
+    "version": 1,
     "columns": COMPARE_COLUMNS,
     "rows": [
         ["run", 0.9123, 0.6, 0.31, 0.9],
@@ -1189,7 +1198,7 @@ def test_compare_table_groups_targets_and_highlights_the_best(harness):
     assert best_models(panel)["validation loss"] == ["run"]
 
     # the run alone: its row, nothing highlighted, and the hint to fork
-    harness.update("compare", {"columns": ["model", "validation loss", "validation accuracy"],
+    harness.update("compare", {"version": 2, "columns": ["model", "validation loss", "validation accuracy"],
                                "rows": [["run", 0.3, 0.9]]})
     expect(rows).to_have_count(1)
     expect(panel.locator("td[data-best]")).to_have_count(0)
@@ -1263,7 +1272,7 @@ def test_lineage_shows_forks_baselines_and_merges(harness):
 
 def test_markers_for_plans_forks_merges_and_health(harness):
     harness.set_curve(curve_rows(50))
-    kinds = ["plan_executed", "fork", "merge", "health", "test", "started", "rejected_message"]
+    kinds = ["plan_executed", "forked", "merged", "health", "test", "started", "rejected_message"]
     harness.update("events", [{"seq": i, "time": 1_700_000_000 + i, "step": 50 + 40 * i, "kind": k}
                               for i, k in enumerate(kinds)])
     markers = harness.root().locator("svg.onthefly-svg g.onthefly-marker")
