@@ -105,3 +105,34 @@ def private_reaches(path: Path) -> list[str]:
 def test_no_module_touches_another_objects_private_attributes(folder):
     reaches = [r for path in sorted((ROOT / folder).rglob("*.py")) for r in private_reaches(path)]
     assert reaches == []
+
+
+def third_party(path: Path) -> set[str]:
+    """The top-level names of the libraries a module imports anywhere in its body."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found - {"onthefly_nb", "__future__"}
+
+
+@pytest.mark.parametrize(("transport", "allowed"), [
+    ("onthefly_nb.dashboard.bridge", set()),
+    ("onthefly_nb.dashboard.widget", {"anywidget", "traitlets", "IPython"}),
+])
+def test_the_transports_import_nothing_of_training(transport, allowed):
+    found = modules()
+    closure, todo = set(), [transport]
+    while todo:
+        name = todo.pop()
+        if name not in closure:
+            closure.add(name)
+            todo += sorted(imported(name, found[name], set(found)) - {"onthefly_nb", "onthefly_nb.dashboard"})
+    assert closure <= {transport, "onthefly_nb.dashboard.contract", "onthefly_nb.dashboard.schema",
+                       "onthefly_nb.dashboard.frames", "onthefly_nb.dashboard.publisher", "onthefly_nb.errors"}
+    libraries = set().union(*(third_party(found[name]) for name in closure))
+    standard = {"asyncio", "hmac", "secrets", "threading", "collections", "http", "pathlib", "typing", "urllib",
+                "json", "math", "struct", "time", "dataclasses", "websockets"}
+    assert libraries - standard <= allowed, "a transport imports more than it needs"

@@ -139,3 +139,53 @@ def test_a_taken_port_moves_to_the_next_free_one_and_says_so(served, capsys):
         assert f"port {bridge.port} is taken; the dashboard is on port {second.port}" in capsys.readouterr().out
     finally:
         second.stop()
+
+
+def test_the_widget_and_the_bridge_get_the_same_updates_from_one_publisher(monkeypatch):
+    """One publisher feeds both transports: a script's page gets what a notebook gets, at the same rate."""
+    import ipywidgets.widgets.widget as widget_module
+
+    sent: list[tuple[float, set[str]]] = []
+
+    class Comm:
+        comm_id, kernel = "recording", "present"
+
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def open(self, *args, **kwargs) -> None:
+            pass
+
+        def on_msg(self, *args, **kwargs) -> None:
+            pass
+
+        def close(self, *args, **kwargs) -> None:
+            pass
+
+        def send(self, data=None, metadata=None, buffers=None) -> None:
+            if data and data.get("method") == "update":
+                sent.append((time.monotonic(), set(data["state"])))
+
+    monkeypatch.setattr(widget_module.comm, "create_comm", lambda **kwargs: Comm())
+    session = make_session(n=4096, batch_size=16, max_epochs=10_000)
+    session.dashboard()
+    bridge = session.bridge(port=0)
+    received: list[tuple[float, set[str]]] = []
+    try:
+        with connect(bridge.websocket_url) as socket:
+            read_frame(socket), read_frame(socket)  # hello, then every trait
+            sent.clear()
+            session.start()
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                header, _ = read_frame(socket)
+                received.append((time.monotonic(), set(header["state"])))
+        assert len(bridge_names := [names for _, names in received]) >= 15, "fewer than 5 updates a second"
+        span = received[-1][0] - received[0][0]
+        assert len(received) / span <= 12, f"{len(received)} updates in {span:.1f} s: over 10 a second"
+        widget_names = [names for _, names in sent]
+        assert abs(len(widget_names) - len(bridge_names)) <= 2
+        assert set().union(*bridge_names) == set().union(*widget_names) >= {"run", "curve", "events"}
+    finally:
+        session.stop(timeout=10)
+        bridge.stop()
