@@ -100,8 +100,10 @@ class Controller:
         with self._cond:
             self._set(RunState.RUNNING, "started")
 
-    def at_boundary(self, step: int) -> bool:
-        """Called by the trainer after each step; blocks while paused. True means stop.
+    def at_boundary(self, step: int, may_wait: bool = True) -> bool | None:
+        """Called by the trainer after each step; blocks while paused. True means stop; None
+        (only when ``may_wait`` is False) that something was asked for, which a thread that may
+        wait must serve (the kernel's main thread hands the boundary to a background thread).
 
         When something was asked for, ``on_enter`` runs first (the trainer flushes its
         records, so a paused run shows every step) and ``on_leave`` runs last.
@@ -109,6 +111,8 @@ class Controller:
         self.step = step
         if not self.attention:
             return False
+        if not may_wait:
+            return None
         self.on_enter()
         try:
             return self._serve(step)

@@ -1,28 +1,36 @@
-"""A run's life: started on a background thread (or the calling one), waited for, stopped, and
-concluded as finished, stopped or failed. Failures end the run, never the kernel: the error is
-kept, shown, and re-raised by ``wait``."""
+"""A run's life: started (on a background thread, on the calling one, or in a Jupyter kernel on
+its main thread between cells: ``kernel.py``), waited for, stopped, and concluded as finished,
+stopped or failed. Failures end the run, never the kernel: the error is kept, shown, and
+re-raised by ``wait``. Whichever thread drives the run's steps, one drives at a time."""
 
 from __future__ import annotations
 
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..errors import ConfigurationError, StateError
 from .control import TERMINAL, RunState
+from .kernel import KernelDriver, current_kernel
+from .loop import HANDOVER
 from .training import Run
 
 
 class Lifecycle:
-    """Owns the training thread of ``run``; ``on_end`` callbacks run once the run has concluded."""
+    """Owns the driving of ``run``; ``on_end`` callbacks run once the run has concluded."""
 
     def __init__(self, run: Run, name: str) -> None:
         self.run = run
         self.name = name
-        self.thread: threading.Thread | None = None
+        self.thread: threading.Thread | None = None  # the latest background thread that drove the run
+        self.kernel: KernelDriver | None = None
         self.error: BaseException | None = None
         self.traceback: str | None = None
         self.on_end: list[Callable[[], None]] = []
+        self._steps: Iterator[str | None] | None = None
+        self._driving = threading.Lock()
+        self._driver: threading.Thread | None = None  # the thread inside the steps now
+        self._claimed: threading.Thread | None = None  # another trainer's fit, called directly
         self._done = threading.Event()
 
     @property
@@ -31,46 +39,74 @@ class Lifecycle:
 
     @property
     def started(self) -> bool:
-        return self.thread is not None
+        return self._steps is not None or self._claimed is not None
 
     def on_training_thread(self) -> bool:
-        return self.thread is threading.current_thread()
+        """Whether the calling thread is training now (inside a step, a boundary, a queued action)."""
+        current = threading.current_thread()
+        return current is self._driver or current is self._claimed
 
     def start(self, paused: bool = False) -> None:
-        """Train on a new background thread; with ``paused`` it waits before step 1."""
-        self._check_trainable()
-        self.claim(threading.Thread(target=self._train, name=f"onthefly-train-{self.name}", daemon=True))
-        if paused:
-            self.run.controller.request_pause()
-        self.run.controller.begin()
-        self.thread.start()  # type: ignore[union-attr]
+        """Train without blocking: in a Jupyter kernel on its main thread between cells (at full
+        speed), elsewhere on a new background thread; with ``paused`` it waits before step 1."""
+        self._begin(paused)
+        found = current_kernel() if self.run.fit is None and self.run.ranks is None else None
+        if found is not None:
+            self.kernel = KernelDriver(self, *found)
+            self.kernel.start()
+            return
+        self.thread = threading.Thread(target=self.drive, args=(True,), name=f"onthefly-train-{self.name}",
+                                       daemon=True)
+        self.thread.start()
 
     def run_here(self) -> None:
         """Train on the calling thread until the end."""
-        self._check_trainable()
-        self.claim(threading.current_thread())
-        self.run.controller.begin()
-        self._train()
+        self._begin(False)
+        self.drive(True)
 
-    def claim(self, thread: threading.Thread) -> None:
-        """Make ``thread`` the training thread (once)."""
-        if self.thread is not None:
-            raise StateError(f"session {self.name!r} was already started; it is {self.run.state}.")
-        self.thread = thread
-
-    def _check_trainable(self) -> None:
+    def _begin(self, paused: bool) -> None:
         if self.run.optimizer is None and self.run.fit is None:
             raise ConfigurationError("this session has no optimizer to train with: pass optimizer=... "
                                      "(e.g. torch.optim.Adam(model.parameters(), lr=1e-3))")
+        if self.started:
+            raise StateError(f"session {self.name!r} was already started; it is {self.run.state}.")
+        self._steps = self.run.training()
+        if paused:
+            self.run.controller.request_pause()
+        self.run.controller.begin()
 
-    def _train(self) -> None:
-        error = None
+    def claim(self, thread: threading.Thread) -> None:
+        """Another trainer's fit, called directly on ``thread``, drives the run (``external.py``)."""
+        if self.started:
+            raise StateError(f"session {self.name!r} was already started; it is {self.run.state}.")
+        self._claimed = thread
+
+    def drive(self, may_wait: bool, until: Callable[[], bool] = lambda: False, blocking: bool = True) -> str | None:
+        """Run steps on this thread until the run ends ("done"), ``until()`` holds after a step
+        ("yielded"), or a boundary needs a thread that may wait while this one may not (HANDOVER).
+        None when another thread drives now and ``blocking`` is False."""
+        if not self._driving.acquire(blocking=blocking):
+            return None
         try:
-            self.run.train()
-        except BaseException as exc:  # noqa: BLE001 - kept, shown, and re-raised by wait()
-            error = exc
+            if self.done:
+                return "done"
+            self._driver, self.run.loop.waiting_allowed = threading.current_thread(), may_wait
+            while True:
+                try:
+                    signal = next(self._steps)  # type: ignore[arg-type]
+                except StopIteration:
+                    self.conclude(None)
+                    return "done"
+                except BaseException as exc:  # noqa: BLE001 - kept, shown, and re-raised by wait()
+                    self.conclude(exc)
+                    return "done"
+                if signal == HANDOVER:
+                    return HANDOVER
+                if until():
+                    return "yielded"
         finally:
-            self.conclude(error)
+            self._driver = None
+            self._driving.release()
 
     def conclude(self, error: BaseException | None) -> None:
         """End the run: finished, stopped (asked to, or Ctrl-C) or failed with ``error``."""
@@ -90,8 +126,13 @@ class Lifecycle:
             callback()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until training ends; re-raises the exception that failed the run."""
-        if self.thread is not None and not self.wait_done(timeout):
+        """Block until training ends (in a kernel, on its main thread, driving it meanwhile);
+        re-raises the exception that failed the run."""
+        if self.kernel is not None and threading.current_thread() is threading.main_thread():
+            finished = self.kernel.wait(timeout)
+        else:
+            finished = not self.started or self.wait_done(timeout)
+        if not finished:
             raise TimeoutError(f"training still {self.run.state} after {timeout} s")
         if self.error is not None:
             raise self.error
@@ -101,22 +142,28 @@ class Lifecycle:
         if not self._done.wait(timeout):
             return False
         thread = self.thread
-        if thread is not None and thread.daemon and thread is not threading.current_thread():
+        if thread is not None and thread is not threading.current_thread():
             thread.join()
         return True
 
     def stop(self, wait: bool, timeout: float) -> None:
         """Stop at the next step boundary, paused or not (and, with ``wait``, wait for the end)."""
         self.run.controller.request_stop()
-        if self.thread is None:
+        if not self.started:
             self.run.controller.end(RunState.STOPPED)
             self._done.set()
         elif wait and not self.on_training_thread():
+            self._wait_stopped(timeout)
+
+    def _wait_stopped(self, timeout: float) -> None:
+        if self.kernel is not None and threading.current_thread() is threading.main_thread():
+            self.kernel.wait(timeout)  # the main thread may be the one that has to drive to the stop
+        else:
             self.wait_done(timeout)
 
     def wait_for(self, done: Callable[[RunState], bool], wait: bool, timeout: float, what: str) -> None:
         """Wait (unless not asked to, or on the training thread) until ``done(state)``."""
-        if not wait or self.thread is None or self.on_training_thread():
+        if not wait or not self.started or self.on_training_thread():
             return
         if not self.run.controller.wait_until(done, timeout):
             raise TimeoutError(f"{what} did not take effect within {timeout} s (status: {self.run.state})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import torch
@@ -17,6 +17,7 @@ from .control import Controller, RunState
 from .distributed import GO, PAUSED, STOP, Ranks
 from .settings import Settings
 
+HANDOVER = "handover"  # what steps() yields when its boundary needs a thread that may wait
 LIVE_FLUSH_SECONDS = 0.1  # while a dashboard shows the run: fresh data for every update
 QUIET_FLUSH_SECONDS = 0.5  # otherwise: fewer, larger flushes (each has a fixed cost)
 
@@ -60,23 +61,36 @@ class TrainingLoop:
         self._epoch_first_step = 0  # the global step at which the epoch under way began
         self._pending_rng: dict[str, Any] | None = None  # a resumed run's RNG, until its epoch's order is drawn
         self._next_flush = self._clock + self.flush_seconds
+        self.waiting_allowed = True  # whether the thread driving steps() may wait at a boundary (pause)
+        self.heavy_epoch_end = False  # an epoch end runs validation: a thread that may wait does it
 
-    def run(self) -> None:
-        """Train until the schedule ends or a stop is asked for; exceptions propagate."""
-        if self._boundary():
+    def steps(self) -> Iterator[str | None]:
+        """The run, one step at a time, for whichever thread drives it: yields after every step, and
+        HANDOVER at a boundary that has something to serve (a pause, a queued action, an epoch end
+        with validation) while ``waiting_allowed`` is False, until a thread that may wait resumes it.
+        Returns when the schedule ends or a stop is asked for; exceptions propagate."""
+        if (yield from self._boundary()):
             return
         while self.epoch < self.schedule.max_epochs and not self._reached_max_steps():
-            if self._run_epoch():
+            if (yield from self._run_epoch()):
                 return
             self.epoch += 1
             self._epoch_first_step = self.step
             self.sampler.epoch_draw = None
+            while self.heavy_epoch_end and not self.waiting_allowed:
+                yield HANDOVER
             self.on_epoch_end(self.epoch)
             self.restart_clock()
-            if self._boundary():
+            if (yield from self._boundary()):
                 return
 
-    def _run_epoch(self) -> bool:
+    def run(self) -> None:
+        """Train until the schedule ends or a stop is asked for, on this thread (which may wait)."""
+        self.waiting_allowed = True
+        for _ in self.steps():
+            pass
+
+    def _run_epoch(self) -> Generator[str | None, None, bool]:
         """One pass over the loader; True when a stop was asked for."""
         step_scheduler = self.scheduler is not None and self.schedule.scheduler_interval == "step"
         if self._set_epoch is not None:  # a DistributedSampler shuffles by epoch
@@ -100,10 +114,11 @@ class TrainingLoop:
                     self.flush()
                 self.wait_seconds += fetched - began
                 self.busy_seconds += clock() - began
-                if self.ctl.at_boundary(self.step):
+                if (yield from self._boundary()):
                     return True
             if self._reached_max_steps():
                 break
+            yield None
             began = clock()
         return False
 
@@ -125,9 +140,14 @@ class TrainingLoop:
         self.optimizer.step()
         self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
 
-    def _boundary(self) -> bool:
-        """The step boundary (on every rank of a launch, rank 0's); True means stop."""
-        return self.ctl.at_boundary(self.step) if self.ranks is None else self._distributed_boundary()
+    def _boundary(self) -> Generator[str, None, bool]:
+        """The step boundary (on every rank of a launch, rank 0's); True means stop. A thread that
+        may not wait hands the boundary over (HANDOVER) when there is something to serve."""
+        if self.ranks is not None:
+            return self._distributed_boundary()
+        while (stop := self.ctl.at_boundary(self.step, self.waiting_allowed)) is None:
+            yield HANDOVER
+        return stop
 
     def _distributed_boundary(self) -> bool:
         """Rank 0 says whether to flush (a collective) and whether it was asked anything; if so it

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from .control import TERMINAL, Controller, RunState
 from .distributed import PAUSED, Ranks, unwrapped
 from .evaluation import evaluate
 from .events import EventLog
-from .loop import TrainingLoop
+from .loop import HANDOVER, TrainingLoop
 from .metrics import Metrics
 from .settings import Settings
 
@@ -97,17 +97,26 @@ class Run:
         return min(self.loop.epoch + 1, self.settings.max_epochs)
 
     # ---- training -----------------------------------------------------------------------------------
-    def train(self) -> None:
-        """The run from its first step to its end (on the training thread); exceptions propagate."""
+    def training(self) -> Iterator[str | None]:
+        """The run from its first step to its end, for whichever thread drives it (see
+        ``TrainingLoop.steps``: it yields after each step, HANDOVER where it needs a thread that may
+        wait); exceptions propagate."""
         self.loop.recorder.open()
+        self.loop.heavy_epoch_end = self.val_loader is not None
         if self.fit is not None:
-            self.fit()
+            yield from self._waiting_thread()
+            self.fit()  # another trainer's loop: it cannot change threads
         else:
-            self.loop.run()
+            yield from self.loop.steps()
         self.loop.flush()
+        yield from self._waiting_thread()  # forks alongside and the final test are long
         self.loop.finish_alongside()
         if self.state is not RunState.STOPPING and self.settings.do_test_after and self.test_loader is not None:
             self.evaluate("test")
+
+    def _waiting_thread(self) -> Iterator[str]:
+        while not self.loop.waiting_allowed:
+            yield HANDOVER
 
     def epoch_ended(self, epoch: int) -> None:
         """At an epoch's end (on the trainer thread): the hooks, validation, the epoch's scheduler step."""

@@ -1,0 +1,128 @@
+"""What training with onthefly_nb costs in a notebook, measured as a user compares it: in a real
+Jupyter kernel, the loop a user writes in a cell against ``quickstart(...)`` with its dashboard
+displayed (and against ``Trainer(...).fit(...)`` and a cell that waits with ``session.wait()``),
+interleaved round by round in the same kernel, on the reference quickstart's model and data.
+
+While a run trains between cells the bench polls it with a tiny cell every half second, as a
+user looking at the notebook would run cells; the time per step of a run is its ``started`` to
+``finished`` events over its steps, the time per step of the user's loop is measured in its cell.
+
+    .venv/bin/python bench/notebook.py [--rounds 5] [--epochs 10] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from jupyter_client.manager import start_new_kernel
+
+SETUP = """
+import json, time, torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from onthefly import Trainer, quickstart
+device = torch.device({device!r})
+X = torch.randn(4096, 28 * 28)
+y = (X[:, :50].sum(dim=1) > 0).long()
+ds = TensorDataset(X, y)
+def model_and_optimizer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(28 * 28, 64), nn.ReLU(), nn.Linear(64, 2)).to(device)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+def per_step(session):
+    times = {{e["kind"]: e["time"] for e in session.events}}
+    return (times["finished"] - times["started"]) / session.global_step * 1e6
+"""
+PLAIN = """
+model, optimizer = model_and_optimizer()
+loss_fn = nn.CrossEntropyLoss()
+loader = DataLoader(ds, batch_size=128, shuffle=True)
+steps, start = 0, time.perf_counter()
+for epoch in range({epochs}):
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        steps += 1
+if device.type == "cuda":
+    torch.cuda.synchronize()
+print(json.dumps((time.perf_counter() - start) / steps * 1e6))
+"""
+QUICKSTART = """
+model, optimizer = model_and_optimizer()
+session = quickstart(project="bench", run_name="quickstart", model=model, optimizer=optimizer,
+                     loss_fn=nn.CrossEntropyLoss(), train_loader=DataLoader(ds, batch_size=128, shuffle=True),
+                     max_epochs={epochs})
+"""
+TRAINER = """
+model, optimizer = model_and_optimizer()
+session = Trainer(project="bench", run_name="trainer", max_epochs={epochs}).fit(
+    model=model, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(),
+    train_loader=DataLoader(ds, batch_size=128, shuffle=True))
+"""
+WAITED = QUICKSTART + "session.wait()\n"
+POLL = "print(json.dumps(session.done))"
+RESULT = "print(json.dumps(per_step(session)))"
+
+
+def run(kc, code: str, timeout: float = 600) -> str:
+    """Execute ``code`` in the kernel; its stdout (raises with the traceback on an error)."""
+    msg_id = kc.execute(code)
+    out = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            out.append(content["text"])
+        elif kind == "error":
+            raise RuntimeError("\n".join(content["traceback"]))
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(out)
+
+
+def session_per_step(kc, code: str) -> float:
+    run(kc, code)
+    while not json.loads(run(kc, POLL)):
+        time.sleep(0.5)
+    return json.loads(run(kc, RESULT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        run(kc, SETUP.format(device=args.device))
+        pairs = {"quickstart + dashboard": QUICKSTART, "Trainer.fit + dashboard": TRAINER,
+                 "quickstart, then session.wait()": WAITED}
+        times: dict[str, list[float]] = {"user's loop in a cell": [], **{name: [] for name in pairs}}
+        for round_ in range(args.rounds + 1):  # round 0 warms up and is discarded
+            plain = json.loads(run(kc, PLAIN.format(epochs=args.epochs)))
+            measured = {name: session_per_step(kc, code.format(epochs=args.epochs)) for name, code in pairs.items()}
+            if round_:
+                times["user's loop in a cell"].append(plain)
+                for name, value in measured.items():
+                    times[name].append(value / plain)  # ratios to the loop run beside them
+        base = statistics.median(times.pop("user's loop in a cell"))
+        print(f"kernel, device {args.device}, 4096 samples, batch 128, {args.epochs} epochs x {args.rounds} rounds")
+        print(f"  user's loop in a cell           median {base:8.1f} us/step")
+        for name, ratios in times.items():
+            print(f"  {name:31s} ratio {statistics.median(ratios):.3f}x (median of per-round ratios; "
+                  f"best {min(ratios):.3f}x)")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+if __name__ == "__main__":
+    main()

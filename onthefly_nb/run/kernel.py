@@ -1,0 +1,223 @@
+"""Training inside a Jupyter kernel at the speed of the user's own cell.
+
+PyTorch's CPU kernels run on GNU OpenMP teams, one per calling thread, and libgomp throttles
+every team once the threads it manages outnumber the cores: after the kernel's main thread has
+run any parallel torch work (building the data, say), a loop on a background thread runs at
+about half speed (docs/benchmarks.md). So between cells the run trains on the kernel's main
+thread, a few milliseconds at a time, as ipykernel's event-loop integration does for GUI
+toolkits (``kernel.eventloop``): the kernel handles its messages (cells, widget messages) between
+turns. While a cell runs longer than ``CELL_GRACE_SECONDS``, and wherever the run has to wait
+(a pause, a queued action, an epoch end with validation, the end), a background thread drives it
+instead; that thread exits when it hands back, so its OpenMP team goes too. ``session.wait()``
+on the main thread drives the run itself. An interrupt (the stop button) pauses the run.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .control import RunState
+from .loop import HANDOVER
+from .training import Run
+
+BUDGET_SECONDS = 0.01  # steps per turn on the main thread; the kernel answers in about this time
+CELL_GRACE_SECONDS = 0.05  # a cell that runs longer hands training to a background thread
+
+
+def current_kernel() -> tuple[Any, Any] | None:
+    """(shell, kernel) of the ipykernel this is called in, on its main thread, when its event loop
+    is free (no GUI toolkit integration); else None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None or getattr(kernel, "io_loop", None) is None or getattr(kernel, "eventloop", 1) is not None:
+        return None
+    return shell, kernel
+
+
+class Drivable(Protocol):
+    """What the driver needs of a run's lifecycle (``lifecycle.Lifecycle``)."""
+
+    run: Run
+    name: str
+    thread: threading.Thread | None
+    done: bool
+
+    def drive(self, may_wait: bool, until: Callable[[], bool], blocking: bool = True) -> str | None: ...
+    def wait_done(self, timeout: float | None) -> bool: ...
+
+
+class KernelDriver:
+    """Drives a run from the kernel's main thread between cells, from background threads otherwise."""
+
+    def __init__(self, lifecycle: Drivable, shell: Any, kernel: Any) -> None:
+        self.lifecycle = lifecycle
+        self.shell, self.kernel = shell, kernel
+        self.cell_running = threading.Event()
+        self.main_waiting = False  # session.wait() on the main thread wants to drive
+        self._background: threading.Thread | None = None
+        self._guard = threading.Lock()  # one background driver at a time
+        self._turn: Any = None  # the function the kernel's event loop calls now, if any
+        self.turns_on_main = 0  # turns the main thread trained (tests and benchmarks read these)
+        self.handovers = 0  # times a background thread took over
+        self.interrupts = 0
+
+    def start(self) -> None:
+        """Start training (called from a cell): in the background until that cell ends."""
+        self.shell.events.register("pre_run_cell", self._cell_starts)
+        self.shell.events.register("post_run_cell", self._cell_ends)
+        self.cell_running.set()
+        self._to_background(grace=0.0)
+
+    # ---- the main thread, between cells ---------------------------------------------------------
+    def _install(self) -> None:
+        """Have the kernel's event loop call a turn (on the main thread)."""
+        if self.lifecycle.done or self.cell_running.is_set() or self._turn is not None:
+            return
+
+        def turn(_kernel: Any) -> None:
+            self._main_turn(turn)
+
+        turn.exit_hook = lambda _kernel: None  # type: ignore[attr-defined]
+        self._turn = turn
+        self.kernel.eventloop = turn
+
+    def _uninstall(self) -> None:
+        if self._turn is not None and self.kernel.eventloop is self._turn:
+            self.kernel.eventloop = None
+        self._turn = None
+
+    def _main_turn(self, turn: Any) -> None:
+        """Train for a few milliseconds, then let the kernel handle its messages."""
+        if turn is not self._turn:
+            return
+        if self.cell_running.is_set() or self.lifecycle.done:
+            self._uninstall()
+            return
+        deadline = time.perf_counter() + BUDGET_SECONDS
+        outcome = self._drive_on_main(lambda: time.perf_counter() >= deadline)
+        if outcome is None or outcome == HANDOVER:  # a background thread drives (or must) meanwhile
+            self._uninstall()
+            if outcome == HANDOVER:
+                self._to_background(grace=0.0)
+        elif outcome == "done":
+            self._finish()
+        else:
+            self.turns_on_main += 1
+
+    def _drive_on_main(self, until: Any) -> str | None:
+        """Drive on the main thread, with an interrupt pausing the run instead of breaking a step."""
+        previous = signal.signal(signal.SIGINT, self._interrupted)
+        try:
+            return self.lifecycle.drive(False, until, blocking=False)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _interrupted(self, _signum: int, _frame: Any) -> None:
+        """The kernel was interrupted while training: pause at the next step boundary."""
+        run = self.lifecycle.run
+        self.interrupts += 1
+        run.log.append("interrupted", run.step)
+        run.controller.request_pause()
+
+    # ---- cells -----------------------------------------------------------------------------------
+    def _cell_starts(self, _info: Any = None) -> None:
+        self.cell_running.set()
+        self._uninstall()
+        self._to_background(grace=CELL_GRACE_SECONDS)
+        previous = signal.getsignal(signal.SIGINT)
+
+        def interrupted(signum: int, frame: Any) -> None:  # the cell's interrupt also pauses the run
+            self._interrupted(signum, frame)
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(signal.SIGINT, interrupted)  # ipykernel puts its own back after the cell
+
+    def _cell_ends(self, _result: Any = None) -> None:
+        self.cell_running.clear()
+        self._install()
+
+    # ---- background threads ---------------------------------------------------------------------
+    def _to_background(self, grace: float) -> None:
+        """Start a background driver (after ``grace`` seconds, if a cell still runs then)."""
+        with self._guard:
+            if self.lifecycle.done or (self._background is not None and self._background.is_alive()):
+                return
+            self._background = threading.Thread(target=self._background_drive, args=(grace,),
+                                                name=f"onthefly-train-{self.lifecycle.name}", daemon=True)
+            self.lifecycle.thread = self._background
+            self._background.start()
+
+    def _background_drive(self, grace: float) -> None:
+        if grace and self._ended_within(grace):
+            self._leave_background()
+            return
+        self.handovers += 1
+        while True:
+            outcome = self.lifecycle.drive(True, self._main_may_take_over)
+            with self._guard:  # hand back, unless a cell started meanwhile (its driver would be this one)
+                if outcome == "done" or self._main_may_take_over():
+                    self._background = None
+                    break
+        if outcome == "done":
+            self.kernel.io_loop.add_callback(self._finish)
+        else:
+            self.kernel.io_loop.add_callback(self._install)
+
+    def _leave_background(self) -> None:
+        with self._guard:
+            self._background = None
+        self.kernel.io_loop.add_callback(self._install)
+
+    def _ended_within(self, seconds: float) -> bool:
+        """Whether the running cell ends within ``seconds`` (short cells keep the main thread's turns)."""
+        deadline = time.monotonic() + seconds
+        while self.cell_running.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self.cell_running.is_set()
+
+    def _main_may_take_over(self) -> bool:
+        """After a background step: hand back once no cell runs (or wait() drives) and the run runs."""
+        state = self.lifecycle.run.state
+        return state is RunState.RUNNING and (self.main_waiting or not self.cell_running.is_set())
+
+    # ---- session.wait() on the main thread ------------------------------------------------------
+    def wait(self, timeout: float | None) -> bool:
+        """Drive the run on the main thread until it ends (the background serves what must wait);
+        False if ``timeout`` passed first. An interrupt pauses the run and raises KeyboardInterrupt."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        expired = lambda: deadline is not None and time.monotonic() >= deadline  # noqa: E731
+        interrupts, self.main_waiting = self.interrupts, True
+        try:
+            while not self.lifecycle.done and not expired():
+                if self.interrupts != interrupts:
+                    raise KeyboardInterrupt("interrupted: the run pauses at its next step; session.resume() goes on")
+                outcome = None
+                if self.lifecycle.run.state is RunState.RUNNING:
+                    outcome = self._drive_on_main(expired)
+                    if outcome == HANDOVER:
+                        self._to_background(grace=0.0)
+                if outcome in (None, HANDOVER):
+                    self.lifecycle.wait_done(0.02)
+            return self.lifecycle.done
+        finally:
+            self.main_waiting = False
+
+    def _finish(self) -> None:
+        """The run has ended: stop taking turns and listening to cells."""
+        self._uninstall()
+        for event, callback in (("pre_run_cell", self._cell_starts), ("post_run_cell", self._cell_ends)):
+            try:
+                self.shell.events.unregister(event, callback)
+            except ValueError:
+                pass
