@@ -30,10 +30,10 @@ PLAN_KINDS = ("lower_lr", "clip_gradients", "validate_now", "health_check", "for
 PLAN_STATUSES = ("proposed", "approved", "rejected", "executed", "failed", "expired")
 EVENT_KINDS = (
     "started", "paused", "resumed", "stopping", "finished", "stopped", "failed", "interrupted", "superseded",
-    "epoch_end", "validation", "test", "clustered", "selected", "health", "determinism", "lr_changed", "clipping", "reweighted", "plan_proposed",
-    *(f"plan_{status}" for status in PLAN_STATUSES[1:]), "rejected_message", "command_failed", "forked",
-    "fork_trained", "merged", "merge_committed", "merge_discarded", "gated", "exported", "export_failed",
-    "imported",
+    "epoch_end", "validation", "test", "clustered", "selected", "health", "determinism", "lr_changed", "clipping",
+    "reweighted", "plan_proposed", *(f"plan_{status}" for status in PLAN_STATUSES[1:]), "rejected_message",
+    "command_failed", "forked", "fork_trained", "merged", "merge_committed", "merge_discarded", "gated", "exported",
+    "export_failed", "imported",
 )
 CURVE_COLUMNS = ("step", "p5", "p25", "p50", "p75", "p95", "mean")
 QUANTILE_NAMES = ("p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "mean")
