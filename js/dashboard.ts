@@ -4,6 +4,7 @@
 // that read it dirty, and one animation frame redraws them.
 
 import type { DashboardModel, Listener } from "./model/host";
+import { Liveness } from "./model/liveness";
 import type { TraitName } from "./model/types";
 import { createChannel } from "./panels/channel";
 import { GRID_PANELS, TOP_PANELS } from "./panels/index";
@@ -117,12 +118,24 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
   for (const [def] of panels) {
     for (const trait of def.traits) readers.set(trait, [...(readers.get(trait) ?? []), def]);
   }
+  // ---- whether the kernel is there: every message counts; silence for a few seconds does not
+  const liveness = new Liveness(Date.now());
+  const heard = () => liveness.seen(Date.now());
+  const checkLiveness = () => {
+    const connection = liveness.check(Date.now());
+    if (!connection || disposed) return;
+    root.dataset.connection = connection.live ? "live" : "lost";
+    channel.emit("connection", connection);
+  };
   const modelListeners: Array<[string, Listener]> = [...readers].map(([trait, defs]) => [
     `change:${trait}`,
     () => {
+      heard();
       for (const def of defs) mark(def, trait);
     },
   ]);
+  modelListeners.push(["msg:custom", heard], ["close", () => (liveness.close(), checkLiveness())]);
+  const livenessTimer = win.setInterval(checkLiveness, 500);
   for (const [event, cb] of modelListeners) model.on(event, cb);
   const stopWatchingTheme = watchTheme(doc, () => {
     themeDirty = true;
@@ -137,6 +150,7 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
     disposed = true;
     for (const [event, cb] of modelListeners) model.off(event, cb);
     observer?.disconnect();
+    win.clearInterval(livenessTimer);
     stopWatchingTheme();
     if (frame) win.cancelAnimationFrame(frame);
     frame = 0;

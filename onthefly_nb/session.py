@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from .dashboard.bridge import Bridge
 from .data.batches import Unpack
-from .errors import ConfigurationError, StateError
+from .errors import ConfigurationError
 from .experts.forks import Expert, ForkOptions
 from .experts.gate import Mixture
 from .experts.merges import Merge
@@ -112,6 +112,13 @@ class Session:
         self.parts.lifecycle.wait(timeout)
         return self
 
+    def wait_for(self, step: int | None = None, state: str | None = None, timeout: float | None = None) -> Session:
+        """Block until the run has trained ``step`` steps, or is in ``state`` ("paused", ...), or has ended:
+        what a notebook cell that shows results waits for, so a Run All shows them."""
+        self.parts.lifecycle.wait(timeout, lambda: (step is None or self.global_step >= step) and
+                                  (state is None or self.status == state))
+        return self
+
     def pause(self, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Session:
         """Pause at the next step boundary (and, by default, wait until paused)."""
         self.parts.run.controller.request_pause()
@@ -139,13 +146,9 @@ class Session:
 
     def _call(self, action: Any, wait: bool, what: str) -> Any:
         """Run ``action`` on the trainer thread at the next step boundary: its result (with ``wait``) or a Future."""
-        self._check_wait(wait, what)
+        self.parts.lifecycle.check_wait(wait, what)
         future = self.parts.run.controller.submit(action)
         return future.result() if wait else future
-
-    def _check_wait(self, wait: bool, what: str) -> None:
-        if wait and self.parts.lifecycle.on_training_thread() and not self.done:
-            raise StateError(f"{what}(wait=True) on the training thread would wait for itself; pass wait=False")
 
     def validate(self, wait: bool = True) -> dict[str, Any] | Future:
         """Evaluate on the validation loader at the next step boundary; training then continues."""
@@ -166,7 +169,7 @@ class Session:
 
     def approve(self, plan_id: str, wait: bool = False, **params: float) -> str | Future:
         """Approve a plan (with edited ``params``); it runs at the next step boundary."""
-        self._check_wait(wait, "approve")
+        self.parts.lifecycle.check_wait(wait, "approve")
         future = self.parts.plans.decide(plan_id, "approve", params)
         return future.result() if wait else future
 
@@ -213,8 +216,7 @@ class Session:
 
     def gate(self, experts: list[str] | None = None, epochs: int = 30, features: str = "auto") -> Mixture:
         """A mixture of the run and its experts behind a router on the inputs or penultimate features."""
-        job = lambda: self.parts.workshop.gate(experts, epochs, features)  # noqa: E731
-        return self._call(job, True, "gate")
+        return self._call(lambda: self.parts.workshop.gate(experts, epochs, features), True, "gate")
 
     def commit(self, merge: str, wait: bool = True) -> str | Future:
         """Load a merge's weights into the run at the next step boundary."""

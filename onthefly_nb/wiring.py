@@ -16,7 +16,7 @@ from .dashboard.commands import Steerable
 from .dashboard.hosting import Hosting
 from .dashboard.publisher import Publisher
 from .dashboard.state import DashboardState
-from .errors import ConfigurationError, StateError
+from .errors import ConfigurationError
 from .experts.actions import expert_actions, propose_merge
 from .experts.merges import Merges
 from .experts.workshop import Workshop
@@ -69,9 +69,7 @@ class Parts:
             raise ConfigurationError("export saves runs onthefly_nb trains itself; a Lightning or Hugging Face "
                                      "run is saved with that trainer's own checkpoints (session.slice() and "
                                      "export_slice() keep its per-sample records)")
-        if wait and self.lifecycle.on_training_thread() and not self.lifecycle.done:
-            raise StateError("export(wait=True) on the training thread would wait for itself; call export from "
-                             "the notebook, or pass wait=False")
+        self.lifecycle.check_wait(wait, "export")
 
         def copy() -> tuple[saving.State, float]:
             started = time.perf_counter()

@@ -184,6 +184,11 @@ export interface ErrorReply {
   reason: string;
 }
 
+export interface AliveMessage {
+  type: "alive";
+  protocol: number;
+}
+
 /** Every trait the dashboard reads, with its type. */
 export interface Traits {
   run: RunTrait;

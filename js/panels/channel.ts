@@ -2,10 +2,14 @@
 // interactions that cross panels. A panel that only needs another trait declares that
 // trait instead.
 
+import type { Connection } from "../model/liveness";
+
 /** Every message a panel can send the others, with its payload. */
 export interface PanelEvents {
   /** A cluster was picked (a row of the cluster table): select its points on the map. */
   selectCluster: number;
+  /** The kernel went quiet (lost) or came back (live); see model/liveness.ts. */
+  connection: Connection;
 }
 
 export interface Channel {

@@ -130,10 +130,11 @@ export class Controls {
     );
   }
 
-  render(state: RunState): void {
+  /** Enables the commands that make sense in ``state``; none while the kernel is not there. */
+  render(state: RunState, live = true): void {
     const enabled = enabledCommands(state);
-    for (const [cmd, b] of this.buttons) b.disabled = !enabled[cmd];
-    this.stepN.disabled = !enabled.step;
+    for (const [cmd, b] of this.buttons) b.disabled = !live || !enabled[cmd];
+    this.stepN.disabled = !live || !enabled.step;
   }
 }
 
@@ -142,6 +143,12 @@ export const controlsPanel: PanelDef = {
   traits: ["run"],
   create(ctx) {
     const controls = new Controls(ctx.doc, (cmd) => ctx.send(cmd), ctx.signal);
-    return { el: controls.el, update: () => controls.render(normalizeRun(ctx.model.get("run")).state) };
+    let live = true;
+    const update = () => controls.render(normalizeRun(ctx.model.get("run")).state, live);
+    ctx.channel.on("connection", (connection) => {
+      live = connection.live;
+      update();
+    });
+    return { el: controls.el, update };
   },
 };

@@ -3,6 +3,7 @@
 
 import { clustersPanel } from "./clusters";
 import { comparePanel } from "./compare";
+import { connectionPanel } from "./connection";
 import { controlsPanel } from "./controls";
 import { errorPanel } from "./error";
 import { eventsPanel } from "./events";
@@ -16,8 +17,8 @@ import type { PanelDef } from "./panel";
 import { plansPanel } from "./plans";
 import { progressPanel } from "./progress";
 
-/** Full width above the grid: the run's header, its progress, the toolbar and the error box. */
-export const TOP_PANELS: readonly PanelDef[] = [headerPanel, progressPanel, controlsPanel, errorPanel];
+/** Full width above the grid: the run's header, its progress, a lost connection, the toolbar and the error box. */
+export const TOP_PANELS: readonly PanelDef[] = [headerPanel, progressPanel, connectionPanel, controlsPanel, errorPanel];
 
 /** The cards of the panel grid. */
 export const GRID_PANELS: readonly PanelDef[] = [

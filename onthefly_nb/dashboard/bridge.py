@@ -182,7 +182,12 @@ class Bridge:
 
     def publish(self, changed: Values) -> None:
         """Send the changed traits to every client (on the publisher's thread)."""
-        frame = state_frame(changed)
+        self._broadcast(state_frame(changed))
+
+    def alive(self) -> None:
+        self._broadcast(encode_frame({"type": "alive", "protocol": PROTOCOL_VERSION}))
+
+    def _broadcast(self, frame: bytes) -> None:
         for client in list(self._clients):
             asyncio.run_coroutine_threadsafe(_send(client, frame), self._loop)
 

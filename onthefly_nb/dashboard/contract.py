@@ -103,6 +103,7 @@ MESSAGES: Mapping[str, Obj] = {
                 optional=frozenset({"params"})),
 }
 ERROR_REPLY = Obj({"type": Lit("error"), "protocol": Int(1), "reason": Str()}, name="ErrorReply")
+ALIVE = Obj({"type": Lit("alive"), "protocol": Int(1)}, name="AliveMessage")  # the kernel lives, nothing changed
 
 
 def check_traits(values: Mapping[str, Any]) -> None:
@@ -133,7 +134,7 @@ def typescript() -> str:
               "export type PlanStatus = (typeof PLAN_STATUSES)[number];",
               "export type CurveColumn = (typeof CURVE_COLUMNS)[number];",
               "export type LineageKind = (typeof LINEAGE_KINDS)[number];", ""]
-    for obj in named([*TRAITS.values(), *MESSAGES.values(), ERROR_REPLY]):
+    for obj in named([*TRAITS.values(), *MESSAGES.values(), ERROR_REPLY, ALIVE]):
         parts += [f"export interface {obj.name} {obj.body()}", ""]
     parts += ["/** Every trait the dashboard reads, with its type. */", "export interface Traits {"]
     parts += [f"  {name}: {schema.ts()};" for name, schema in TRAITS.items()]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 PUBLISH_INTERVAL = 0.1
+ALIVE_SECONDS = 1.0  # with nothing to publish, sinks hear that the kernel lives this often
 
 Values = dict[str, Any]
 
@@ -20,10 +21,15 @@ class Sink(Protocol):
     def publish(self, changed: Values) -> None:
         """Send the traits that changed (name to value); called on the publisher's thread."""
 
+    def alive(self) -> None:
+        """Say the kernel is alive though nothing changed (the front end shows a lost connection
+        when it hears nothing for a few seconds)."""
+
 
 class Publisher:
     """Publishes ``values()`` (every trait) when ``changed`` is set, at most every ``interval`` seconds,
-    to the attached sinks; its thread runs while any sink is attached. ``on_watched(True)`` when the
+    to the attached sinks, and says it is alive every ``ALIVE_SECONDS`` when nothing changes; its
+    thread runs while any sink is attached. ``on_watched(True)`` when the
     first sink attaches, ``(False)`` when the last detaches (the trainer flushes faster meanwhile)."""
 
     def __init__(self, values: Callable[[], Values], changed: threading.Event, name: str,
@@ -83,7 +89,7 @@ class Publisher:
 
     def _run(self) -> None:
         while True:
-            self._changed.wait()
+            changed = self._changed.wait(ALIVE_SECONDS)
             started = time.monotonic()
             self._changed.clear()
             with self._lock:
@@ -91,6 +97,10 @@ class Publisher:
                 if not sinks:
                     self._thread = None
                     return
+            if not changed:
+                for sink in sinks:
+                    sink.alive()
+                continue
             self.publish_now(sinks)
             time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 

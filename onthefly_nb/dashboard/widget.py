@@ -65,6 +65,9 @@ class Dashboard(_Traits):  # type: ignore[misc, valid-type]
             self._ended = True
             self._finalize_displays()
 
+    def alive(self) -> None:
+        self.send({"type": "alive", "protocol": PROTOCOL_VERSION})
+
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:
         """The widget view plus a static HTML summary, which a notebook saved without its
         widget state (or opened without a kernel) still shows, and the payload of VS Code's

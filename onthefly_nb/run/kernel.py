@@ -192,24 +192,25 @@ class KernelDriver:
         return state is RunState.RUNNING and (self.main_waiting or not self.cell_running.is_set())
 
     # ---- session.wait() on the main thread ------------------------------------------------------
-    def wait(self, timeout: float | None) -> bool:
-        """Drive the run on the main thread until it ends (the background serves what must wait);
-        False if ``timeout`` passed first. An interrupt pauses the run and raises KeyboardInterrupt."""
+    def wait(self, timeout: float | None, reached: Callable[[], bool] = lambda: False) -> bool:
+        """Drive the run on the main thread until it ends or ``reached()`` (the background serves what
+        must wait); False if ``timeout`` passed first. An interrupt pauses the run and raises
+        KeyboardInterrupt."""
         deadline = None if timeout is None else time.monotonic() + timeout
         expired = lambda: deadline is not None and time.monotonic() >= deadline  # noqa: E731
         interrupts, self.main_waiting = self.interrupts, True
         try:
-            while not self.lifecycle.done and not expired():
+            while not self.lifecycle.done and not reached() and not expired():
                 if self.interrupts != interrupts:
                     raise KeyboardInterrupt("interrupted: the run pauses at its next step; session.resume() goes on")
                 outcome = None
                 if self.lifecycle.run.state is RunState.RUNNING:
-                    outcome = self._drive_on_main(expired)
+                    outcome = self._drive_on_main(lambda: expired() or reached())
                     if outcome == HANDOVER:
                         self._to_background(grace=0.0)
                 if outcome in (None, HANDOVER):
                     self.lifecycle.wait_done(0.02)
-            return self.lifecycle.done
+            return self.lifecycle.done or reached()
         finally:
             self.main_waiting = False
 

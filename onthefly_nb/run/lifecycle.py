@@ -6,6 +6,7 @@ re-raised by ``wait``. Whichever thread drives the run's steps, one drives at a 
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 
@@ -45,6 +46,11 @@ class Lifecycle:
         """Whether the calling thread is training now (inside a step, a boundary, a queued action)."""
         current = threading.current_thread()
         return current is self._driver or current is self._claimed
+
+    def check_wait(self, wait: bool, what: str) -> None:
+        """Refuse a ``wait=True`` call on the training thread: it would wait for itself."""
+        if wait and self.on_training_thread() and not self.done:
+            raise StateError(f"{what}(wait=True) on the training thread would wait for itself; pass wait=False")
 
     def start(self, paused: bool = False) -> None:
         """Train without blocking: in a Jupyter kernel on its main thread between cells (at full
@@ -125,17 +131,27 @@ class Lifecycle:
         for callback in self.on_end:
             callback()
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until training ends (in a kernel, on its main thread, driving it meanwhile);
-        re-raises the exception that failed the run."""
+    def wait(self, timeout: float | None = None, reached: Callable[[], bool] | None = None) -> None:
+        """Block until training ends, or until ``reached()`` (in a kernel, on its main thread, driving
+        the run meanwhile); re-raises the exception that failed the run."""
         if self.kernel is not None and threading.current_thread() is threading.main_thread():
-            finished = self.kernel.wait(timeout)
-        else:
+            finished = self.kernel.wait(timeout, reached or (lambda: False))
+        elif reached is None:
             finished = not self.started or self.wait_done(timeout)
-        if not finished:
-            raise TimeoutError(f"training still {self.run.state} after {timeout} s")
+        else:
+            finished = self._poll(timeout, reached)
         if self.error is not None:
             raise self.error
+        if not finished:
+            raise TimeoutError(f"training still {self.run.state} after {timeout} s")
+
+    def _poll(self, timeout: float | None, reached: Callable[[], bool]) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (self.done or reached()):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self._done.wait(0.02)
+        return True
 
     def wait_done(self, timeout: float | None) -> bool:
         """Wait for the end of the run and, for a background run, for its thread to exit."""

@@ -286,6 +286,26 @@ def test_empty_curve_keeps_empty_state(harness):
     expect(harness.root().locator("path.onthefly-median")).to_have_count(0)
 
 
+def test_a_silent_kernel_shows_disconnected_keeps_the_last_state_and_comes_back(harness):
+    root = harness.root()
+    harness.update("run", running_run(state="running", step=321))
+    pause = root.locator('button[data-command="pause"]')
+    banner = root.locator(".onthefly-disconnected")
+    expect(pause).to_be_enabled()
+    expect(banner).to_be_hidden()
+    harness.page.evaluate("() => { window.fakeModel.kernelAlive = false; }")  # the kernel died: no more messages
+    expect(banner).to_be_visible(timeout=4500)  # within 3 s of the last message, give or take a check
+    expect(banner).to_contain_text("Disconnected from the kernel")
+    expect(banner).to_contain_text("controls are off")
+    expect(root).to_have_attribute("data-connection", "lost")
+    expect(pause).to_be_disabled()
+    expect(root.locator(".onthefly-step")).to_contain_text("step 321")  # the last state stays on screen
+    harness.page.evaluate("() => { window.fakeModel.kernelAlive = true; }")
+    expect(banner).to_be_hidden(timeout=3000)
+    expect(pause).to_be_enabled()
+    harness.assert_no_console_errors()
+
+
 def test_controls_follow_state_and_send_commands(harness):
     root = harness.root()
     commands = ("pause", "resume", "stop", "step", "validate", "test", "health")
@@ -460,8 +480,9 @@ def test_cleanup_and_two_mounts(bare_harness):
     page.evaluate("() => { window.mount(); window.mount(); }")
     expect(page.locator(".onthefly-root")).to_have_count(2)
     per_mount = page.evaluate("() => window.fakeModel.listenerCount()") // 2
-    # run, curve, val_curve, events, clusters, histogram, points, selection, plans, lineage, compare, health
-    assert per_mount == 12
+    # run, curve, val_curve, events, clusters, histogram, points, selection, plans, lineage, compare, health,
+    # and two for the connection: custom messages (the kernel's "alive") and a transport's close
+    assert per_mount == 14
 
     h.update("run", running_run(step=77))
     for i in (0, 1):
