@@ -14,6 +14,7 @@ import importlib.metadata
 import io
 import json
 import lzma
+import math
 import os
 import platform
 import re
@@ -350,7 +351,12 @@ def _load_state(path: str, data: bytes) -> Any:
 
 
 def _load_arrays(path: str, data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, once every member is stored uncompressed and holds the bytes its header
+    claims (so reading never allocates more than the file's own size)."""
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as npz:
+            for info in npz.infolist():
+                _check_member(path, npz, info)
         loaded = np.load(io.BytesIO(data), allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise ValueError("a single array, not an .npz")
@@ -358,6 +364,25 @@ def _load_arrays(path: str, data: bytes) -> dict[str, np.ndarray]:
             return {key: loaded[key] for key in loaded.files}
     except (*ZIP_ERRORS, MemoryError) as err:  # a crafted header can claim an enormous shape
         raise ArchiveError(f"{path} is not a plain-data .npz file ({err}), so it was not loaded. {REFUSED}") from None
+
+
+NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_member(path: str, npz: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ArchiveError(f"{path}: {info.filename} is compressed inside the .npz, which onthefly-nb never "
+                           f"writes (it could inflate to any size). {REFUSED}")
+    with npz.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in NPY_HEADERS:
+            raise ArchiveError(f"{path}: {info.filename} has .npy format {version}, which onthefly-nb never writes. "
+                               f"{REFUSED}")
+        shape, _fortran, dtype = NPY_HEADERS[version](member)
+        claimed = dtype.itemsize * math.prod(shape)
+        if dtype.hasobject or claimed > info.file_size:
+            raise ArchiveError(f"{path}: {info.filename} claims {claimed} bytes of {dtype} in a member of "
+                               f"{info.file_size} bytes. {REFUSED}")
 
 
 def _load_json(path: str, data: bytes) -> Any:

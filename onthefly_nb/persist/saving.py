@@ -16,7 +16,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import ArchiveError, ConfigurationError
+from ..dashboard.schema import Schema
+from ..errors import ArchiveError, ConfigurationError, OnTheFlyError, ProtocolError
 from .archive import ArchiveContents, read_archive, write_archive
 
 SECTIONS = ("tensors", "states", "arrays", "documents", "config")
@@ -74,10 +75,26 @@ def objects(state: State, given: dict[str, Any], factory: Callable[[dict[str, An
     return found
 
 
+def saved(schema: Schema, value: Any, what: str) -> Any:
+    """``value`` (read from an archive) when it fits ``schema``; else ArchiveError naming what does not."""
+    try:
+        schema.check(value, what)
+    except ProtocolError as exc:
+        raise ArchiveError(f"the archive's {exc}: it was altered or damaged; save the session again") from None
+    return value
+
+
 def restore(components: Mapping[str, Component], state: State) -> None:
-    """Hand every component the saved state (each reads its own keys)."""
-    for component in components.values():
-        component.load_state_dict(state)
+    """Hand every component the saved state (each reads and checks its own keys). What does not fit
+    (a tampered archive whose checksums were made to match) is an ArchiveError naming the component."""
+    for name, component in components.items():
+        try:
+            component.load_state_dict(state)
+        except OnTheFlyError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            raise ArchiveError(f"the archive's {name} state is not what onthefly-nb saves ({type(exc).__name__}: "
+                               f"{exc}); it was altered or damaged: save the session again") from exc
 
 
 def check_target(path: str | Path) -> Path:

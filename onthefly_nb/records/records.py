@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.losses import LossFn
-from ..errors import ConfigurationError
+from ..errors import ArchiveError, ConfigurationError
 from .clusters import Clustering
 from .features import FeatureBank, PenultimateCapture
 from .recorder import Gather, Recorder
@@ -156,6 +156,11 @@ class Records:
         if config["samples"] != self.store.size:
             raise ConfigurationError(f"the saved run trained on {config['samples']} samples but train_loader's "
                                      f"dataset has {self.store.size}; pass the same training data")
+        _check_array("store", arrays["store"]["block"], self.store.block.shape, np.uint32)
+        _check_array("history", arrays["history"]["rows"], (None, len(STEP_COLUMNS)), np.float64)
+        selection = _check_array("selection", arrays["selection"]["indices"], (None,), np.uint32)
+        if len(selection) and int(selection.max()) >= self.store.size:
+            raise ArchiveError("the archive's selection names samples outside the dataset: it was altered")
         with self.lock:
             self.store.block[:] = arrays["store"]["block"]
             self.store.is_classification = config["classification"]
@@ -163,6 +168,16 @@ class Records:
         self.selection = arrays["selection"]["indices"]
         if self.recorder is not None:
             self.recorder.samples = int(self.store.seen.sum())
+
+
+def _check_array(name: str, array: np.ndarray, shape: tuple[int | None, ...], dtype: Any) -> np.ndarray:
+    """``array`` when it has ``shape`` (None: any length) and ``dtype``; else the archive was altered."""
+    fits = array.dtype == np.dtype(dtype) and array.ndim == len(shape) and all(
+        want in (None, got) for want, got in zip(shape, array.shape))
+    if not fits:
+        raise ArchiveError(f"the archive's {name} is {array.dtype} {array.shape}, not {np.dtype(dtype)} {shape}: "
+                           f"it was altered or damaged; save the session again")
+    return array
 
 
 class _Rows:

@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..dashboard.contract import EVENT_KINDS
+from ..dashboard.contract import EVENT, EVENT_KINDS
+from ..dashboard.schema import Arr
+from ..persist.saving import saved
 
 KINDS = frozenset(EVENT_KINDS)
 
@@ -52,5 +54,6 @@ class EventLog:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Start from a saved session's events (numbering goes on after them)."""
+        events = saved(Arr(EVENT), state["events"], "events")
         with self._lock:
-            self._events = [dict(e) for e in state["events"]]
+            self._events = [dict(e) for e in events]

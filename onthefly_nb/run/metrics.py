@@ -7,7 +7,12 @@ import math
 import threading
 from typing import Any
 
+from ..dashboard.schema import Arr, Int, Num, Obj, Opt, Unknown
+from ..persist.saving import saved
+
 KINDS = ("validation", "test")
+RESULT = Obj({"step": Int(0), "epoch": Int(0), "loss": Opt(Num()), "accuracy": Opt(Num())}, extra=Unknown())
+SAVED = Obj({kind: Arr(RESULT) for kind in KINDS})
 
 
 def finite(value: Any) -> float | None:
@@ -53,5 +58,6 @@ class Metrics:
             return {"documents": {"metrics": copy.deepcopy(self._results)}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        results = saved(SAVED, state["documents"]["metrics"], "metrics")
         with self._lock:
-            self._results = state["documents"]["metrics"]
+            self._results = results

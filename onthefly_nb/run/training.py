@@ -15,9 +15,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..dashboard.schema import Num, Opt
 from ..data.batches import Unpack, check_loader, default_unpack
 from ..data.losses import sample_loss
 from ..errors import ConfigurationError
+from ..persist.saving import saved
 from ..persist.weights import cloned, load_weights
 from ..records.features import penultimate_capture
 from ..records.records import Records
@@ -215,12 +217,22 @@ class Run:
         weights = self.loop.sampler.weights
         return {"tensors": {"model": cloned(self.model.state_dict())}, "states": states,
                 "arrays": {} if weights is None else {"sampling": {"weights": weights.numpy().copy()}},
-                "config": {"model": type(self.model).__name__, "position": position, "clip_norm": self.loop.clip_norm}}
+                "config": {"model": type(self.model).__name__, "optimizer": type(self.optimizer).__name__,
+                           "position": position, "clip_norm": self.loop.clip_norm}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a saved run (built from the user's objects, not started)."""
         states, config = state["states"], state["config"]
         load_weights(self.model, state["tensors"]["model"], "model")
+        kind = config.get("optimizer")  # older archives do not name it
+        if kind is not None and kind != type(self.optimizer).__name__:
+            raise ConfigurationError(f"the saved run trained with {kind} but this optimizer is "
+                                     f"{type(self.optimizer).__name__}; build a {kind} over the model, as then")
+        groups = states["optimizer"]["param_groups"]
+        missing = sorted({k for g in self.optimizer.param_groups for k in g} - {"params"} - set(groups[0]))
+        if missing:
+            raise ConfigurationError(f"the saved optimizer state has no {', '.join(missing)}: it is not the "
+                                     f"{type(self.optimizer).__name__} this run builds; build it as for the saved run")
         try:
             self.optimizer.load_state_dict(states["optimizer"])
         except (ValueError, KeyError) as exc:
@@ -232,7 +244,7 @@ class Run:
             self.scheduler.load_state_dict(states["scheduler"])
         if "sampling" in state["arrays"]:
             self.loop.sampler.reweight(state["arrays"]["sampling"]["weights"])
-        self.loop.clip_norm = config["clip_norm"]
+        self.loop.clip_norm = saved(Opt(Num(low=1e-12)), config["clip_norm"], "clip_norm")
         self.loop.resume_at(dict(config["position"], epoch_draw=states["epoch_draw"]), states["rng"])
 
 

@@ -392,3 +392,29 @@ def test_corrupted_bytes_never_escape_as_other_errors(tmp_path: Path, data: st.D
     except ArchiveError:
         return
     assert_same(read_archive(tmp_path / "original.zip"), result)
+
+
+def npz_member(header: dict[str, Any], body: bytes, compression: int = zipfile.ZIP_STORED) -> bytes:
+    """An .npz with one member ``rows.npy``: a version 2.0 header and ``body``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as npz:
+        with npz.open("rows.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_2_0(member, header)
+            member.write(body)
+    return buffer.getvalue()
+
+
+def test_an_npz_that_inflates_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A bzip2-compressed array inside an .npz member (1 GiB of zeros in a few KB) is refused unread."""
+    gib_rows = 2**30 // 88
+    bomb = npz_member({"descr": "<f8", "fortran_order": False, "shape": (gib_rows, 11)}, bytes(gib_rows * 88),
+                      zipfile.ZIP_BZIP2)
+    assert len(bomb) < 64 * 1024
+    path = listed_zip(tmp_path / "bomb.zip", {"arrays/history.npz": bomb})
+    expect_refusal(path, "arrays/history.npz", "compressed inside the .npz")
+
+
+def test_an_npz_header_that_claims_more_than_its_bytes_is_refused(tmp_path: Path) -> None:
+    liar = npz_member({"descr": "<f8", "fortran_order": False, "shape": (10**9, 11)}, bytes(64))
+    path = listed_zip(tmp_path / "liar.zip", {"arrays/history.npz": liar})
+    expect_refusal(path, "arrays/history.npz", "claims 88000000000 bytes")

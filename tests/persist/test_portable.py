@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -208,3 +209,66 @@ def test_bad_archives_are_refused_before_anything_runs(tmp_path):
     assert not marker.exists(), "unpickling the crafted archive ran its code"
     pickle.loads(pickle.dumps(_Payload(marker)))  # the payload is live: unpickled carelessly, it runs
     assert marker.exists()
+
+
+def test_an_archive_of_another_optimizer_is_refused_at_load(tmp_path):
+    session = small_session()  # SGD with momentum
+    session.start(paused=True)
+    session.step(3)
+    path = session.export(tmp_path / "sgd.zip")
+    session.stop()
+    objects = rebuild()
+    adam = torch.optim.Adam(objects["model"].parameters(), lr=0.1)
+    with pytest.raises(ConfigurationError, match="trained with SGD but this optimizer is Adam"):
+        Session.load(path, **{**objects, "optimizer": adam})
+    config = json.loads(zipfile.ZipFile(path).read("documents/config.json"))
+    del config["optimizer"]  # an archive that does not name its optimizer: the state's keys tell
+    rewrite_member(Path(path), "documents/config.json", json.dumps(config).encode(), fix_manifest=True)
+    with pytest.raises(ConfigurationError, match="saved optimizer state has no .*betas"):
+        Session.load(path, **{**objects, "optimizer": adam})
+
+
+def tampered(good: Path, target: Path, name: str, change) -> Path:
+    """A copy of ``good`` whose member ``name`` is changed by ``change(bytes) -> bytes``, manifest re-signed."""
+    target.write_bytes(good.read_bytes())
+    with zipfile.ZipFile(good) as archive:
+        data = archive.read(name)
+    rewrite_member(target, name, change(data), fix_manifest=True)
+    return target
+
+
+def npz_with(data: bytes, key: str, value: np.ndarray) -> bytes:
+    import io
+
+    with np.load(io.BytesIO(data)) as arrays:
+        found = dict(arrays)
+    found[key] = value
+    buffer = io.BytesIO()
+    np.savez(buffer, **found)
+    return buffer.getvalue()
+
+
+def json_with(data: bytes, **fields) -> bytes:
+    return json.dumps({**json.loads(data), **fields}).encode()
+
+
+@pytest.mark.parametrize(("name", "change", "names"), [
+    ("documents/config.json", lambda d: json_with(d, position="step 3"), "run state"),
+    ("documents/config.json", lambda d: json_with(d, clip_norm={"norm": 1}), "clip"),
+    ("documents/plans.json", lambda d: b'[{"id": 3}]', "plans state"),
+    ("arrays/store.npz", lambda d: npz_with(d, "block", np.zeros((1200, 14), np.float64)), "store is float64"),
+    ("arrays/store.npz", lambda d: npz_with(d, "block", np.zeros((12, 14), np.uint32)), "store is uint32 (12, 14)"),
+    ("arrays/history.npz", lambda d: npz_with(d, "rows", np.zeros((3, 2))), "history is float64 (3, 2)"),
+    ("arrays/selection.npz", lambda d: npz_with(d, "indices", np.array([5000], np.uint32)), "outside the dataset"),
+    ("documents/metrics.json", lambda d: b'{"validation": 3}', "metrics's validation must be a list"),
+    ("events.jsonl", lambda d: b'{"seq": 0}\n', "events[0] needs the field 'time'"),
+], ids=["position", "clip-norm", "plans", "store-dtype", "store-shape", "history", "selection", "metrics", "events"])
+def test_a_tampered_but_self_consistent_archive_is_refused_naming_what(tmp_path, name, change, names):
+    session = small_session()
+    session.start(paused=True)
+    session.step(3)
+    good = Path(session.export(tmp_path / "run.zip"))
+    session.stop()
+    bad = tampered(good, tmp_path / "bad.zip", name, change)
+    with pytest.raises(ArchiveError, match=re.escape(names)):
+        Session.load(bad, **rebuild())
