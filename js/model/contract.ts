@@ -160,6 +160,11 @@ export interface CompareTrait {
   rows: ((string | (number | null))[])[];
 }
 
+export interface ChannelTrait {
+  target: string;
+  key: string;
+}
+
 export interface CommandMessage {
   type: "command";
   name: CommandName;
@@ -203,6 +208,11 @@ export interface Traits {
   lineage: LineageNode[];
   health: HealthTrait | null;
   compare: CompareTrait | null;
+}
+
+/** The anywidget's own traits. */
+export interface WidgetTraits {
+  channel: ChannelTrait;
 }
 
 /** Every message the dashboard sends. */

@@ -91,6 +91,12 @@ TRAITS: Mapping[str, Schema] = {
     "compare": Opt(COMPARE),
 }
 
+# The anywidget's own trait: the comm target and key its front end opens a command comm with (a comm
+# the browser opens goes to a kernel subshell, so commands are handled while a cell runs).
+WIDGET_TRAITS: Mapping[str, Schema] = {
+    "channel": Obj({"target": Str(1), "key": Str(1)}, name="ChannelTrait"),
+}
+
 # ---- messages -----------------------------------------------------------------------------------
 MESSAGES: Mapping[str, Obj] = {
     "command": Obj({"type": Lit("command"), "name": Enum(COMMAND_NAMES, noun="command", alias="CommandName"),
@@ -134,10 +140,12 @@ def typescript() -> str:
               "export type PlanStatus = (typeof PLAN_STATUSES)[number];",
               "export type CurveColumn = (typeof CURVE_COLUMNS)[number];",
               "export type LineageKind = (typeof LINEAGE_KINDS)[number];", ""]
-    for obj in named([*TRAITS.values(), *MESSAGES.values(), ERROR_REPLY, ALIVE]):
+    for obj in named([*TRAITS.values(), *WIDGET_TRAITS.values(), *MESSAGES.values(), ERROR_REPLY, ALIVE]):
         parts += [f"export interface {obj.name} {obj.body()}", ""]
     parts += ["/** Every trait the dashboard reads, with its type. */", "export interface Traits {"]
     parts += [f"  {name}: {schema.ts()};" for name, schema in TRAITS.items()]
+    parts += ["}", "", "/** The anywidget's own traits. */", "export interface WidgetTraits {"]
+    parts += [f"  {name}: {schema.ts()};" for name, schema in WIDGET_TRAITS.items()]
     parts += ["}", "", "/** Every message the dashboard sends. */",
               f"export type DashboardMessage = {' | '.join(m.ts() for m in MESSAGES.values())};", ""]
     return "\n".join(parts)

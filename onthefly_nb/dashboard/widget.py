@@ -1,9 +1,17 @@
 """The anywidget dashboard: one sink of the session's publisher. Python writes every trait (as
 ``contract.TRAITS`` declares them); the browser only sends messages (commands, selections, plan
-decisions), which the session queues for the trainer."""
+decisions), which the session queues for the trainer.
+
+The messages come on a command comm the front end opens itself (target ``COMMAND_TARGET``, with
+the widget's ``channel`` key): JupyterLab and Notebook 7 send a comm the browser opened to a kernel
+subshell, which ipykernel handles on its own thread, so a Pause is handled while a cell runs. A
+comm the kernel opened (the widget's own) is always handled on the main shell, after the cell.
+Hosts without that (VS Code, marimo) use the widget's own messages, the same handler."""
 
 from __future__ import annotations
 
+import secrets
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,12 +20,13 @@ import anywidget
 import traitlets
 from IPython.display import DisplayHandle, display
 
-from .contract import PROTOCOL_VERSION, TRAITS
+from .contract import PROTOCOL_VERSION, TRAITS, WIDGET_TRAITS
 from .publisher import Publisher, Values
 
 STATIC = Path(__file__).parent.parent / "static"
 TERMINAL_STATES = ("finished", "stopped", "failed")
 RENDERER_MIME = "application/vnd.onthefly.dashboard+json"  # VS Code's renderer (widgets/)
+COMMAND_TARGET = "onthefly.commands"
 
 
 def _bundle(name: str) -> Path:
@@ -32,7 +41,27 @@ def _bundle(name: str) -> Path:
 
 # One synced trait per contract trait; the contract, not traitlets, says what each holds.
 _Traits = type("_Traits", (anywidget.AnyWidget,),
-               {name: traitlets.Any(None, allow_none=True).tag(sync=True) for name in TRAITS})
+               {name: traitlets.Any(None, allow_none=True).tag(sync=True) for name in {**TRAITS, **WIDGET_TRAITS}})
+_OPEN: weakref.WeakValueDictionary[str, Dashboard] = weakref.WeakValueDictionary()  # channel key -> dashboard
+
+
+def _command_comm_opened(comm: Any, message: dict[str, Any]) -> None:
+    """A front end opened its command comm (on a subshell thread, in JupyterLab and Notebook 7)."""
+    key = (message.get("content", {}).get("data") or {}).get("key")
+    dashboard = _OPEN.get(key) if isinstance(key, str) else None
+    if dashboard is None:
+        comm.close()
+        return
+    comm.on_msg(lambda msg: dashboard.handle_message(msg["content"]["data"], msg.get("buffers") or [], comm.send))
+
+
+def _listen_for_command_comms() -> None:
+    """Register the command comm's target with the kernel (once; nothing to do outside a kernel)."""
+    import comm
+
+    manager = comm.get_comm_manager()
+    if COMMAND_TARGET not in getattr(manager, "targets", {COMMAND_TARGET: None}):
+        manager.register_target(COMMAND_TARGET, _command_comm_opened)
 
 
 class Dashboard(_Traits):  # type: ignore[misc, valid-type]
@@ -53,6 +82,10 @@ class Dashboard(_Traits):  # type: ignore[misc, valid-type]
         self._displays: list[DisplayHandle] = []
         self._ended = False
         self.on_msg(lambda _widget, content, buffers: self.handle_message(content, buffers))
+        key = secrets.token_hex(16)
+        _OPEN[key] = self
+        _listen_for_command_comms()
+        self.channel = {"target": COMMAND_TARGET, "key": key}
         self.publish(publisher.attach(self))
 
     def publish(self, changed: Values) -> None:
@@ -98,8 +131,10 @@ class Dashboard(_Traits):  # type: ignore[misc, valid-type]
         self._publisher.detach(self)
         super().close()
 
-    def handle_message(self, content: Any, buffers: list[Any]) -> None:
-        """A message from the browser (on the shell thread); a refused one is answered with an error."""
+    def handle_message(self, content: Any, buffers: list[Any], reply: Callable[[dict[str, Any]], Any] | None = None
+                       ) -> None:
+        """A message from the browser (on the shell or a subshell thread); a refused one is answered
+        with an error, on the comm it came by."""
         reason = self._receive(content, buffers)
         if reason is not None:
-            self.send({"type": "error", "protocol": PROTOCOL_VERSION, "reason": reason})
+            (reply or self.send)({"type": "error", "protocol": PROTOCOL_VERSION, "reason": reason})

@@ -30,7 +30,7 @@ CELL_GRACE_SECONDS = 0.05  # a cell that runs longer hands training to a backgro
 
 def current_kernel() -> tuple[Any, Any] | None:
     """(shell, kernel) of the ipykernel this is called in, on its main thread, when its event loop
-    is free (no GUI toolkit integration); else None."""
+    is free (no GUI toolkit integration) or ours; else None."""
     if threading.current_thread() is not threading.main_thread():
         return None
     try:
@@ -39,9 +39,44 @@ def current_kernel() -> tuple[Any, Any] | None:
         return None
     shell = get_ipython()
     kernel = getattr(shell, "kernel", None)
-    if kernel is None or getattr(kernel, "io_loop", None) is None or getattr(kernel, "eventloop", 1) is not None:
+    if kernel is None or getattr(kernel, "io_loop", None) is None:
         return None
-    return shell, kernel
+    loop = getattr(kernel, "eventloop", 1)
+    return (shell, kernel) if loop is None or loop is TURNS.installed else None
+
+
+class Turns:
+    """The one function the kernel's event loop calls (``kernel.eventloop``): a turn for every run
+    that wants one, in the order they asked. Used on the kernel's main thread only."""
+
+    def __init__(self) -> None:
+        self.drivers: list[KernelDriver] = []
+        self.installed: Any = None
+
+    def want(self, driver: KernelDriver) -> bool:
+        """Give ``driver`` turns; False if the kernel's event loop belongs to a GUI toolkit."""
+        kernel = driver.kernel
+        if kernel.eventloop is not None and kernel.eventloop is not self.installed:
+            return False
+        if driver not in self.drivers:
+            self.drivers.append(driver)
+        if kernel.eventloop is None:
+            def turn(_kernel: Any) -> None:
+                if turn is self.installed:
+                    for each in list(self.drivers):
+                        each.main_turn()
+
+            turn.exit_hook = lambda _kernel: None  # type: ignore[attr-defined]  # what %gui calls to leave it
+            self.installed = kernel.eventloop = turn
+        return True
+
+    def drop(self, driver: KernelDriver) -> None:
+        if driver in self.drivers:
+            self.drivers.remove(driver)
+        if not self.drivers and self.installed is not None:
+            if driver.kernel.eventloop is self.installed:
+                driver.kernel.eventloop = None
+            self.installed = None
 
 
 class Drivable(Protocol):
@@ -66,7 +101,6 @@ class KernelDriver:
         self.main_waiting = False  # session.wait() on the main thread wants to drive
         self._background: threading.Thread | None = None
         self._guard = threading.Lock()  # one background driver at a time
-        self._turn: Any = None  # the function the kernel's event loop calls now, if any
         self.turns_on_main = 0  # turns the main thread trained (tests and benchmarks read these)
         self.handovers = 0  # times a background thread took over
         self.interrupts = 0
@@ -80,26 +114,17 @@ class KernelDriver:
 
     # ---- the main thread, between cells ---------------------------------------------------------
     def _install(self) -> None:
-        """Have the kernel's event loop call a turn (on the main thread)."""
-        if self.lifecycle.done or self.cell_running.is_set() or self._turn is not None:
+        """Ask for turns on the main thread (called there), unless a cell runs or the run is over."""
+        if self.lifecycle.done or self.cell_running.is_set():
             return
-
-        def turn(_kernel: Any) -> None:
-            self._main_turn(turn)
-
-        turn.exit_hook = lambda _kernel: None  # type: ignore[attr-defined]
-        self._turn = turn
-        self.kernel.eventloop = turn
+        if not TURNS.want(self):  # a GUI toolkit took the kernel's event loop: train in the background
+            self._to_background(grace=0.0)
 
     def _uninstall(self) -> None:
-        if self._turn is not None and self.kernel.eventloop is self._turn:
-            self.kernel.eventloop = None
-        self._turn = None
+        TURNS.drop(self)
 
-    def _main_turn(self, turn: Any) -> None:
+    def main_turn(self) -> None:
         """Train for a few milliseconds, then let the kernel handle its messages."""
-        if turn is not self._turn:
-            return
         if self.cell_running.is_set() or self.lifecycle.done:
             self._uninstall()
             return
@@ -222,3 +247,6 @@ class KernelDriver:
                 self.shell.events.unregister(event, callback)
             except ValueError:
                 pass
+
+
+TURNS = Turns()

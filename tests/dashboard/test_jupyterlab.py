@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 from jupyter_helpers import (
     CHROMIUM,
@@ -130,7 +131,10 @@ def open_and_run_all(page: sync_api.Page, lab: LabServer, app: str, name: str | 
     """Open a copy of the quickstart (named ``name``, or the app's default copy) and run all its cells."""
     prefix, default = APPS[app]
     name = name or default
-    source = QUICKSTART.read_text()
+    notebook = nbformat.read(QUICKSTART, as_version=4)
+    assert notebook.cells[-1].source == "session.wait()"
+    del notebook.cells[-2:]  # the demo ends waiting for its run; here the kernel must be free after Run All
+    source = nbformat.writes(notebook)
     assert "max_epochs=40," in source
     # the demo's run ends in about a minute; this one must outlast the test
     (lab.root_dir / name).write_text(source.replace("max_epochs=40,", "max_epochs=400,"))
@@ -241,6 +245,45 @@ def test_dashboard_steers_the_kernel_session(lab: LabServer, page: sync_api.Page
     finally:
         if kc is not None:
             kc.stop_channels()
+
+
+@pytest.mark.parametrize("app", list(APPS))
+def test_controls_answer_within_a_second_while_a_cell_runs(lab: LabServer, page: sync_api.Page, tmp_path: Path,
+                                                            app: str) -> None:
+    """While a cell sleeps, and while a cell waits in session.wait(), Pause, Resume, Step and Stop
+    clicked on the dashboard take effect within a second (the command comm's subshell)."""
+    name = open_and_run_all(page, lab, app, name=f"busy-{app}.ipynb")
+    root = page.locator(".onthefly-root")
+    status = root.locator(".onthefly-status")
+    sync_api.expect(status).to_have_attribute("data-state", "running", timeout=STATE_MS)
+    kc = connect_kernel(lab, name)
+    try:
+        for busy in ("import time; time.sleep(12)", "session.wait()"):
+            msg_id = kc.execute(busy)
+            page.wait_for_timeout(1000)  # the cell runs
+            for command, state in (("pause", "paused"), ("resume", "running"), ("pause", "paused")):
+                root.locator(f'button[data-command="{command}"]').click()
+                sync_api.expect(status).to_have_attribute("data-state", state, timeout=1000)
+            step = root.locator(".onthefly-step")
+            before = int(step.get_attribute("data-step"))
+            root.locator("input.onthefly-step-n").fill("5")
+            root.locator('button[data-command="step"]').click()
+            sync_api.expect(step).to_have_attribute("data-step", str(before + 5), timeout=1000)
+            root.locator('button[data-command="resume"]').click()
+            sync_api.expect(status).to_have_attribute("data-state", "running", timeout=1000)
+            if busy == "session.wait()":
+                root.locator('button[data-command="stop"]').click()
+                sync_api.expect(status).to_have_attribute("data-state", "stopped", timeout=1000)
+            reply = kc.get_shell_msg(timeout=60)
+            while reply["parent_header"].get("msg_id") != msg_id:
+                reply = kc.get_shell_msg(timeout=60)
+            assert reply["content"]["status"] == "ok", reply["content"]
+    except Exception as exc:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise AssertionError(f"{exc}\nfailure screenshot: {tmp_path / 'failure.png'}\n"
+                             f"--- server log tail:\n{lab.log_tail(2000)}") from exc
+    finally:
+        kc.stop_channels()
 
 
 FORK_PLAN = """

@@ -63,6 +63,14 @@ def test_between_cells_the_main_thread_trains_to_the_same_weights(kernel):
     assert ask(kc, "[t.name for t in threading.enumerate() if t.name.startswith('onthefly-train')]") == []
 
 
+def test_two_runs_take_turns_on_the_main_thread(kernel):
+    _, kc = kernel
+    run_in_kernel(kc, "a = session(4, 'a'); b = session(4, 'b'); a.start(); b.start()")
+    wait_until(kc, "a.done and b.done")
+    turns = ask(kc, "[s.status for s in (a, b)] + [s.parts.lifecycle.kernel.turns_on_main for s in (a, b)]")
+    assert turns[:2] == ["finished", "finished"] and min(turns[2:]) > 0, turns
+
+
 def test_a_cell_that_sleeps_does_not_stall_training_and_cells_answer_quickly(kernel):
     _, kc = kernel
     run_in_kernel(kc, "s = session(10_000, 'long'); s.start()")
