@@ -7,7 +7,7 @@ While a run trains between cells the bench polls it with a tiny cell every half 
 user looking at the notebook would run cells; the time per step of a run is its ``started`` to
 ``finished`` events over its steps, the time per step of the user's loop is measured in its cell.
 
-    .venv/bin/python bench/notebook.py [--rounds 5] [--epochs 10] [--device cuda]
+    .venv/bin/python bench/notebook.py [--rounds 5] [--epochs 40] [--device cuda]
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def session_per_step(kc, code: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     km, kc = start_new_kernel(kernel_name="python3")

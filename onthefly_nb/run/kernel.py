@@ -4,12 +4,13 @@ PyTorch's CPU kernels run on GNU OpenMP teams, one per calling thread, and libgo
 every team once the threads it manages outnumber the cores: after the kernel's main thread has
 run any parallel torch work (building the data, say), a loop on a background thread runs at
 about half speed (docs/benchmarks.md). So between cells the run trains on the kernel's main
-thread, a few milliseconds at a time, as ipykernel's event-loop integration does for GUI
-toolkits (``kernel.eventloop``): the kernel handles its messages (cells, widget messages) between
-turns. While a cell runs longer than ``CELL_GRACE_SECONDS``, and wherever the run has to wait
-(a pause, a queued action, an epoch end with validation, the end), a background thread drives it
-instead; that thread exits when it hands back, so its OpenMP team goes too. ``session.wait()``
-on the main thread drives the run itself. An interrupt (the stop button) pauses the run.
+thread, in turns, as ipykernel's event-loop integration does for GUI toolkits
+(``kernel.eventloop``): a turn ends after the step during which a message for the main shell
+arrived (a cell, a widget message), so the kernel answers within a step. While a cell runs
+longer than ``CELL_GRACE_SECONDS``, and wherever the run has to wait (a pause, a queued action,
+an epoch end with validation, the end), a background thread drives it instead; that thread exits
+when it hands back, so its OpenMP team goes too. ``session.wait()`` on the main thread drives the
+run itself. An interrupt (the stop button) pauses the run.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .control import RunState
 from .loop import HANDOVER
 from .training import Run
 
-BUDGET_SECONDS = 0.01  # steps per turn on the main thread; the kernel answers in about this time
+TURN_SECONDS = 0.1  # the longest turn on the main thread; it ends at once when a message for the shell waits
 CELL_GRACE_SECONDS = 0.05  # a cell that runs longer hands training to a background thread
 
 
@@ -97,20 +98,24 @@ class KernelDriver:
     def __init__(self, lifecycle: Drivable, shell: Any, kernel: Any) -> None:
         self.lifecycle = lifecycle
         self.shell, self.kernel = shell, kernel
+        from ipykernel.eventloops import get_shell_stream  # a kernel is running: ipykernel is there
+
+        self._shell_stream = get_shell_stream(kernel)
         self.cell_running = threading.Event()
         self.main_waiting = False  # session.wait() on the main thread wants to drive
         self._background: threading.Thread | None = None
         self._guard = threading.Lock()  # one background driver at a time
-        self.turns_on_main = 0  # turns the main thread trained (tests and benchmarks read these)
+        self.steps_on_main = 0  # steps the main thread trained (tests and benchmarks read these)
         self.handovers = 0  # times a background thread took over
         self.interrupts = 0
 
     def start(self) -> None:
-        """Start training (called from a cell): in the background until that cell ends."""
+        """Start training (called from a cell): on the main thread once that cell ends, in the
+        background if it runs on for longer than ``CELL_GRACE_SECONDS``."""
         self.shell.events.register("pre_run_cell", self._cell_starts)
         self.shell.events.register("post_run_cell", self._cell_ends)
         self.cell_running.set()
-        self._to_background(grace=0.0)
+        self._to_background(grace=CELL_GRACE_SECONDS)
 
     # ---- the main thread, between cells ---------------------------------------------------------
     def _install(self) -> None:
@@ -128,24 +133,30 @@ class KernelDriver:
         if self.cell_running.is_set() or self.lifecycle.done:
             self._uninstall()
             return
-        deadline = time.perf_counter() + BUDGET_SECONDS
-        outcome = self._drive_on_main(lambda: time.perf_counter() >= deadline)
+        deadline = time.perf_counter() + TURN_SECONDS
+        outcome = self._drive_on_main(lambda: self.message_waiting() or time.perf_counter() >= deadline)
         if outcome is None or outcome == HANDOVER:  # a background thread drives (or must) meanwhile
             self._uninstall()
             if outcome == HANDOVER:
                 self._to_background(grace=0.0)
         elif outcome == "done":
             self._finish()
-        else:
-            self.turns_on_main += 1
+
+    def message_waiting(self) -> bool:
+        """Whether a message for the main shell arrived. It is read and handed to the kernel's handler,
+        which runs once the turn returns: checking the socket's events instead would consume the
+        edge-triggered notification the kernel's loop waits for (as ipykernel's Qt loop notes)."""
+        return bool(self._shell_stream.flush(limit=1))
 
     def _drive_on_main(self, until: Any) -> str | None:
         """Drive on the main thread, with an interrupt pausing the run instead of breaking a step."""
         previous = signal.signal(signal.SIGINT, self._interrupted)
+        step = self.lifecycle.run.step
         try:
             return self.lifecycle.drive(False, until, blocking=False)
         finally:
             signal.signal(signal.SIGINT, previous)
+            self.steps_on_main += self.lifecycle.run.step - step
 
     def _interrupted(self, _signum: int, _frame: Any) -> None:
         """The kernel was interrupted while training: pause at the next step boundary."""

@@ -57,8 +57,8 @@ def test_between_cells_the_main_thread_trains_to_the_same_weights(kernel):
     _, kc = kernel
     run_in_kernel(kc, "s = session(6, 'kernel'); s.start()")
     wait_until(kc, "s.done")
-    driver = ask(kc, "[s.status, s.global_step, s.parts.lifecycle.kernel.turns_on_main]")
-    assert driver[:2] == ["finished", 6 * 64] and driver[2] > 0, "the main thread took turns"
+    driver = ask(kc, "[s.status, s.global_step, s.parts.lifecycle.kernel.steps_on_main]")
+    assert driver[:2] == ["finished", 6 * 64] and driver[2] > 0, "the main thread trained"
     assert ask(kc, "weights(s) == weights(session(6, 'script').run())"), "thread changes altered the training"
     assert ask(kc, "[t.name for t in threading.enumerate() if t.name.startswith('onthefly-train')]") == []
 
@@ -67,7 +67,7 @@ def test_two_runs_take_turns_on_the_main_thread(kernel):
     _, kc = kernel
     run_in_kernel(kc, "a = session(4, 'a'); b = session(4, 'b'); a.start(); b.start()")
     wait_until(kc, "a.done and b.done")
-    turns = ask(kc, "[s.status for s in (a, b)] + [s.parts.lifecycle.kernel.turns_on_main for s in (a, b)]")
+    turns = ask(kc, "[s.status for s in (a, b)] + [s.parts.lifecycle.kernel.steps_on_main for s in (a, b)]")
     assert turns[:2] == ["finished", "finished"] and min(turns[2:]) > 0, turns
 
 
