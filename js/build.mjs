@@ -58,6 +58,15 @@ const configs = [
   },
   {
     ...common,
+    // The frozen final dashboard a display becomes when its run ends (onthefly_nb/outputs/frozen.py).
+    entryPoints: [resolve(root, "js/frozen.ts")],
+    outfile: resolve(outdir, "frozen.js"),
+    format: "iife",
+    platform: "browser",
+    define: { "define.amd": "false" },
+  },
+  {
+    ...common,
     sourcemap: false,
     entryPoints: [resolve(root, "js/widget.css")],
     outfile: resolve(outdir, "widget.css"),

@@ -15,11 +15,16 @@ import { readTheme, watchTheme } from "./ui/theme";
 export type { DashboardModel } from "./model/host";
 export { SELECT_EVENT } from "./panels/map";
 
+export interface MountOptions {
+  /** Draw a saved final state (ms since the epoch it was saved): no kernel, controls off. */
+  savedAt?: number;
+}
+
 /**
  * Renders the dashboard for `model` into `el` and keeps it live. Returns a cleanup function
  * that detaches every listener, disposes of the panels (the WebGL map with them) and empties `el`.
  */
-export function mountDashboard(el: HTMLElement, model: DashboardModel): () => void {
+export function mountDashboard(el: HTMLElement, model: DashboardModel, options: MountOptions = {}): () => void {
   const doc = el.ownerDocument;
   const win: Window = doc.defaultView ?? window;
   const dom = new AbortController();
@@ -144,6 +149,11 @@ export function mountDashboard(el: HTMLElement, model: DashboardModel): () => vo
 
   // First paint synchronously, so the widget is never blank.
   flush();
+  if (options.savedAt !== undefined) {
+    win.clearInterval(livenessTimer);
+    root.dataset.connection = "saved";
+    channel.emit("connection", { live: false, lastSeen: options.savedAt, saved: true });
+  }
 
   return () => {
     if (disposed) return;

@@ -8,6 +8,8 @@ export interface Connection {
   live: boolean;
   /** When the last message came (ms since the epoch), or null before any. */
   lastSeen: number | null;
+  /** A saved final state, drawn without a kernel (frozen.ts): `lastSeen` is when it was saved. */
+  saved?: boolean;
 }
 
 export class Liveness {

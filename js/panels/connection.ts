@@ -10,10 +10,17 @@ export const connectionPanel: PanelDef = {
   traits: [],
   create(ctx) {
     const el = h(ctx.doc, "div", { class: "onthefly-disconnected", role: "status", hidden: true });
-    ctx.channel.on("connection", ({ live, lastSeen }) => {
+    ctx.channel.on("connection", ({ live, lastSeen, saved }) => {
       el.hidden = live;
-      const when = lastSeen === null ? "no update came" : `the last update came at ${fmtClock(lastSeen / 1000)}`;
-      el.textContent = live ? "" : `Disconnected from the kernel: ${when}. This is the last state; controls are off.`;
+      const at = lastSeen === null ? "" : fmtClock(lastSeen / 1000);
+      if (live) el.textContent = "";
+      else if (saved) {
+        el.textContent = `The run's final state, saved when it ended (${at}); it is not connected to a kernel, so the ` +
+          "controls are off. In a live kernel, display(session.dashboard()) shows a live dashboard.";
+      } else {
+        const when = lastSeen === null ? "no update came" : `the last update came at ${at}`;
+        el.textContent = `Disconnected from the kernel: ${when}. This is the last state; controls are off.`;
+      }
     });
     return { el, update: () => undefined };
   },

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ..outputs.frozen import frozen_html
 from .bridge import DEFAULT_PORT, Bridge
 from .commands import Steerable, receive
 from .publisher import Publisher
@@ -37,7 +38,8 @@ class Hosting:
         if self._widget is None or self._widget.comm is None:
             from .widget import Dashboard  # anywidget and ipywidgets load only when a widget is asked for
 
-            self._widget = Dashboard(self.publisher, self.receive, self.summary, self.renderer_payload)
+            final = lambda: frozen_html(self.publisher.current(), self.summary())  # noqa: E731
+            self._widget = Dashboard(self.publisher, self.receive, self.summary, final, self.renderer_payload)
         return self._widget
 
     def bridge(self, port: int | None = None) -> Bridge:
@@ -57,6 +59,9 @@ class Hosting:
                                             "session": self.name}
 
     def run_ended(self) -> None:
-        """The run has ended: the bridge stops once the publisher has sent the final state."""
+        """The run has ended: every dashboard gets the final state now (a widget's displays turn
+        into the frozen final dashboard), and the bridge stops a moment later."""
+        if self.publisher.watched:
+            self.publisher.publish_now()
         if self.server is not None:
             self.server.stop_soon()

@@ -66,26 +66,28 @@ def _listen_for_command_comms() -> None:
 
 class Dashboard(_Traits):  # type: ignore[misc, valid-type]
     """Live view of a session, fed by its publisher; ``receive(content, buffers)`` handles the
-    browser's messages (returning why one was refused), ``summary()`` is the static HTML a saved
-    notebook shows without a kernel, ``renderer()`` the payload of VS Code's renderer (or None)."""
+    browser's messages (returning why one was refused), ``summary()`` is the static HTML beside the
+    view, ``final()`` the HTML every display becomes when the run ends (the frozen final dashboard:
+    a saved notebook shows it without a kernel), ``renderer()`` the payload of VS Code's renderer."""
 
     _esm = _bundle("widget.js")
     _css = _bundle("widget.css")
 
     def __init__(self, publisher: Publisher, receive: Callable[[Any, list[Any]], str | None],
-                 summary: Callable[[], str], renderer: Callable[[], dict[str, Any] | None]) -> None:
-        super().__init__()
+                 summary: Callable[[], str], final: Callable[[], str],
+                 renderer: Callable[[], dict[str, Any] | None]) -> None:
+        key = secrets.token_hex(16)
+        super().__init__(channel={"target": COMMAND_TARGET, "key": key})  # in the comm's opening state
         self._publisher = publisher
         self._receive = receive
         self._summary = summary
+        self._final = final
         self._renderer = renderer
         self._displays: list[DisplayHandle] = []
         self._ended = False
         self.on_msg(lambda _widget, content, buffers: self.handle_message(content, buffers))
-        key = secrets.token_hex(16)
         _OPEN[key] = self
         _listen_for_command_comms()
-        self.channel = {"target": COMMAND_TARGET, "key": key}
         self.publish(publisher.attach(self))
 
     def publish(self, changed: Values) -> None:
@@ -120,11 +122,13 @@ class Dashboard(_Traits):  # type: ignore[misc, valid-type]
             self._displays.append(display(bundle[0], metadata=bundle[1], raw=True, display_id=True))
 
     def _finalize_displays(self) -> None:
-        """Once the run has ended: every display of this dashboard gets the final summary."""
-        bundle = self._repr_mimebundle_()
-        if bundle is not None:
-            for handle in self._displays:
-                handle.update(bundle[0], metadata=bundle[1], raw=True)
+        """Once the run has ended: every display of this dashboard becomes the frozen final dashboard
+        (no widget view, so a notebook reopened without its kernel shows it, never an error)."""
+        if not self._displays:
+            return
+        final = {"text/html": self._final(), "text/plain": "onthefly dashboard: the final state of a run that ended"}
+        for handle in self._displays:
+            handle.update(final, raw=True)
 
     def close(self) -> None:
         """Close the comm; the publisher stops feeding this view."""

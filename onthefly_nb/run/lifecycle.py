@@ -125,11 +125,15 @@ class Lifecycle:
             end, message = RunState.FAILED, f"{type(error).__name__}: {error}"
         elif self.run.state is RunState.STOPPING:
             end = RunState.STOPPED
+        if error is not None:  # the frames' locals hold the loader's iterator: let its workers go now
+            traceback.clear_frames(error.__traceback__)
         self.run.loop.recorder.close()
         self.run.controller.end(end, message)
-        self._done.set()
-        for callback in self.on_end:
-            callback()
+        try:
+            for callback in self.on_end:  # the final state reaches every dashboard before wait() returns
+                callback()
+        finally:
+            self._done.set()
 
     def wait(self, timeout: float | None = None, reached: Callable[[], bool] | None = None) -> None:
         """Block until training ends, or until ``reached()`` (in a kernel, on its main thread, driving

@@ -88,9 +88,11 @@ def test_quickstart_notebook_runs_and_steers_the_session():
 
     dashboard_cell = find_cell(original, "quickstart(")
     kinds = [set(o.get("data", {})) for o in dashboard_cell.outputs]
-    assert any(WIDGET_VIEW in k for k in kinds), f"no widget view in the quickstart cell outputs: {kinds}"
-    summary = html_outputs(dashboard_cell)  # replaced by the final one when the run ended
-    assert "onthefly-static" in summary and "finished" in summary and "<svg" in summary, summary[:800]
+    # the run ended: the live view became the frozen final dashboard (no widget view left to break)
+    assert kinds == [{"text/html", "text/plain"}], f"the quickstart cell's outputs: {kinds}"
+    final = html_outputs(dashboard_cell)
+    assert "onthefly-static" in final and "finished" in final and "<svg" in final, final[:800]
+    assert "ontheflyFrozen" in final and len(final) < 2_000_000, "the frozen dashboard, of a reasonable size"
 
     slice_cell = find_cell(original, 'session.slice("loss')
     html = [o["data"]["text/html"] for o in slice_cell.outputs if "text/html" in o.get("data", {})]
@@ -260,8 +262,8 @@ def test_lightning_notebook_runs_the_reference_snippet_with_a_dashboard(tmp_path
     errors = error_outputs(nb)
     assert not errors, "cells raised:\n" + "\n\n".join(errors)
     snippet = find_cell(nb.cells, "attach_lightning(\n")
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in snippet.outputs), \
-        "the snippet displays the dashboard"
+    assert any("ontheflyFrozen" in o.get("data", {}).get("text/html", "") for o in snippet.outputs), \
+        "the snippet displayed the dashboard, which became the frozen final one when its fit ended"
     facts = json.loads(output_text(nb.cells[-1]).split("FACTS ", 1)[1])
     assert facts["first"] == ["finished", 3 * 32, 3, 3], facts
     assert facts["second"][0] == "stopped", facts
