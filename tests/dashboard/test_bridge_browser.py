@@ -266,34 +266,37 @@ def test_renderer_falls_back_to_the_extension_relay(served, new_page, repo_url):
     assert p.real_errors() == [], f"browser console errors: {p.real_errors()}"
 
 
-def test_renderer_reports_an_unreachable_bridge(served, new_page, repo_url):
+def test_renderer_hands_an_unreachable_bridge_to_the_next_format(served, new_page, repo_url):
+    """A bridge it cannot reach (a saved notebook whose process is gone): the renderer throws VS Code's
+    fallback error, so the output's HTML (the summary or the frozen final dashboard) shows; the
+    reasons go to the console."""
     session, bridge = served
     p = new_page()
     open_harness(p, bridge, repo_url, "?blockDirect")
     bad = {**payload_of(session, bridge), "token": "wrong-token"}
-    # the webview cannot connect, and the relay's socket is refused (401): both reasons show
-    p.page.evaluate("(payload) => window.render(payload)", bad)
-    error = p.page.locator('[data-output-id="out-1"] .onthefly-renderer-error')
-    expect(error).to_be_visible()
-    text = error.text_content()
+    # the webview cannot connect, and the relay's socket is refused (401): both reasons are given
+    failed = p.page.evaluate("(payload) => window.render(payload).then(() => null, (e) => [e.name, e.message])", bad)
+    assert failed is not None and failed[0] == "vscode.fallbackToNextRenderer", failed
+    text = failed[1]
     assert "cannot reach the training process" in text
     assert "directly: onthefly: cannot open" in text and "blocked by the harness" in text
     assert "through the extension: onthefly: connection to" in text and "before any dashboard state arrived" in text
     assert "wrong-token" not in text and "token=***" in text
+    assert p.page.locator('[data-output-id="out-1"]').inner_html() == "", "nothing of ours is left to cover the HTML"
 
     # A context without renderer messaging has no relay to fall back on.
-    p.page.evaluate("""async (payload) => {
+    failed = p.page.evaluate("""async (payload) => {
         const mod = await import("../../widgets/out/renderer.js");
         const el = document.createElement("div");
         el.id = "norelay";
         document.body.appendChild(el);
         const context = { workspace: { isTrusted: true }, getState() {}, setState() {}, getRenderer: async () => {} };
         const item = { id: "x", mime: "", metadata: {}, json: () => payload };
-        await mod.activate(context).renderOutputItem(item, el, new AbortController().signal);
+        return mod.activate(context).renderOutputItem(item, el, new AbortController().signal)
+            .then(() => null, (e) => [e.name, e.message]);
     }""", bad)
-    error = p.page.locator("#norelay .onthefly-renderer-error")
-    expect(error).to_contain_text("cannot reach the training process")
-    assert "through the extension" not in error.text_content()
+    assert failed[0] == "vscode.fallbackToNextRenderer" and "cannot reach the training process" in failed[1]
+    assert "through the extension" not in failed[1]
     assert p.page.evaluate("() => window.posted.filter((m) => m.op === 'open').length") == 1
 
 

@@ -66,6 +66,9 @@ export interface DashboardRenderer {
   [key: string]: unknown;
 }
 
+/** What a renderer throws to have VS Code render the output's next format instead. */
+export const FALLBACK = "vscode.fallbackToNextRenderer";
+
 export const activate = ((context: RendererContext<unknown>): DashboardRenderer => {
   const relay = RelayClient.available(context) ? new RelayClient(context) : null;
   const live = new Map<string, Mounted>();
@@ -132,11 +135,14 @@ export const activate = ((context: RendererContext<unknown>): DashboardRenderer 
       try {
         model = await open(payload, aborted);
       } catch (err) {
-        if (!aborted()) {
-          note(element, ERROR_CLASS, `onthefly: cannot reach the training process${name}.\n${(err as Error).message}\n`
-            + "Is the kernel still running? Re-run the cell to reconnect.", true);
-        }
-        return;
+        if (aborted()) return;
+        // The process is gone (a saved notebook reopened) or out of reach: VS Code shows the output's
+        // next format instead, the HTML of the run's summary or its frozen final dashboard.
+        element.replaceChildren();
+        console.warn(`[onthefly] cannot reach the training process${name}: ${(err as Error).message}`);
+        const fallback = new Error(`onthefly: cannot reach the training process${name}.\n${(err as Error).message}`);
+        fallback.name = FALLBACK;
+        throw fallback;
       }
       if (aborted()) {
         model.close();
