@@ -26,6 +26,7 @@ from .loop import HANDOVER
 from .training import Run
 
 TURN_SECONDS = 0.1  # the longest turn on the main thread; it ends at once when a message for the shell waits
+CHECK_SECONDS = 0.002  # how often a turn looks for such a message (a syscall and some Python each time)
 CELL_GRACE_SECONDS = 0.05  # a cell that runs longer hands training to a background thread
 
 
@@ -133,8 +134,17 @@ class KernelDriver:
         if self.cell_running.is_set() or self.lifecycle.done:
             self._uninstall()
             return
-        deadline = time.perf_counter() + TURN_SECONDS
-        outcome = self._drive_on_main(lambda: self.message_waiting() or time.perf_counter() >= deadline)
+        now = time.perf_counter()
+        deadline, check = now + TURN_SECONDS, [now + CHECK_SECONDS]
+
+        def turn_over() -> bool:
+            now = time.perf_counter()
+            if now < check[0]:
+                return False
+            check[0] = now + CHECK_SECONDS
+            return self.message_waiting() or now >= deadline
+
+        outcome = self._drive_on_main(turn_over)
         if outcome is None or outcome == HANDOVER:  # a background thread drives (or must) meanwhile
             self._uninstall()
             if outcome == HANDOVER:
