@@ -4,6 +4,7 @@
 // `#token=...`), connects to `ws(s)://<host>/ws?token=...` and mounts the dashboard.
 
 import { mountDashboard } from "../dashboard";
+import { h, styled } from "../ui/dom";
 import { type SocketConstructor, type TransportModel, connect, redactUrl } from "./transport";
 
 export const APP_ID = "onthefly-app";
@@ -30,27 +31,18 @@ export function socketUrlFor(loc: LocationLike, token: string): string {
   return `${scheme}//${loc.host}${base}ws?token=${encodeURIComponent(token)}`;
 }
 
+const ERROR_STYLE = "white-space: pre-wrap; padding: 12px 16px; margin: 16px 0; border-radius: 4px;"
+  + "border: 1px solid var(--onthefly-error, #d32f2f); color: var(--onthefly-error, #d32f2f);"
+  + "font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;";
+const BANNER_STYLE = "padding: 6px 12px; margin-bottom: 8px; border-radius: 4px; font: 13px system-ui, sans-serif;"
+  + "background: var(--onthefly-warn, #ef6c00); color: #fff;";
+
 function showError(el: HTMLElement, message: string): void {
-  const doc = el.ownerDocument;
-  const box = doc.createElement("pre");
-  box.className = ERROR_CLASS;
-  box.setAttribute("role", "alert");
-  box.style.cssText = "white-space: pre-wrap; padding: 12px 16px; margin: 16px 0; border-radius: 4px;"
-    + "border: 1px solid var(--onthefly-error, #d32f2f); color: var(--onthefly-error, #d32f2f);"
-    + "font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;";
-  box.textContent = message;
-  el.replaceChildren(box);
+  el.replaceChildren(styled(h(el.ownerDocument, "pre", { class: ERROR_CLASS, role: "alert" }, message), ERROR_STYLE));
 }
 
 function showBanner(el: HTMLElement, message: string): void {
-  const doc = el.ownerDocument;
-  const banner = doc.createElement("div");
-  banner.className = BANNER_CLASS;
-  banner.setAttribute("role", "status");
-  banner.style.cssText = "padding: 6px 12px; margin-bottom: 8px; border-radius: 4px; font: 13px system-ui, sans-serif;"
-    + "background: var(--onthefly-warn, #ef6c00); color: #fff;";
-  banner.textContent = message;
-  el.prepend(banner);
+  el.prepend(styled(h(el.ownerDocument, "div", { class: BANNER_CLASS, role: "status" }, message), BANNER_STYLE));
 }
 
 export interface StartOptions {

@@ -6,6 +6,7 @@
 import type { ActivationFunction, OutputItem, RendererContext } from "vscode-notebook-renderer";
 import { mountDashboard } from "../../js/dashboard";
 import { type SocketConstructor, type TransportModel, connect } from "../../js/transport/transport";
+import { h, styled } from "../../js/ui/dom";
 import css from "../../js/widget.css";
 import { type DashboardPayload, readPayload, socketUrl } from "./payload";
 import { RelayClient } from "./relay-client";
@@ -27,28 +28,22 @@ function injectStyle(doc: Document): void {
   doc.head.appendChild(style);
 }
 
+const ERROR_STYLE = "white-space: pre-wrap; padding: 8px 12px; margin: 4px 0;"
+  + "border: 1px solid var(--vscode-errorForeground, #d32f2f); color: var(--vscode-errorForeground, #d32f2f);"
+  + "font: 12px var(--vscode-editor-font-family, monospace);";
+const STATUS_STYLE = "padding: 8px 12px; color: var(--vscode-descriptionForeground, #59636e);"
+  + "font: 13px var(--vscode-font-family, system-ui, sans-serif);";
+const BANNER_STYLE = "padding: 4px 10px; margin-bottom: 6px; border-radius: 3px;"
+  + "font: 12px var(--vscode-font-family, system-ui, sans-serif);"
+  + "background: var(--vscode-inputValidation-warningBackground, #ef6c00); color: var(--vscode-foreground, #fff);";
+
 function note(el: HTMLElement, cls: string, text: string, error: boolean): void {
-  const doc = el.ownerDocument;
-  const box = doc.createElement(error ? "pre" : "div");
-  box.className = cls;
-  box.setAttribute("role", error ? "alert" : "status");
-  box.style.cssText = error
-    ? "white-space: pre-wrap; padding: 8px 12px; margin: 4px 0; border: 1px solid var(--vscode-errorForeground, #d32f2f);"
-      + "color: var(--vscode-errorForeground, #d32f2f); font: 12px var(--vscode-editor-font-family, monospace);"
-    : "padding: 8px 12px; color: var(--vscode-descriptionForeground, #59636e); font: 13px var(--vscode-font-family, system-ui, sans-serif);";
-  box.textContent = text;
-  el.replaceChildren(box);
+  const [tag, role, style] = error ? (["pre", "alert", ERROR_STYLE] as const) : (["div", "status", STATUS_STYLE] as const);
+  el.replaceChildren(styled(h(el.ownerDocument, tag, { class: cls, role }, text), style));
 }
 
 function banner(el: HTMLElement, text: string): void {
-  const doc = el.ownerDocument;
-  const b = doc.createElement("div");
-  b.className = BANNER_CLASS;
-  b.setAttribute("role", "status");
-  b.style.cssText = "padding: 4px 10px; margin-bottom: 6px; border-radius: 3px; font: 12px var(--vscode-font-family, system-ui, sans-serif);"
-    + "background: var(--vscode-inputValidation-warningBackground, #ef6c00); color: var(--vscode-foreground, #fff);";
-  b.textContent = text;
-  el.prepend(b);
+  el.prepend(styled(h(el.ownerDocument, "div", { class: BANNER_CLASS, role: "status" }, text), BANNER_STYLE));
 }
 
 interface Mounted {
