@@ -76,6 +76,8 @@ class Recorder:
         self._classification: bool | None = None
         self._deferred_shapes: tuple[torch.Size, torch.Size] | None = None
         self._deferred_elements = 0
+        self._staging: torch.Tensor | None = None  # slots for the features pending steps keep
+        self._staged = 0
         self.samples = 0
 
     def __len__(self) -> int:
@@ -127,7 +129,23 @@ class Recorder:
         if features is None or features.shape[0] != batch_size:
             return None
         self._deferred_elements += features.numel()
-        return features
+        return self._stage(features)
+
+    def _stage(self, features: torch.Tensor) -> torch.Tensor:
+        """A copy of ``features`` in a preallocated slot, kept until the next flush. The activation
+        itself is freed with its step: tensors that outlive their step fragment the heap, and every
+        step then pays page faults for its batch."""
+        staging = self._staging
+        if staging is None or staging.shape[1:] != features.shape or staging.dtype != features.dtype \
+                or staging.device != features.device:
+            slots = min(MAX_PENDING_STEPS // CAPTURE_EVERY, DEFER_BUDGET // features.numel()) + 2
+            staging = self._staging = features.new_empty((slots, *features.shape))
+            self._staged = 0
+        if self._staged == len(staging):
+            return features.clone()
+        slot = staging[self._staged]
+        self._staged += 1
+        return slot.copy_(features)
 
     def _defer(self, outputs: Any, targets: Any) -> bool:
         """Keep small outputs for the flush, if shaped like those kept so far."""
@@ -154,6 +172,7 @@ class Recorder:
         """Fold pending steps into the store; returns how many steps were folded."""
         pending, self._pending = self._pending, []
         self._deferred_shapes, self._deferred_elements = None, 0
+        self._staged = 0  # the slots are read below, before this thread records again
         if not pending:
             return 0
         columns = self._host_columns(pending)

@@ -16,7 +16,6 @@ from jupyter_helpers import (
     NOTEBOOKS,
     QUICKSTART,
     WIDGET_STATE,
-    WIDGET_VIEW,
     error_outputs,
     find_cell,
     output_text,

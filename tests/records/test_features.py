@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from onthefly_nb import Session
+from onthefly_nb.records import recorder
 from onthefly_nb.records.features import FeatureBank, PenultimateCapture
 
 
@@ -67,3 +68,25 @@ def test_the_hook_leaves_the_model_when_the_run_ends():
     assert len(model[3]._forward_hooks) == 1
     session.resume().wait(timeout=30)
     assert len(model[3]._forward_hooks) == 0
+
+
+def test_banked_features_are_those_of_their_own_step_across_flushes(monkeypatch):
+    """Captured features wait in reused slots until a flush; every banked row is still the
+    activation of its own sample (a frozen model makes them checkable)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(512, 1, 6, 6), torch.randint(0, 2, (512,))  # images: features are captured
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 8), nn.ReLU(), nn.Linear(8, 2))
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(),
+                      DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True), max_epochs=6,
+                      recluster_seconds=None, health_every=None)
+    monkeypatch.setattr(recorder, "MAX_PENDING_STEPS", 5)  # a flush every 5 steps: the slots are reused
+    flushes = []
+    session.parts.run.loop.on_flush = lambda: flushes.append(session.global_step)
+    session.run()
+    bank = session.parts.records.features
+    assert len(flushes) > 15 and len(bank) > 50
+    indices = np.arange(512)
+    have, rows = bank.get(indices)
+    with torch.no_grad():
+        expected = model[:3](x).numpy()[have]
+    np.testing.assert_allclose(rows, expected, rtol=1e-2, atol=1e-3)  # the bank keeps float16
