@@ -30,10 +30,12 @@ from .records.clusters import Clustering
 from .records.slices import EXPORT_CHUNK_ROWS, Selection
 from .run.control import TERMINAL, RunState
 from .run.determinism import DeterminismReport
+from .run.lifecycle import supersede
 from .run.settings import Settings
 from .wiring import build
 
 DEFAULT_WAIT = 60.0
+SUPERSEDE_SECONDS = 60.0  # how long a new session on the same model waits for the old one to stop
 
 
 class Session:
@@ -56,13 +58,10 @@ class Session:
                  deterministic: bool = False, seed: int | None = None) -> None:
         self.settings = Settings(project, run_name, max_epochs, max_steps, scheduler_interval, do_test_after,
                                  stop_on_nan, health_every, deterministic, recluster_seconds, seed)
+        supersede(list(Session._live), model, run_name, SUPERSEDE_SECONDS)  # a re-run notebook cell
         self.parts = build(self.settings, self, model, optimizer, loss_fn, train_loader, val_loader, test_loader,
                            scheduler=scheduler, device=device, unpack=unpack)
         self.event_log = self.parts.log
-        for other in list(Session._live):  # a re-run notebook cell: stop the unfinished session on this model
-            if other.model is model and not other.done:
-                other.event_log.append("superseded", other.global_step, by=run_name)
-                other.stop(timeout=DEFAULT_WAIT)
         Session._current = self
         Session._live.add(self)
 
@@ -296,3 +295,4 @@ class Session:
     def __repr__(self) -> str:
         return (f"<onthefly_nb.Session {self.project}/{self.run_name}: {self.status}, step {self.global_step}/"
                 f"{self.total_steps}, epoch {self.parts.run.display_epoch()}/{self.settings.max_epochs}>")
+

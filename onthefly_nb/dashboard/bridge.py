@@ -4,8 +4,9 @@ messages as the widget (docs/protocol.md).
 
 The server runs an asyncio loop on its own thread, bound to 127.0.0.1 only (default port 47621,
 else the next free one, said so). ``/ws?token=...`` needs the session's random token (compared in
-constant time) and an Origin of this server, a VS Code webview or none; messages are capped in
-size and checked by :mod:`protocol` before they reach the session. ``/`` (with the token) serves
+constant time), a Host header naming this server (no DNS rebinding) and an Origin of this server,
+none, or (in a kernel VS Code started) a VS Code webview; clients, frames and queues are capped in
+size and messages are checked by :mod:`protocol` before they reach the session. ``/`` (with the token) serves
 the standalone page, ``/static/`` two bundled files by name, and anything else is a 404. The
 bridge is one sink of the session's publisher (the same traits, at the same rate, as the widget)
 while any client is connected. Frames are :mod:`frames`'s. It imports nothing of training and
@@ -37,6 +38,8 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 47621
 PORT_ATTEMPTS = 20
 MAX_MESSAGE_BYTES = 16 * 2**20
+MAX_CLIENTS = 16  # WebSocket clients at once; more are refused (each holds a copy of the state in flight)
+MAX_QUEUED_FRAMES = 4  # frames read ahead per client (each up to MAX_MESSAGE_BYTES)
 STATIC = Path(__file__).parent.parent / "static"
 ASSETS = {"/static/widget.css": ("widget.css", "text/css"),
           "/static/standalone.js": ("standalone.js", "text/javascript")}
@@ -52,7 +55,7 @@ class Bridge:
     """The session's WebSocket server; ``start()`` it, open ``url``, ``stop()`` it (the session does)."""
 
     def __init__(self, publisher: Publisher, receive: Receive, refuse: Callable[[str, str], None], name: str,
-                 port: int = DEFAULT_PORT) -> None:
+                 port: int = DEFAULT_PORT, webviews: bool = False) -> None:
         self._publisher = publisher
         self._receive_message = receive  # a decoded frame's message -> why it was refused, or None
         self._refuse = refuse  # (what, reason): log a frame that did not decode
@@ -60,6 +63,7 @@ class Bridge:
         self.requested_port = port
         self.port: int | None = None
         self.token = secrets.token_urlsafe(24)
+        self.webviews = webviews  # whether VS Code webviews (vscode-webview:// origins) may connect
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
         self._clients: set[ServerConnection] = set()
@@ -114,7 +118,7 @@ class Bridge:
         for port in ports:
             try:
                 server = await serve(self._connection, HOST, port, process_request=self._http,
-                                     max_size=MAX_MESSAGE_BYTES, compression=None)
+                                     max_size=MAX_MESSAGE_BYTES, max_queue=MAX_QUEUED_FRAMES, compression=None)
             except OSError:
                 continue
             self.port = server.sockets[0].getsockname()[1]
@@ -128,11 +132,15 @@ class Bridge:
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         token = parse_qs(parts.query).get("token", [""])[0]
+        if request.headers.get_all("Host") not in ([host] for host in self._hosts()):  # DNS rebinding
+            return _response(HTTPStatus.FORBIDDEN, f"this server answers to {HOST}:{self.port} only")
         if parts.path == "/ws":
             if not hmac.compare_digest(token.encode(), self.token.encode()):
                 return _response(HTTPStatus.UNAUTHORIZED, "a valid token is needed: open the URL the session printed")
             if not self._origin_allowed(request.headers.get("Origin")):
                 return _response(HTTPStatus.FORBIDDEN, "this origin may not connect to the dashboard")
+            if len(self._clients) >= MAX_CLIENTS:
+                return _response(HTTPStatus.SERVICE_UNAVAILABLE, f"{MAX_CLIENTS} dashboards are connected already")
             return None  # go on with the WebSocket handshake
         if parts.path == "/":
             if not hmac.compare_digest(token.encode(), self.token.encode()):
@@ -145,11 +153,14 @@ class Bridge:
                 return _response(HTTPStatus.OK, file.read_bytes(), kind)
         return _response(HTTPStatus.NOT_FOUND, "not found")
 
+    def _hosts(self) -> tuple[str, ...]:
+        return f"{HOST}:{self.port}", f"localhost:{self.port}"
+
     def _origin_allowed(self, origin: str | None) -> bool:
         if origin is None:  # not a browser page: a script or VS Code's extension host
             return True
-        return origin in (f"http://{HOST}:{self.port}", f"http://localhost:{self.port}") or \
-            origin.startswith("vscode-webview://")
+        return origin in tuple(f"http://{host}" for host in self._hosts()) or \
+            (self.webviews and origin.startswith("vscode-webview://"))
 
     # ---- WebSocket: state out, messages in -----------------------------------------------------
     async def _connection(self, connection: ServerConnection) -> None:

@@ -15,6 +15,7 @@ from .protocol import Message, decode
 
 class EventSink(Protocol):
     def append(self, kind: str, step: int, **data: Any) -> dict[str, Any]: ...
+    def refused(self, step: int, message: str, reason: str) -> None: ...
 
 
 class Steerable(Protocol):
@@ -56,7 +57,7 @@ def command(name: str) -> Callable[[Command], Command]:
 
 def receive(session: Steerable, content: Any, buffers: list[Any] | tuple[Any, ...]) -> str | None:
     """Check and apply one message from a dashboard; returns why it was refused, or None. A refused
-    message changes nothing and is logged as a ``rejected_message`` event."""
+    message changes nothing and is logged as a ``rejected_message`` event (``EventLog.refused``)."""
     try:
         message = decode(content, buffers)
         if message.type == "command":
@@ -64,13 +65,13 @@ def receive(session: Steerable, content: Any, buffers: list[Any] | tuple[Any, ..
         elif message.type == "select":
             session.select(message.indices)
         elif message.decision == "approve":
-            session.approve(message.plan_id, **message.params)  # type: ignore[arg-type]
+            session.approve(message.plan_id, False, **message.params)  # type: ignore[arg-type]  # never waits
         else:
             session.reject(message.plan_id)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - a bad message must never reach the trainer
         kind = content.get("type") if isinstance(content, dict) else type(content).__name__
         reason = f"{type(exc).__name__}: {exc}"[:500]
-        session.event_log.append("rejected_message", session.global_step, message=str(kind)[:60], reason=reason)
+        session.event_log.refused(session.global_step, str(kind)[:60], reason)
         return reason
     return None
 

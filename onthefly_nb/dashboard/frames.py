@@ -53,7 +53,10 @@ def decode_frame(frame: bytes) -> tuple[Any, list[memoryview]]:
     (size,) = struct.unpack_from("<I", frame)
     if size > len(frame) - 4:
         raise ValueError(f"the frame's header length {size} runs past its end ({len(frame)} bytes)")
-    header = json.loads(frame[4:4 + size])
+    try:
+        header = json.loads(frame[4:4 + size])
+    except RecursionError:
+        raise ValueError("the frame's JSON header nests too deeply") from None
     if not isinstance(header, dict) or header.get("type") != "message" or not isinstance(header.get("buffers", []),
                                                                                             list):
         raise ValueError("a client frame's header is {type: 'message', content, buffers}")

@@ -46,11 +46,11 @@ class Hosting:
         """The WebSocket bridge, started once on ``port`` (47621 by default, the next free one if taken)."""
         if self.server is None:
             self.server = Bridge(self.publisher, self.receive, self._refuse, self.name,
-                                 DEFAULT_PORT if port is None else port).start()
+                                 DEFAULT_PORT if port is None else port, webviews=in_vscode()).start()
         return self.server
 
     def _refuse(self, what: str, reason: str) -> None:
-        self.session.event_log.append("rejected_message", self.session.global_step, message=what, reason=reason)
+        self.session.event_log.refused(self.session.global_step, what, reason)
 
     def renderer_payload(self) -> dict[str, Any] | None:
         """What VS Code's renderer needs to connect (the bridge starts in a kernel VS Code launched)."""

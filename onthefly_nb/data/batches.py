@@ -16,7 +16,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, WeightedRandomSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    Sampler,
+    WeightedRandomSampler,
+    default_collate,
+)
 
 from ..errors import BatchFormatError, ConfigurationError, EmptyLoaderError
 from ..run.determinism import capture_rng, restore_rng
@@ -62,7 +70,16 @@ class IndexedCollate:
         self.collate_fn = collate_fn
 
     def __call__(self, fetched: IndexedItems) -> tuple[list[int], Any]:
-        return fetched.indices, self.collate_fn(fetched.items)
+        try:
+            return fetched.indices, self.collate_fn(fetched.items)
+        except RuntimeError as exc:
+            if self.collate_fn is not default_collate or "equal size" not in str(exc):
+                raise
+            raise BatchFormatError(
+                f"the samples of a batch have different shapes, so they cannot be stacked into one tensor "
+                f"(indices {fetched.indices[:4]}...: {exc}). Give the DataLoader a collate_fn that pads them "
+                f"(e.g. torch.nn.utils.rnn.pad_sequence), or resize the samples to one shape."
+            ) from None
 
 
 RngStates = dict[str, Any]  # capture_rng() and the states of the loader's own generators
@@ -180,6 +197,12 @@ def check_loader(loader: Any, name: str) -> DataLoader:
         raise ConfigurationError(
             f"{name} must be a torch.utils.data.DataLoader, got {type(loader).__name__}. "
             f"Wrap your dataset: DataLoader(dataset, batch_size=..., shuffle=...)."
+        )
+    if isinstance(loader.dataset, IterableDataset):
+        raise ConfigurationError(
+            f"{name}'s dataset ({type(loader.dataset).__name__}) is an IterableDataset. Per-sample losses "
+            f"are keyed by dataset index, so onthefly_nb needs a map-style dataset with __len__ and "
+            f"__getitem__; wrap the samples in one (e.g. a list, a TensorDataset, or a Dataset subclass)."
         )
     try:
         size = len(loader.dataset)  # type: ignore[arg-type]

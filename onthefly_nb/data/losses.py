@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigurationError, PerSampleLossError
+from ..errors import BatchFormatError, ConfigurationError, PerSampleLossError
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 
@@ -31,10 +31,29 @@ class SampleLoss:
     train: LossFn
     per_sample: LossFn | None
 
+    def check(self, outputs: Any, targets: Any, batch_size: int) -> None:
+        """On the first batch, before it trains: refuse shapes the loss would silently broadcast, and
+        a ``reduction='none'`` that does not give one value per sample."""
+        if isinstance(self.per_sample, SameShape):
+            self.per_sample.check(outputs, targets)
+        if isinstance(self.per_sample, functools.partial):
+            with torch.no_grad():
+                values = self.per_sample(_detached(outputs), targets)
+            if not isinstance(values, torch.Tensor) or values.ndim == 0 or values.shape[0] != batch_size:
+                raise PerSampleLossError(
+                    f"loss_fn takes reduction=, but with reduction='none' it returned "
+                    f"{_described(values)} for a batch of {batch_size} samples: it does not pass reduction on. "
+                    f"Hand it to the loss it computes, e.g. F.cross_entropy(outputs, targets, reduction=reduction)."
+                )
+
     @property
     def evaluate(self) -> LossFn:
         """Per-sample losses for evaluation runs."""
         return self.per_sample or self.train
+
+
+ELEMENTWISE = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss,
+               nn.SoftMarginLoss, nn.PoissonNLLLoss)  # outputs and targets of one shape
 
 
 def sample_loss(loss_fn: Any) -> SampleLoss:
@@ -42,7 +61,12 @@ def sample_loss(loss_fn: Any) -> SampleLoss:
     if isinstance(loss_fn, nn.Module) and hasattr(loss_fn, "reduction"):
         clone = copy.copy(loss_fn)
         clone.reduction = "none"
-        return SampleLoss(loss_fn, clone)
+        per_sample: LossFn = clone
+        if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
+            per_sample = TokenMean(clone, loss_fn.ignore_index, loss_fn.weight)
+        elif isinstance(loss_fn, ELEMENTWISE):
+            per_sample = SameShape(clone)
+        return SampleLoss(loss_fn, per_sample)
     if not callable(loss_fn):
         raise ConfigurationError(
             f"loss_fn must be callable as loss_fn(outputs, targets), got "
@@ -60,6 +84,16 @@ def _accepts_reduction(fn: Callable[..., Any]) -> bool:
         return False
 
 
+def _detached(outputs: Any) -> Any:
+    return outputs.detach() if isinstance(outputs, torch.Tensor) else outputs
+
+
+def _described(values: Any) -> str:
+    if not isinstance(values, torch.Tensor):
+        return type(values).__name__
+    return "a scalar" if values.ndim == 0 else f"shape {tuple(values.shape)}"
+
+
 def reduce_to_samples(values: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Check a loss output is per sample and average any extra dimensions away."""
     if not isinstance(values, torch.Tensor):
@@ -67,9 +101,8 @@ def reduce_to_samples(values: torch.Tensor, batch_size: int) -> torch.Tensor:
             f"loss_fn returned {type(values).__name__}, not a tensor of per-sample losses."
         )
     if values.ndim == 0 or values.shape[0] != batch_size:
-        got = "a scalar" if values.ndim == 0 else f"shape {tuple(values.shape)}"
         raise PerSampleLossError(
-            f"loss_fn returned {got} for a batch of {batch_size} samples; onthefly_nb needs "
+            f"loss_fn returned {_described(values)} for a batch of {batch_size} samples; onthefly_nb needs "
             f"one loss per sample (shape [{batch_size}] or [{batch_size}, ...]) and "
             f"backpropagates their mean. Compute the loss with reduction='none', e.g. "
             f"torch.nn.functional.mse_loss(out, y, reduction='none'), or return "
@@ -78,3 +111,46 @@ def reduce_to_samples(values: torch.Tensor, batch_size: int) -> torch.Tensor:
     if values.ndim > 1:
         values = values.flatten(1).mean(1)
     return values
+
+
+@dataclass(frozen=True)
+class TokenMean:
+    """A cross-entropy's per-sample values for any target shape: over a sample's positions
+    (tokens, pixels), the mean over those that count, weighted as the loss's own mean is: positions
+    whose target is ``ignore_index`` (padding) count for nothing; a sample without any scores 0."""
+
+    unreduced: LossFn
+    ignore_index: int
+    weight: torch.Tensor | None
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        values = self.unreduced(outputs, targets)
+        if values.ndim < 2 or targets.is_floating_point():  # one class per sample, or class probabilities
+            return values
+        counted = targets != self.ignore_index
+        weights = counted.to(values.dtype)
+        if self.weight is not None:
+            weights = weights * self.weight.to(values.device, values.dtype)[torch.where(counted, targets, 0)]
+        return values.flatten(1).sum(1) / weights.flatten(1).sum(1).clamp(min=torch.finfo(values.dtype).tiny)
+
+
+@dataclass(frozen=True)
+class SameShape:
+    """An elementwise loss's per-sample values, refusing outputs and targets of different shapes
+    (PyTorch broadcasts ``[B, 1]`` against ``[B]`` to ``[B, B]``: every sample against every target)."""
+
+    unreduced: LossFn
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.check(outputs, targets)
+        return self.unreduced(outputs, targets)
+
+    def check(self, outputs: Any, targets: Any) -> None:
+        if isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor) and outputs.shape != targets.shape:
+            raise BatchFormatError(
+                f"the model's outputs have shape {list(outputs.shape)[1:]} per sample and the targets "
+                f"{list(targets.shape)[1:]}; {type(self.unreduced).__name__} would broadcast them against "
+                f"each other and mix samples. Make them match: return outputs.squeeze(-1) from forward, or "
+                f"make the targets targets.unsqueeze(-1) (a column)."
+            )
+

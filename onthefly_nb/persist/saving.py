@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -124,5 +125,18 @@ def export(target: Path, copied: Future, log: Callable[..., Any], step: Callable
             log("export_failed", step(), path=str(target), reason=f"{type(exc).__name__}: {exc}")
             written.set_exception(exc)
 
-    threading.Thread(target=write, name=f"onthefly-export-{name}", daemon=True).start()
+    writer = threading.Thread(target=write, name=f"onthefly-export-{name}", daemon=True)
+    WRITERS.add(writer)
+    writer.start()
     return written
+
+
+WRITERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # the export threads, running or done
+
+
+def finish_exports(timeout: float) -> None:
+    """Wait (up to ``timeout`` seconds in all) for the exports asked for to be written or to fail,
+    and their threads to end (the process may exit then: no thread is left inside torch)."""
+    deadline = time.monotonic() + timeout
+    for writer in list(WRITERS):
+        writer.join(max(0.0, deadline - time.monotonic()))

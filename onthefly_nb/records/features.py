@@ -31,6 +31,8 @@ class PenultimateCapture:
         if not linears:
             raise ValueError("the model has no nn.Linear layer to take penultimate features from")
         self.layer = linears[-1]
+        if isinstance(self.layer.weight, nn.parameter.UninitializedParameter):
+            raise ValueError("the model's last nn.Linear is lazy and not initialized yet")
         self.dims = min(self.layer.in_features, FEATURE_DIMS)
         self._projection: torch.Tensor | None = None
         if self.layer.in_features > FEATURE_DIMS:

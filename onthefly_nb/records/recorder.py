@@ -253,12 +253,16 @@ def _hard_features(pending: list[_Step], percentiles: np.ndarray) -> tuple[np.nd
 
 
 def _classify(logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
-    """Labels, predictions, margins (true logit minus best other) and p(true label), as float rows."""
-    column = labels[:, None]
+    """Labels, predictions, margins (true logit minus best other) and p(true label), as float rows;
+    a label that is no class (``ignore_index``, -100 by default) has no margin or p(true): NaN."""
+    valid = (labels >= 0) & (labels < logits.shape[1])
+    column = torch.where(valid, labels, 0)[:, None]
     true = logits.gather(1, column).squeeze(1)
     others = logits.scatter(1, column, float("-inf")).amax(1)
     p_true = (true - logits.logsumexp(1)).exp()
-    return [labels.float(), logits.argmax(1).float(), true - others, p_true]
+    unknown = torch.tensor(float("nan"), device=logits.device)
+    return [labels.float(), logits.argmax(1).float(), torch.where(valid, true - others, unknown),
+            torch.where(valid, p_true, unknown)]
 
 
 def _step_rows(pending: list[_Step], losses: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,8 @@ from concurrent.futures import Future
 from enum import Enum
 from typing import Any
 
+from ..errors import StateError
+
 
 class RunState(str, Enum):
     IDLE = "idle"
@@ -33,6 +35,7 @@ TERMINAL = frozenset({RunState.FINISHED, RunState.STOPPED, RunState.FAILED})
 
 Notify = Callable[[str, int, dict[str, Any]], None]
 HEARTBEAT_SECONDS = 1.0
+MAX_QUEUED_ACTIONS = 32  # a flood of requests is refused rather than stalling the next boundary
 
 
 class Controller:
@@ -48,6 +51,7 @@ class Controller:
         self._pause_at: int | None = None
         self._stop_requested = False
         self._actions: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._in_place = threading.Lock()  # actions run on their caller's thread (no run) one at a time
         self.on_enter: Callable[[], None] = _nothing
         self.on_leave: Callable[[], None] = _nothing
         self.heartbeat: Callable[[], None] | None = None  # called every HEARTBEAT_SECONDS while paused
@@ -77,14 +81,19 @@ class Controller:
             self._wake()
 
     def submit(self, action: Callable[[], Any]) -> Future:
-        """Run ``action`` on the trainer thread at the next boundary (or here, if the run ended)."""
+        """Run ``action`` on the trainer thread at the next boundary (or here, one caller at a time,
+        if no run is under way). Raises StateError when ``MAX_QUEUED_ACTIONS`` already wait."""
         future: Future = Future()
         with self._cond:
             if self.state not in TERMINAL and self.state is not RunState.IDLE:
+                if len(self._actions) >= MAX_QUEUED_ACTIONS:
+                    raise StateError(f"{len(self._actions)} requests already wait for the next step boundary "
+                                     f"(step {self.step}); wait for them to run, then ask again")
                 self._actions.append((action, future))
                 self._wake()
                 return future
-        run_into(action, future)
+        with self._in_place:  # evaluations save and restore the model's mode and the RNG around them
+            run_into(action, future)
         return future
 
     def wait_until(self, predicate: Callable[[RunState], bool], timeout: float | None) -> bool:

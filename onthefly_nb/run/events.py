@@ -13,6 +13,7 @@ from ..dashboard.schema import Arr
 from ..persist.saving import saved
 
 KINDS = frozenset(EVENT_KINDS)
+REFUSALS_LOGGED = 10  # refused messages logged one by one; after these, at most one a second
 
 
 class EventLog:
@@ -22,6 +23,9 @@ class EventLog:
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._on_append = on_append
+        self._refusals = 0
+        self._refusals_unlogged = 0
+        self._next_refusal = 0.0
 
     def append(self, kind: str, step: int, **data: Any) -> dict[str, Any]:
         """Record an event; ``data`` must hold JSON-serialisable values only."""
@@ -33,6 +37,21 @@ class EventLog:
         if self._on_append is not None:
             self._on_append(event)
         return event
+
+    def refused(self, step: int, message: str, reason: str) -> None:
+        """Log a refused dashboard message (``rejected_message``): the first ``REFUSALS_LOGGED`` each,
+        then at most one a second, counting the ones left out since (``unlogged``), so a flood of bad
+        messages cannot fill the log."""
+        with self._lock:
+            self._refusals += 1
+            now = time.monotonic()
+            if self._refusals > REFUSALS_LOGGED and now < self._next_refusal:
+                self._refusals_unlogged += 1
+                return
+            self._next_refusal = now + 1.0
+            unlogged, self._refusals_unlogged = self._refusals_unlogged, 0
+        more = {"unlogged": unlogged} if unlogged else {}
+        self.append("rejected_message", step, message=message, reason=reason, **more)
 
     def __len__(self) -> int:
         return len(self._events)

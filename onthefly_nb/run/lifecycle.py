@@ -5,12 +5,18 @@ re-raised by ``wait``. Whichever thread drives the run's steps, one drives at a 
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from torch import nn
 
 from ..errors import ConfigurationError, StateError
+from ..persist.saving import finish_exports
 from .control import TERMINAL, RunState
 from .kernel import KernelDriver, current_kernel
 from .loop import HANDOVER
@@ -33,6 +39,7 @@ class Lifecycle:
         self._driver: threading.Thread | None = None  # the thread inside the steps now
         self._claimed: threading.Thread | None = None  # another trainer's fit, called directly
         self._done = threading.Event()
+        LIVE.add(self)
 
     @property
     def done(self) -> bool:
@@ -191,3 +198,47 @@ class Lifecycle:
     @property
     def ended(self) -> bool:
         return self.run.state in TERMINAL
+
+
+class Supersedable(Protocol):
+    """What :func:`supersede` needs of a session."""
+
+    model: nn.Module
+    run_name: str
+    global_step: int
+    status: str
+    done: bool
+    event_log: Any
+
+    def stop(self, wait: bool = ..., timeout: float = ...) -> Any: ...
+
+
+def supersede(sessions: list[Supersedable], model: nn.Module, by: str, seconds: float) -> None:
+    """Stop the unfinished sessions that train ``model`` (a notebook cell run again builds a new one);
+    StateError if one has not stopped within ``seconds`` (stuck in a step), so two never step it."""
+    for other in sessions:
+        if other.model is not model or other.done:
+            continue
+        other.event_log.append("superseded", other.global_step, by=by)
+        other.stop(timeout=seconds)
+        if not other.done:
+            raise StateError(
+                f"session {other.run_name!r} still trains this model (step {other.global_step}, {other.status}): "
+                f"it was asked to stop, but its step has not ended in {seconds:.0f} s. Wait for it or restart the "
+                f"kernel, then build the new session.")
+
+
+LIVE: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+EXIT_SECONDS = 60.0  # how long interpreter exit waits for runs to stop and exports to be written
+
+
+@atexit.register
+def _at_exit() -> None:
+    """The interpreter exits (a script ends while it trains): every run stops at its next step
+    boundary, running what was asked of it (an export's copy), and the exports asked for are
+    written, so the process exits normally with nothing lost."""
+    for lifecycle in list(LIVE):
+        if lifecycle.started and not lifecycle.done:
+            lifecycle.stop(True, EXIT_SECONDS)
+    finish_exports(EXIT_SECONDS)
+

@@ -129,6 +129,8 @@ class TrainingLoop:
         self.last_batch = (inputs, targets)
         self.optimizer.zero_grad(set_to_none=True)
         outputs = self.model(inputs)
+        if not self.step:
+            self.loss.check(outputs, targets, len(indices))
         value = self.loss.train(outputs, targets)
         losses = None
         if self.loss.per_sample is None or value.ndim:

@@ -252,7 +252,15 @@ def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torc
     if device is None:
         first = next(model.parameters(), None)
         return first.device if first is not None else torch.device("cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigurationError(f"device={device!r} is not a device ({exc}); pass e.g. 'cpu', 'cuda' "
+                                 f"or 'cuda:1'") from None
+    backend = getattr(torch, resolved.type, None) if resolved.type != "cpu" else None
+    if backend is not None and hasattr(backend, "is_available") and not backend.is_available():
+        raise ConfigurationError(f"device={device!r}, but this PyTorch ({torch.__version__}) finds no {resolved.type} "
+                                 f"device; pass device='cpu', or leave device out to train where the model is")
     model.to(resolved)
     return resolved
 

@@ -121,6 +121,85 @@ def test_oversized_and_malformed_frames_are_refused_and_the_session_goes_on(serv
     assert session.status == "paused" and session.parts.lifecycle.error is None
 
 
+def test_a_frame_nested_past_the_recursion_limit_gets_an_error_reply_and_an_event(served):
+    session, bridge = served
+    body = b"[" * 5000 + b"]" * 5000
+    with connect(bridge.websocket_url) as socket:
+        read_frame(socket), read_frame(socket)
+        socket.send(struct.pack("<I", len(body)) + body)
+        while (reply := read_frame(socket)[0])["type"] != "error":
+            pass
+        assert "nests too deeply" in reply["reason"]
+        socket.send(message({"type": "command", "name": "nope"}))  # the connection still answers
+        while (reply := read_frame(socket)[0])["type"] != "error":
+            pass
+    assert any("nests too deeply" in e.get("reason", "") for e in session.events if e["kind"] == "rejected_message")
+
+
+def request(bridge, path: str, host: str) -> int:
+    client = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=10)
+    client.putrequest("GET", path, skip_host=True)
+    client.putheader("Host", host)
+    client.endheaders()
+    return client.getresponse().status
+
+
+def test_a_foreign_host_header_is_refused_everywhere(served):
+    """After a DNS rebinding a page's own name reaches 127.0.0.1: the Host header tells."""
+    _, bridge = served
+    page = f"/?token={bridge.token}"
+    assert request(bridge, page, f"127.0.0.1:{bridge.port}") == 200
+    assert request(bridge, page, f"localhost:{bridge.port}") == 200
+    for path in (page, "/static/widget.css", f"/ws?token={bridge.token}"):
+        assert request(bridge, path, f"evil.example:{bridge.port}") == 403, path
+    with pytest.raises(InvalidStatus) as refused:  # a second Host header, as a confused proxy might add
+        connect(bridge.websocket_url, additional_headers={"Host": "rebound.example"}, open_timeout=10)
+    assert refused.value.response.status_code == 403
+
+
+def test_vscode_webviews_connect_only_to_a_bridge_for_vscode():
+    session = make_session(n=64, max_epochs=1)
+    plain = session.bridge(port=0)
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(plain.websocket_url, origin="vscode-webview://abc", open_timeout=10)
+        assert refused.value.response.status_code == 403
+        plain.webviews = True  # what a kernel VS Code started gets
+        with connect(plain.websocket_url, origin="vscode-webview://abc", open_timeout=10) as socket:
+            assert read_frame(socket)[0]["type"] == "hello"
+    finally:
+        plain.stop()
+
+
+def test_connections_past_the_cap_are_refused(served, monkeypatch):
+    _, bridge = served
+    monkeypatch.setattr("onthefly_nb.dashboard.bridge.MAX_CLIENTS", 2)
+    with connect(bridge.websocket_url) as first, connect(bridge.websocket_url) as second:
+        read_frame(first), read_frame(second)
+        with pytest.raises(InvalidStatus) as refused:
+            connect(bridge.websocket_url, open_timeout=10)
+        assert refused.value.response.status_code == 503
+    deadline = time.monotonic() + 10
+    while bridge.clients and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with connect(bridge.websocket_url) as again:  # room again once they left
+        assert read_frame(again)[0]["type"] == "hello"
+
+
+def test_a_flood_of_bad_messages_logs_a_bounded_number_of_events(served):
+    session, bridge = served
+    before = sum(e["kind"] == "rejected_message" for e in session.events)
+    with connect(bridge.websocket_url) as socket:
+        read_frame(socket), read_frame(socket)
+        for _ in range(500):
+            socket.send(message({"type": "command", "name": "nope"}))
+        answered = 0
+        while answered < 500:
+            answered += read_frame(socket)[0]["type"] == "error"
+    logged = [e for e in session.events if e["kind"] == "rejected_message"][before:]
+    assert 1 <= len(logged) <= 12, len(logged)  # ten, then one a second, counting the rest
+
+
 @given(st.binary(max_size=200))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_random_frames_never_hurt_the_session(served, frame):

@@ -50,9 +50,15 @@ class Stream(IterableDataset):
         yield from zip(torch.randn(10, 8), torch.zeros(10).long())
 
 
-def test_loader_without_sized_dataset_is_refused():
-    with pytest.raises(ConfigurationError, match="has no length.*map-style dataset"):
-        Session(**args(train_loader=DataLoader(Stream(), batch_size=2)))
+class SizedStream(Stream):
+    def __len__(self) -> int:
+        return 10
+
+
+@pytest.mark.parametrize("stream", [Stream, SizedStream])
+def test_an_iterable_dataset_is_refused_naming_the_fix(stream):
+    with pytest.raises(ConfigurationError, match="is an IterableDataset.*map-style dataset"):
+        Session(**args(train_loader=DataLoader(stream(), batch_size=2)))
 
 
 def test_unbatched_loader_and_non_loader_are_refused():

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from onthefly_nb import PerSampleLossError, Session
+from onthefly_nb.errors import BatchFormatError, ConfigurationError
 
 
 def direct_losses(model: nn.Module, data, loss=nn.CrossEntropyLoss(reduction="none")) -> np.ndarray:
@@ -171,3 +172,102 @@ def test_large_or_structured_outputs_are_reduced_per_step():
         expected = nn.functional.cross_entropy(model(x), y, reduction="none").mean(1).numpy()
     np.testing.assert_allclose(session.store.loss, expected, rtol=1e-5, atol=1e-6)
     assert not session.store.is_classification
+
+
+def test_masked_labels_train_and_have_no_margin():
+    """Labels of ``ignore_index`` (-100) train as the loss says and are recorded without a margin."""
+    data = classification_data(n=128)
+    x, y = data.tensors
+    y = y.clone()
+    y[::10] = -100
+    model = small_model()
+    session = frozen_session(DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32), model,
+                             recluster_seconds=None)
+    session.run()
+    frame = session.slice().set_index("index").sort_index()
+    masked = (y == -100).numpy()
+    assert session.status == "finished"
+    assert frame["margin"][masked].isna().all() and frame["margin"][~masked].notna().all()
+    assert (frame["label"][masked] == -100).all()
+    np.testing.assert_allclose(frame["loss"], direct_losses(model, torch.utils.data.TensorDataset(x, y)), atol=1e-6)
+
+
+class Tokens(nn.Module):
+    """A per-token classifier whose outputs are [N, V, T], as cross_entropy wants them."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.embed, self.out = nn.Embedding(vocab, 8), nn.Linear(8, vocab)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(x)).transpose(1, 2)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_padded_sequence_loss_is_the_mean_over_its_real_tokens(weighted):
+    torch.manual_seed(0)
+    n, t, vocab = 64, 8, 5
+    xs, ys = torch.randint(0, vocab, (n, t)), torch.randint(0, vocab, (n, t))
+    lengths = torch.randint(1, t + 1, (n,))
+    ys[torch.arange(t)[None] >= lengths[:, None]] = -100
+    weight = torch.rand(vocab) + 0.5 if weighted else None
+    model = Tokens(vocab)
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(weight=weight),
+                      DataLoader(torch.utils.data.TensorDataset(xs, ys), batch_size=16), max_epochs=1,
+                      recluster_seconds=None)
+    session.run()
+    with torch.no_grad():
+        tokens = nn.functional.cross_entropy(model(xs), ys, weight=weight, reduction="none")
+    counts = (ys != -100).float() if weight is None else torch.where(ys != -100, weight[ys.clamp(min=0)], 0.0)
+    expected = (tokens.sum(1) / counts.sum(1)).numpy()
+    recorded = session.slice().set_index("index").sort_index()["loss"].to_numpy()
+    np.testing.assert_allclose(recorded, expected, rtol=1e-5)
+    assert abs(np.corrcoef(recorded, lengths.numpy())[0, 1]) < 0.5  # padding no longer makes short samples easy
+
+
+def test_outputs_and_targets_that_would_broadcast_are_refused_before_training():
+    x = torch.randn(400, 4)
+    model = nn.Linear(4, 1)
+    before = model.weight.detach().clone()
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(),
+                      DataLoader(torch.utils.data.TensorDataset(x, x[:, 0] * 2), batch_size=100), max_epochs=1,
+                      recluster_seconds=None)
+    with pytest.raises(BatchFormatError, match=r"outputs have shape \[1\] per sample and the targets \[\].*squeeze"):
+        session.run()
+    assert torch.equal(model.weight, before), "the broadcast step must not train"
+
+
+def test_a_loss_that_takes_reduction_but_ignores_it_is_refused_naming_the_fix():
+    def loss(outputs, targets, reduction="mean"):
+        return nn.functional.cross_entropy(outputs, targets)  # reduction is not passed on
+
+    model = small_model()
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.1), loss,
+                      DataLoader(classification_data(64), batch_size=16), max_epochs=1, recluster_seconds=None)
+    with pytest.raises(PerSampleLossError, match="does not pass reduction on.*reduction=reduction"):
+        session.run()
+    assert session.global_step == 0
+
+
+class Ragged(Dataset):
+    def __len__(self) -> int:
+        return 32
+
+    def __getitem__(self, i: int):
+        return torch.randn(3 + i % 4), torch.tensor(0)
+
+
+def test_ragged_samples_are_refused_naming_a_collate_fn():
+    model = nn.Sequential(nn.LazyLinear(2))
+    session = Session(model, torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), nn.CrossEntropyLoss(),
+                      DataLoader(Ragged(), batch_size=8), max_epochs=1, recluster_seconds=None)
+    with pytest.raises(BatchFormatError, match="different shapes.*collate_fn that pads"):
+        session.run()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_refused_naming_the_fix():
+    with pytest.raises(ConfigurationError, match="finds no cuda device; pass device='cpu'"):
+        frozen_session(DataLoader(classification_data(32), batch_size=8), small_model(), device="cuda")
+    with pytest.raises(ConfigurationError, match="is not a device"):
+        frozen_session(DataLoader(classification_data(32), batch_size=8), small_model(), device="gpu0")

@@ -457,3 +457,21 @@ def test_an_adapter_fork_trains_few_weights_and_fuses_back():
         assert merge.after["slices"]["loss"] < merge.before["slices"]["loss"]
     finally:
         session.stop()
+
+
+def test_forks_asked_for_before_a_step_get_names_of_their_own():
+    data, _ = planted_data(512)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+    session = Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=32, shuffle=True), max_epochs=50, recluster_seconds=None)
+    session.start(paused=True)
+    try:
+        first = session.fork(list(range(20)), budget=3, wait=False)
+        second = session.fork(list(range(100, 120)), budget=3, wait=False)
+        experts = first.result(30), second.result(30)
+    finally:
+        session.stop(timeout=10)
+    assert experts[0].name != experts[1].name
+    assert set(session.experts) == {e.name for e in experts}
+    assert [e["expert"] for e in session.events if e["kind"] == "forked"] == [e.name for e in experts]

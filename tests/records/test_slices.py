@@ -84,3 +84,27 @@ def test_queries_on_features_and_clusters(trained):
     positive = trained.slice("x0 > 0")
     assert len(positive) == (everything["x0"] > 0).sum() and list(positive.columns) == list(everything.columns)
     assert len(trained.slice("cluster == -1 or cluster >= 0")) == len(everything)
+
+
+def test_slices_taken_while_training_hold_only_rows_that_match_their_query(tmp_path):
+    """The query and the rows it returns are read under one lock: a flush cannot come between."""
+    data = classification_data(4000, seed=2)
+    model = small_model()
+    session = Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
+                      DataLoader(data, batch_size=32, shuffle=True), max_epochs=10_000, recluster_seconds=None,
+                      health_every=None)
+    session.start()
+    try:
+        session.wait_for(step=200, timeout=60)
+        median = 0.5  # about the median while it learns
+        bad = 0
+        for _ in range(150):
+            frame = session.slice(f"loss > {median}")
+            bad += int((frame["loss"] <= median).any())
+        session.export_slice(str(tmp_path / "hard.parquet"), f"loss > {median}")
+        exported = pd.read_parquet(tmp_path / "hard.parquet")
+        assert session.status == "running"
+    finally:
+        session.stop(timeout=10)
+    assert bad == 0, f"{bad} of 150 slices held rows that fail their own query"
+    assert (exported["loss"] > median).all()
