@@ -18,6 +18,7 @@ FOREIGN_PRIVATE = {
     "_repr_mimebundle_": "IPython's display protocol",
     "_ipython_display_": "IPython's display protocol",
     "_get_collator_with_removed_columns": "transformers.Trainer: the collator that drops unused columns",
+    "_iterator": "torch DataLoader caches persistent workers in it; dropping it is the only way to end them",
     "_forward_hooks": "torch.nn.Module has no public list of its forward hooks (tests check they are removed)",
 }
 

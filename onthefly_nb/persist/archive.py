@@ -18,8 +18,6 @@ import math
 import os
 import platform
 import re
-import secrets
-import shutil
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -33,6 +31,7 @@ import safetensors.torch
 import torch
 
 from ..errors import ArchiveError
+from .files import write_folder, write_zip
 
 FORMAT = "onthefly-nb-session"
 FORMAT_VERSION = 1
@@ -67,9 +66,9 @@ def write_archive(path: str | os.PathLike[str], contents: ArchiveContents, *, ov
     files = {MANIFEST: json.dumps(_manifest(files), indent=2).encode(), **files}
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.suffix == ".zip":
-        _write_zip(target, files)
+        write_zip(target, files)
     else:
-        _write_folder(target, files, overwrite)
+        write_folder(target, files, overwrite)
     return target
 
 
@@ -181,47 +180,6 @@ def _own_version() -> str:
         return importlib.metadata.version("onthefly-nb")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _temp_sibling(target: Path, suffix: str) -> Path:
-    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.{suffix}")
-
-
-def _write_zip(target: Path, files: dict[str, bytes]) -> None:
-    temp = _temp_sibling(target, "tmp")
-    try:
-        with open(temp, "xb") as stream:
-            with zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED) as archive:
-                for name, data in files.items():
-                    archive.writestr(name, data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _write_folder(target: Path, files: dict[str, bytes], overwrite: bool) -> None:
-    if target.exists() and not target.is_dir():
-        raise ArchiveError(f"{target} is a file: pick a folder path, or a path ending with .zip for one file.")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise ArchiveError(f"{target} already exists and is not empty: pass overwrite=True or pick a new path.")
-    temp = _temp_sibling(target, "tmp")
-    try:
-        for name, data in files.items():
-            (temp / name).parent.mkdir(parents=True, exist_ok=True)
-            (temp / name).write_bytes(data)
-        if target.exists():  # move the old folder aside, swap the new one in, then delete the old
-            old = _temp_sibling(target, "old")
-            os.replace(target, old)
-            os.replace(temp, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(temp, target)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
 
 
 def _read_zip(archive: zipfile.ZipFile) -> dict[str, bytes]:

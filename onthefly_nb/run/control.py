@@ -131,7 +131,7 @@ class Controller:
     def _serve(self, step: int) -> bool:
         with self._cond:
             while True:
-                while self._actions:
+                for _ in range(len(self._actions)):  # those asked for so far: later ones wait a step
                     action, future = self._actions.popleft()
                     self._cond.release()
                     try:
@@ -158,7 +158,7 @@ class Controller:
                         self._cond.acquire()
             if self.state is RunState.PAUSED:
                 self._set(RunState.RUNNING, "resumed")
-            self.attention = self._pause_at is not None
+            self.attention = self._pause_at is not None or bool(self._actions)  # later asks: next step
             return False
 
     def mirror(self, state: RunState) -> None:

@@ -134,7 +134,7 @@ class Lifecycle:
             end = RunState.STOPPED
         if error is not None:  # the frames' locals hold the loader's iterator: let its workers go now
             traceback.clear_frames(error.__traceback__)
-        self.run.loop.recorder.close()
+        self.run.loop.close()
         self.run.controller.end(end, message)
         try:
             for callback in self.on_end:  # the final state reaches every dashboard before wait() returns

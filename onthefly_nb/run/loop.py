@@ -250,6 +250,13 @@ class TrainingLoop:
         self._next_flush = now + self.flush_seconds
         self.on_flush()
 
+    def close(self) -> None:
+        """The run is over: unhook the recorder and let the loader's persistent workers go (a
+        DataLoader keeps them in its cached iterator for as long as it lives)."""
+        self.recorder.close()
+        if self.loader.persistent_workers:
+            self.loader._iterator = None
+
     def restart_clock(self) -> None:
         """Leave pauses and evaluations out of the throughput estimate."""
         self._clock, self._clock_samples = time.monotonic(), 0
