@@ -418,3 +418,17 @@ def test_an_npz_header_that_claims_more_than_its_bytes_is_refused(tmp_path: Path
     liar = npz_member({"descr": "<f8", "fortran_order": False, "shape": (10**9, 11)}, bytes(64))
     path = listed_zip(tmp_path / "liar.zip", {"arrays/history.npz": liar})
     expect_refusal(path, "arrays/history.npz", "claims 88000000000 bytes")
+
+
+def test_the_package_requires_a_torch_whose_weights_only_holds() -> None:
+    """weights_only=True is the guard on .pt states; it can be bypassed below torch 2.6
+    (CVE-2025-32434) and 2.10 (CVE-2026-24747)."""
+    import tomllib
+    from conftest import ROOT
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_req = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "torch")
+    assert not torch_req.specifier.contains(Version("2.9.1")) and torch_req.specifier.contains(Version("2.10.0"))
+    assert Version(torch.__version__.split("+")[0]) >= Version("2.10")
