@@ -8,7 +8,6 @@ saving ``persist/``; the dashboard ``dashboard/`` (see docs/architecture.md).
 from __future__ import annotations
 
 import os
-import re
 import weakref
 from concurrent.futures import Future
 from pathlib import Path
@@ -52,12 +51,14 @@ class Session:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, loss_fn: Any,
                  train_loader: DataLoader, val_loader: DataLoader | None = None, test_loader: DataLoader | None = None,
                  *, scheduler: Any = None, scheduler_interval: str = "epoch", device: str | torch.device | None = None,
-                 max_epochs: int = 1, max_steps: int | None = None, do_test_after: bool = False,
+                 max_epochs: int | None = 1, max_steps: int | None = None, do_test_after: bool = False,
                  stop_on_nan: bool = True, unpack: Unpack | None = None, project: str = "default",
                  run_name: str = "run", recluster_seconds: float | None = 30.0, health_every: int | None = 500,
-                 deterministic: bool = False, seed: int | None = None) -> None:
+                 deterministic: bool = False, seed: int | None = None, grad_clip_norm: float | None = None,
+                 val_every_n_epochs: int = 1, precision: str = "32") -> None:
         self.settings = Settings(project, run_name, max_epochs, max_steps, scheduler_interval, do_test_after,
-                                 stop_on_nan, health_every, deterministic, recluster_seconds, seed)
+                                 stop_on_nan, health_every, deterministic, recluster_seconds, seed, grad_clip_norm,
+                                 val_every_n_epochs, precision)
         supersede(list(Session._live), model, run_name, SUPERSEDE_SECONDS)  # a re-run notebook cell
         self.parts = build(self.settings, self, model, optimizer, loss_fn, train_loader, val_loader, test_loader,
                            scheduler=scheduler, device=device, unpack=unpack)
@@ -248,9 +249,8 @@ class Session:
         return self.parts.export(path, wait)
 
     def default_export_path(self) -> Path:
-        """Where the dashboard's Export button saves: ``<project>-<run>-step<N>.zip`` in the working folder."""
-        name = re.sub(r"[^\w.-]+", "-", f"{self.project}-{self.run_name}").strip("-")
-        return Path.cwd() / f"{name}-step{self.global_step}.zip"
+        """Where the dashboard's Export button saves (``Parts.default_export_path``)."""
+        return self.parts.default_export_path()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: nn.Module | None = None, optimizer: Any = None,
@@ -294,5 +294,5 @@ class Session:
 
     def __repr__(self) -> str:
         return (f"<onthefly_nb.Session {self.project}/{self.run_name}: {self.status}, step {self.global_step}/"
-                f"{self.total_steps}, epoch {self.parts.run.display_epoch()}/{self.settings.max_epochs}>")
+                f"{self.total_steps or '?'}, epoch {self.parts.run.display_epoch()}/{self.settings.max_epochs or '?'}>")
 

@@ -4,10 +4,12 @@ state goes run -> records -> publisher -> transports; commands come back through
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch.utils.data import DataLoader
@@ -55,6 +57,15 @@ class Parts:
     view: DashboardState
     publisher: Publisher
     hosting: Hosting
+    export_dir: Path | None = None  # where the dashboard's Export button saves (else the working folder)
+
+    def default_export_path(self) -> Path:
+        """``<project>-<run>-step<N>.zip`` in ``export_dir`` (made if need be) or the working folder."""
+        settings = self.run.settings
+        name = re.sub(r"[^\w.-]+", "-", f"{settings.project}-{settings.run_name}").strip("-")
+        folder = self.export_dir or Path.cwd()
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}-step{self.run.step}.zip"
 
     def lineage(self) -> list[dict[str, Any]]:
         """The run, its forks and merges, as tree nodes ``{id, parent, kind, label, step, state}``."""

@@ -135,5 +135,5 @@ def test_the_transports_import_nothing_of_training(transport, allowed):
                        "onthefly_nb.dashboard.frames", "onthefly_nb.dashboard.publisher", "onthefly_nb.errors"}
     libraries = set().union(*(third_party(found[name]) for name in closure))
     standard = {"asyncio", "hmac", "secrets", "threading", "collections", "http", "pathlib", "typing", "urllib",
-                "json", "math", "struct", "time", "dataclasses", "websockets", "weakref"}
+                "json", "math", "os", "struct", "time", "dataclasses", "websockets", "weakref"}
     assert libraries - standard <= allowed, "a transport imports more than it needs"

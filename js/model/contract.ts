@@ -34,9 +34,9 @@ export interface RunTrait {
   state: RunState;
   step: number;
   epoch: number;
-  max_epochs: number;
+  max_epochs: number | null;
   steps_per_epoch: number;
-  total_steps: number;
+  total_steps: number | null;
   samples_per_sec: number | null;
   eta_sec: number | null;
   device: string;

@@ -1,5 +1,5 @@
 // The progress bar under the header (`run` trait): steps done of the run's total steps (its
-// epochs, or fewer when max_steps bounds it), hidden while the run's length is unknown.
+// epochs, or fewer when max_steps bounds it), hidden while the run's length is unknown (none set).
 
 import { normalizeRun } from "../model/normalize";
 import type { RunInfo } from "../model/types";
@@ -9,7 +9,7 @@ import type { PanelDef } from "./panel";
 
 /** How far the run has come, in percent (100 once finished); null while its length is unknown. */
 export function progressPercent(run: RunInfo): number | null {
-  if (run.total_steps <= 0) return null;
+  if (run.total_steps === null || run.total_steps <= 0) return null;
   return run.state === "finished" ? 100 : Math.max(0, Math.min(100, (100 * run.step) / run.total_steps));
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from .publisher import PUBLISH_INTERVAL, Publisher, Values
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 47621
+PORT_VARIABLE = "ONTHEFLY_DASHBOARD_PORT"  # the reference's environment variable for the port
 PORT_ATTEMPTS = 20
 MAX_MESSAGE_BYTES = 16 * 2**20
 MAX_CLIENTS = 16  # WebSocket clients at once; more are refused (each holds a copy of the state in flight)
@@ -51,16 +53,22 @@ PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>onth
 Receive = Callable[[Any, list[Any]], "str | None"]
 
 
+def default_port() -> int:
+    """``ONTHEFLY_DASHBOARD_PORT`` when it is a port number, else 47621."""
+    value = os.environ.get(PORT_VARIABLE, "")
+    return int(value) if value.isdigit() and 0 < int(value) < 65536 else DEFAULT_PORT
+
+
 class Bridge:
     """The session's WebSocket server; ``start()`` it, open ``url``, ``stop()`` it (the session does)."""
 
     def __init__(self, publisher: Publisher, receive: Receive, refuse: Callable[[str, str], None], name: str,
-                 port: int = DEFAULT_PORT, webviews: bool = False) -> None:
+                 port: int | None = None, webviews: bool = False) -> None:
         self._publisher = publisher
         self._receive_message = receive  # a decoded frame's message -> why it was refused, or None
         self._refuse = refuse  # (what, reason): log a frame that did not decode
         self.name = name
-        self.requested_port = port
+        self.requested_port = default_port() if port is None else port
         self.port: int | None = None
         self.token = secrets.token_urlsafe(24)
         self.webviews = webviews  # whether VS Code webviews (vscode-webview:// origins) may connect

@@ -43,7 +43,7 @@ LINEAGE_KINDS = ("run", "fork", "baseline", "merge")
 EVAL_RESULT = Obj({"step": Int(), "loss": Opt(Num()), "accuracy": Opt(Num())}, name="EvalResult")
 RUN = Obj({
     "project": Str(), "run_name": Str(), "state": Enum(RUN_STATES, alias="RunState"), "step": Int(0), "epoch": Int(0),
-    "max_epochs": Int(1), "steps_per_epoch": Int(0), "total_steps": Int(0), "samples_per_sec": Opt(Num()),
+    "max_epochs": Opt(Int(1)), "steps_per_epoch": Int(0), "total_steps": Opt(Int(0)), "samples_per_sec": Opt(Num()),
     "eta_sec": Opt(Num()), "device": Str(), "error": Opt(Str()), "val": Opt(EVAL_RESULT), "test": Opt(EVAL_RESULT),
     "task": Opt(Enum(("classification", "regression"))), "seen": Int(0), "n_samples": Int(0), "lr": Opt(Num()),
     "deterministic": Bool(),

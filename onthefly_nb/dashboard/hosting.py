@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..outputs.frozen import frozen_html
-from .bridge import DEFAULT_PORT, Bridge
+from .bridge import Bridge
 from .commands import Steerable, receive
 from .publisher import Publisher
 
@@ -46,7 +46,7 @@ class Hosting:
         """The WebSocket bridge, started once on ``port`` (47621 by default, the next free one if taken)."""
         if self.server is None:
             self.server = Bridge(self.publisher, self.receive, self._refuse, self.name,
-                                 DEFAULT_PORT if port is None else port, webviews=in_vscode()).start()
+                                 port, webviews=in_vscode()).start()
         return self.server
 
     def _refuse(self, what: str, reason: str) -> None:

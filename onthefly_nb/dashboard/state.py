@@ -47,14 +47,14 @@ class DashboardState:
         summary = records.summary(max_rows)
         seen = summary["seen"]
         rate = run.loop.samples_per_sec if run.state is RunState.RUNNING else None
-        left = max(run.total_steps - run.step, 0)
+        left = None if run.total_steps is None else max(run.total_steps - run.step, 0)
         batch = run.train_loader.batch_size or 1
         return {
             "run": {
                 "project": settings.project, "run_name": settings.run_name, "state": str(run.state),
                 "step": run.step, "epoch": run.display_epoch(), "max_epochs": settings.max_epochs,
                 "steps_per_epoch": len(run.train_loader), "total_steps": run.total_steps,
-                "samples_per_sec": rate, "eta_sec": (left * batch / rate) if rate else None,
+                "samples_per_sec": rate, "eta_sec": (left * batch / rate) if rate and left is not None else None,
                 "device": str(run.device), "error": self.error(),
                 "val": run.metrics.summary("validation"), "test": run.metrics.summary("test"),
                 "task": "classification" if records.store.is_classification else ("regression" if seen else None),

@@ -17,15 +17,16 @@ from ..errors import BatchFormatError, ConfigurationError, PerSampleLossError
 LossFn = Callable[[Any, Any], torch.Tensor]
 
 
-@dataclass(frozen=True)
+@dataclass
 class SampleLoss:
     """What is backpropagated, and how per-sample values are had.
 
     ``per_sample`` is the unreduced twin of a built-in loss (``reduction='none'``); it is
     evaluated on the detached outputs of the training forward pass, so training stays
     exactly the user's loss (class weights and ignore_index included) and the model runs
-    once. It is None for a plain callable, which must itself return one loss per sample;
-    its mean is then backpropagated.
+    once. It is None for a plain callable that returns one loss per sample (its mean is then
+    backpropagated); a plain callable that returns one scalar is backpropagated as given, and
+    its per-sample values come from :class:`Split` (found on the first batch, by :meth:`check`).
     """
 
     train: LossFn
@@ -33,9 +34,14 @@ class SampleLoss:
 
     def check(self, outputs: Any, targets: Any, batch_size: int) -> None:
         """On the first batch, before it trains: refuse shapes the loss would silently broadcast, and
-        a ``reduction='none'`` that does not give one value per sample."""
+        a ``reduction='none'`` that does not give one value per sample; split a scalar loss."""
         if isinstance(self.per_sample, SameShape):
             self.per_sample.check(outputs, targets)
+        if self.per_sample is None:
+            with torch.no_grad():
+                value = self.train(_detached(outputs), targets)
+            if isinstance(value, torch.Tensor) and value.ndim == 0:
+                self.per_sample = Split.of(self.train, _detached(outputs), targets, batch_size)
         if isinstance(self.per_sample, functools.partial):
             with torch.no_grad():
                 values = self.per_sample(_detached(outputs), targets)
@@ -153,4 +159,38 @@ class SameShape:
                 f"each other and mix samples. Make them match: return outputs.squeeze(-1) from forward, or "
                 f"make the targets targets.unsqueeze(-1) (a column)."
             )
+
+
+@dataclass(frozen=True)
+class Split:
+    """Per-sample values of a loss that returns one scalar for a batch: the loss of each sample on
+    its own, batched with ``torch.func.vmap`` where the loss allows it, else one call per sample
+    (``vectorised`` says which). Both run at the flush, on detached outputs, never in the step."""
+
+    loss: LossFn
+    vectorised: bool
+
+    @classmethod
+    def of(cls, loss: LossFn, outputs: Any, targets: Any, batch_size: int) -> Split:
+        """The way that works for ``loss`` on this first batch; PerSampleLossError if none does."""
+        for vectorised in (True, False):
+            split = cls(loss, vectorised)
+            try:
+                values = split(outputs, targets)
+            except Exception:  # noqa: BLE001 - vmap refuses data-dependent control flow, .item() and the like
+                continue
+            if values.shape == (batch_size,):
+                return split
+        raise PerSampleLossError(
+            f"loss_fn returns one number for a batch, and it cannot be evaluated on single samples "
+            f"(neither batched with torch.func.vmap nor one sample at a time). Return one loss per sample "
+            f"(shape [{batch_size}]) instead, e.g. F.cross_entropy(outputs, targets, reduction='none')."
+        )
+
+    def __call__(self, outputs: Any, targets: Any) -> torch.Tensor:
+        one = lambda o, t: self.loss(o.unsqueeze(0), t.unsqueeze(0))  # noqa: E731
+        with torch.no_grad():
+            if self.vectorised:
+                return torch.func.vmap(one)(outputs, targets)
+            return torch.stack([one(o, t).reshape(()) for o, t in zip(outputs, targets)])
 

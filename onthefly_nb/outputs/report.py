@@ -85,7 +85,8 @@ def report_html(session: Reported) -> str:
 def _header(session: Reported, run: dict[str, Any]) -> str:
     rate = session.samples_per_sec
     facts = [("run", run["run_name"]), ("project", run["project"]), ("status", run["state"]),
-             ("step", f"{run['step']} / {run['total_steps']}"), ("epoch", f"{run['epoch']} / {run['max_epochs']}"),
+             ("step", f"{run['step']} / {run['total_steps'] or '?'}"),
+             ("epoch", f"{run['epoch']} / {run['max_epochs'] or '?'}"),
              ("samples/s", "n/a" if rate is None else f"{rate:,.0f}"), ("device", run["device"])]
     for key, label in (("val", "validation"), ("test", "test")):
         if run.get(key):

@@ -16,8 +16,8 @@ _STEP, _P25, _P50, _P75 = (STEP_COLUMNS.index(c) for c in ("step", "p25", "p50",
 def summary_html(snapshot: dict[str, Any]) -> str:
     """The run's state, figures and loss curve as self-contained HTML (inline styles and SVG)."""
     run = snapshot["run"]
-    facts = [("status", run["state"]), ("step", f"{run['step']} / {run.get('total_steps', '?')}"),
-             ("epoch", f"{run['epoch']} / {run['max_epochs']}"), ("samples seen", f"{run['seen']:,}")]
+    facts = [("status", run["state"]), ("step", f"{run['step']} / {run.get('total_steps') or '?'}"),
+             ("epoch", f"{run['epoch']} / {run['max_epochs'] or '?'}"), ("samples seen", f"{run['seen']:,}")]
     curve = snapshot["curve"]
     if len(curve):
         facts.append(("train loss (median, last step)", f"{curve[-1, _P50]:.4g}"))

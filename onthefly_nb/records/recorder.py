@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.losses import LossFn, reduce_to_samples
+from ..data.losses import SampleLoss, reduce_to_samples
 from ..errors import NonFiniteLossError
 from .features import CAPTURE_EVERY, HARD_PERCENTILE, FeatureBank, PenultimateCapture
 from .store import STEP_COLUMNS, SampleStore, StepHistory, Visits, row_quantiles
@@ -61,14 +61,14 @@ class Recorder:
     """Collects each step's per-sample losses and folds them into a store and history."""
 
     def __init__(self, store: SampleStore, history: StepHistory, lock: threading.Lock,
-                 per_sample: LossFn | None, stop_on_nonfinite: bool = True,
+                 loss: SampleLoss, stop_on_nonfinite: bool = True,
                  capture: PenultimateCapture | None = None, bank: FeatureBank | None = None,
                  gather: Gather | None = None) -> None:
         self.store = store
         self.gather = gather  # on a torchrun launch: every rank's visits, joined on rank 0
         self.capture = capture
         self.bank = bank
-        self.per_sample = per_sample
+        self.loss = loss  # its per_sample may be found on the first batch (a scalar loss)
         self.history = history
         self.lock = lock
         self.stop_on_nonfinite = stop_on_nonfinite
@@ -161,8 +161,10 @@ class Recorder:
 
     def _columns(self, outputs: Any, targets: Any, losses: torch.Tensor | None, size: int) -> torch.Tensor:
         """Rows [loss] or [loss, label, prediction, margin, p_true] over ``size`` samples, as float32."""
+        if isinstance(outputs, torch.Tensor) and outputs.dtype in (torch.float16, torch.bfloat16):
+            outputs = outputs.float()  # mixed precision: per-sample values in float32
         if losses is None:
-            losses = reduce_to_samples(self.per_sample(outputs, targets), size)  # type: ignore[misc]
+            losses = reduce_to_samples(self.loss.per_sample(outputs, targets), size)  # type: ignore[misc]
         rows = [losses.float()]
         if self._classification:
             rows += _classify(outputs.float(), targets.long())

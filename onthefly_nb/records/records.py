@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.losses import LossFn
+from ..data.losses import SampleLoss
 from ..errors import ArchiveError, ConfigurationError
 from .clusters import Clustering
 from .features import FeatureBank, PenultimateCapture
@@ -48,9 +48,9 @@ class Records:
     def size(self) -> int:
         return self.store.size
 
-    def make_recorder(self, per_sample: LossFn | None, stop_on_nan: bool, gather: Gather | None) -> Recorder:
+    def make_recorder(self, loss: SampleLoss, stop_on_nan: bool, gather: Gather | None) -> Recorder:
         """The recorder that folds training steps into these records."""
-        self.recorder = Recorder(self.store, self.history, self.lock, per_sample, stop_on_nonfinite=stop_on_nan,
+        self.recorder = Recorder(self.store, self.history, self.lock, loss, stop_on_nonfinite=stop_on_nan,
                                  capture=self.capture, bank=self.features, gather=gather)
         return self.recorder
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
@@ -49,7 +51,8 @@ class TrainingLoop:
         self._clock = time.monotonic()
         self._clock_samples = 0
         self.flush_seconds = QUIET_FLUSH_SECONDS
-        self.clip_norm: float | None = None  # gradient clipping, once a plan turns it on
+        self.clip_norm: float | None = schedule.grad_clip_norm  # gradient clipping (a plan can turn it on)
+        self.autocast, self.scaler = mixed_precision(schedule.precision, device)
         self._alongside: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         self.wait_seconds = 0.0  # in total: waiting for the loader's next batch
         self.busy_seconds = 0.0  # in total: steps, that wait included (pauses and evaluations left out)
@@ -71,7 +74,8 @@ class TrainingLoop:
         Returns when the schedule ends or a stop is asked for; exceptions propagate."""
         if (yield from self._boundary()):
             return
-        while self.epoch < self.schedule.max_epochs and not self._reached_max_steps():
+        while (self.schedule.max_epochs is None or self.epoch < self.schedule.max_epochs) \
+                and not self._reached_max_steps():
             if (yield from self._run_epoch()):
                 return
             self.epoch += 1
@@ -128,18 +132,28 @@ class TrainingLoop:
         targets = to_device(targets, self.device, self.non_blocking)
         self.last_batch = (inputs, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        outputs = self.model(inputs)
-        if not self.step:
-            self.loss.check(outputs, targets, len(indices))
-        value = self.loss.train(outputs, targets)
-        losses = None
-        if self.loss.per_sample is None or value.ndim:
-            losses = reduce_to_samples(value, len(indices))
-            value = losses.mean()
-        value.backward()
-        if self.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
-        self.optimizer.step()
+        with self.autocast():
+            outputs = self.model(inputs)
+            if not self.step:
+                self.loss.check(outputs, targets, len(indices))
+            value = self.loss.train(outputs, targets)
+            losses = None
+            if self.loss.per_sample is None or value.ndim:
+                losses = reduce_to_samples(value, len(indices))
+                value = losses.mean()
+        scaler = self.scaler
+        if scaler is None:
+            value.backward()
+            if self.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+            self.optimizer.step()
+        else:  # fp16: scaled gradients, unscaled before clipping; a step with inf gradients is skipped
+            scaler.scale(value).backward()
+            if self.clip_norm is not None:
+                scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+            scaler.step(self.optimizer)
+            scaler.update()
         self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
 
     def _boundary(self) -> Generator[str, None, bool]:
@@ -180,6 +194,8 @@ class TrainingLoop:
     def external_step(self, indices: list[int], outputs: Any, targets: Any) -> None:
         """A training batch another trainer took (Lightning, Hugging Face): record its per-sample
         values from the outputs it computed. Its step boundary is :meth:`Controller.at_boundary`."""
+        if not self.step:
+            self.loss.check(outputs, targets, len(indices))
         losses = None
         if self.loss.per_sample is None:  # a custom loss gives per-sample values itself
             with torch.no_grad():
@@ -260,3 +276,13 @@ class TrainingLoop:
     def restart_clock(self) -> None:
         """Leave pauses and evaluations out of the throughput estimate."""
         self._clock, self._clock_samples = time.monotonic(), 0
+
+
+def mixed_precision(precision: str, device: torch.device) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
+    """The context the forward pass runs in, and the gradient scaler (fp16 only), for ``precision``."""
+    if precision == "32":
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    autocast = functools.partial(torch.autocast, device.type, dtype=dtype)
+    return autocast, torch.amp.GradScaler(device.type) if precision == "fp16" else None
+

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -61,10 +62,11 @@ class Run:
         self.settings, self.log = settings, log
         self.metrics = Metrics()
         self.hooks = Hooks()
+        self.tests = 0  # test passes so far
         self.fit: Callable[[], Any] | None = None  # another trainer's fit, when one drives this run
         self.controller = Controller(lambda kind, step, data: log.append(kind, step, **data))
         self.ranks, self.lead = ranks, ranks is None or ranks.lead  # rank 0 keeps the records and the dashboard
-        recorder = self.records.make_recorder(self.loss.per_sample, settings.stop_on_nan,
+        recorder = self.records.make_recorder(self.loss, settings.stop_on_nan,
                                          None if ranks is None else ranks.gather_visits)
         self.loop = TrainingLoop(
             model=model, optimizer=optimizer, loss=self.loss, train_loader=self.train_loader, scheduler=scheduler,
@@ -87,16 +89,18 @@ class Run:
         return self.loop.step
 
     @property
-    def total_steps(self) -> int:
-        """Steps the schedule will run if nobody stops it."""
-        total = self.settings.max_epochs * len(self.train_loader)
-        return min(total, self.settings.max_steps) if self.settings.max_steps is not None else total
+    def total_steps(self) -> int | None:
+        """Steps the schedule will run if nobody stops it (None: until stopped)."""
+        epochs, steps = self.settings.max_epochs, self.settings.max_steps
+        total = None if epochs is None else epochs * len(self.train_loader)
+        return steps if total is None else total if steps is None else min(total, steps)
 
     def display_epoch(self) -> int:
         """The epoch under way, counted from 1 (the last one once the run has ended)."""
         if self.state in TERMINAL:
             return self.loop.epoch
-        return min(self.loop.epoch + 1, self.settings.max_epochs)
+        epochs = self.settings.max_epochs
+        return self.loop.epoch + 1 if epochs is None else min(self.loop.epoch + 1, epochs)
 
     # ---- training -----------------------------------------------------------------------------------
     def training(self) -> Iterator[str | None]:
@@ -104,7 +108,7 @@ class Run:
         ``TrainingLoop.steps``: it yields after each step, HANDOVER where it needs a thread that may
         wait); exceptions propagate."""
         self.loop.recorder.open()
-        self.loop.heavy_epoch_end = self.val_loader is not None
+        self.loop.heavy_epoch_end = self.val_loader is not None and self.settings.val_every_n_epochs > 0
         if self.fit is not None:
             yield from self._waiting_thread()
             self.fit()  # another trainer's loop: it cannot change threads
@@ -125,7 +129,8 @@ class Run:
         self.log.append("epoch_end", self.step, epoch=epoch)
         for hook in self.hooks.epoch_end:
             hook(epoch)
-        if self.val_loader is not None:
+        every = self.settings.val_every_n_epochs
+        if self.val_loader is not None and every and epoch % every == 0:
             self.evaluate("validation")
         if self.scheduler is not None and self.settings.scheduler_interval == "epoch":
             if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -151,8 +156,13 @@ class Run:
         return lambda: self.evaluate(kind)
 
     def evaluate(self, kind: str) -> dict[str, Any]:
-        """Evaluate the run's model now (on the trainer thread) and keep the result."""
-        return self.record_metrics(kind, self.evaluate_model(self.model, self.loader_for(kind)))
+        """Evaluate the run's model now (on the trainer thread) and keep the result. A test pass is
+        named in ``ONTHEFLY_TEST_LABEL`` (``test_1``, ``test_2``...) as the reference names it."""
+        loader = self.loader_for(kind)
+        if kind == "test":
+            self.tests += 1
+            os.environ["ONTHEFLY_TEST_LABEL"] = f"test_{self.tests}"
+        return self.record_metrics(kind, self.evaluate_model(self.model, loader))
 
     def evaluate_model(self, model: nn.Module, loader: DataLoader) -> dict[str, Any]:
         return evaluate(unwrapped(model), loader, self.loss.evaluate, self.unpack, self.device)

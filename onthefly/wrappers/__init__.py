@@ -1,0 +1,1 @@
+"""Integrations with other trainers, where the reference keeps them (``onthefly.wrappers.lightning``)."""
