@@ -15,6 +15,7 @@ run itself. An interrupt (the stop button) pauses the run.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -155,8 +156,15 @@ class KernelDriver:
     def message_waiting(self) -> bool:
         """Whether a message for the main shell arrived. It is read and handed to the kernel's handler,
         which runs once the turn returns: checking the socket's events instead would consume the
-        edge-triggered notification the kernel's loop waits for (as ipykernel's Qt loop notes)."""
-        return bool(self._shell_stream.flush(limit=1))
+        edge-triggered notification the kernel's loop waits for (as ipykernel's Qt loop notes). A
+        message the loop read just before this turn began waits as a task of its own."""
+        if self._shell_stream.flush(limit=1):
+            return True
+        try:
+            current = asyncio.current_task()
+            return any(task is not current and not task.done() for task in asyncio.all_tasks())
+        except RuntimeError:  # no event loop runs on this thread
+            return False
 
     def _drive_on_main(self, until: Any) -> str | None:
         """Drive on the main thread, with an interrupt pausing the run instead of breaking a step."""

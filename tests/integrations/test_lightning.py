@@ -3,6 +3,7 @@ session's controls at Lightning's batch boundaries."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -150,3 +151,113 @@ def test_a_non_finite_loss_in_the_last_batch_fails_the_session_instead_of_leavin
                                recluster_seconds=None)
     trainer.fit(model, train_loader)
     assert session.status == "failed" and session.done and "NonFiniteLossError" in session.traceback
+
+
+class Data(pl.LightningDataModule):
+    """A datamodule as the reference's users write one: datasets made in setup, loaders on request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setups = 0
+
+    def setup(self, stage: str) -> None:
+        self.setups += 1
+        self.train_data, self.val_data, self.test_data = data(480), data(96), data(64)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_data, batch_size=32, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_data, batch_size=96)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_data, batch_size=64)
+
+
+class Criterion(Classifier):
+    """The module holds its loss as ``criterion``; training_step logs test metrics too."""
+
+    def __init__(self) -> None:
+        super().__init__(lr=0.0)
+        self.criterion = self.loss
+        del self.loss
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self.criterion(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", self.criterion(self(x), y))
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test_loss", self.criterion(self(x), y))
+
+
+def frozen_losses(model: nn.Module, dataset: TensorDataset) -> torch.Tensor:
+    x, y = dataset.tensors
+    with torch.no_grad():
+        return nn.CrossEntropyLoss(reduction="none")(model(x), y)
+
+
+def test_a_datamodule_trains_with_losses_keyed_by_index_and_the_test_runs_after(tmp_path, monkeypatch):
+    """``trainer.fit(model, datamodule=dm)``, the reference's Lightning form: no loaders passed to
+    attach_lightning, the loss found on the module, a test pass after the fit."""
+    monkeypatch.delenv("ONTHEFLY_TEST_LABEL", raising=False)
+    torch.manual_seed(0)
+    model, dm = Criterion(), Data()
+    trainer = lightning_trainer(tmp_path, max_epochs=2)
+    session = attach_lightning(trainer=trainer, model=model, datamodule=dm, project="demo", run_name="dm",
+                               do_test_after=True, recluster_seconds=None)
+    trainer.fit(model, datamodule=dm)
+    assert session.status == "finished" and session.global_step == 2 * 15 == trainer.global_step
+    frame = session.slice(features=False).set_index("index").sort_index()
+    assert (frame["seen"] == 2).all()
+    torch.testing.assert_close(torch.tensor(frame["loss"].to_numpy()), frozen_losses(model, dm.train_data),
+                               rtol=1e-5, atol=1e-6)
+    assert len(session.metrics["validation"]) == 2
+    assert os.environ["ONTHEFLY_TEST_LABEL"] == "test_1" and "test_loss" in trainer.callback_metrics
+
+
+def test_loaders_built_inline_in_fit_are_keyed_too(tmp_path):
+    """The loader Lightning iterates is not the one given to attach_lightning: its indices count."""
+    torch.manual_seed(0)
+    model = Classifier(lr=0.0)
+    shown = DataLoader(data(), batch_size=32)
+    trainer = lightning_trainer(tmp_path, max_epochs=1)
+    session = attach_lightning(trainer=trainer, model=model, train_loader=shown, loss_fn=model.loss,
+                               recluster_seconds=None)
+    trainer.fit(model, DataLoader(data(), batch_size=16, shuffle=True), DataLoader(data(96), batch_size=32))
+    assert session.status == "finished" and session.global_step == 30
+    frame = session.slice(features=False).set_index("index").sort_index()
+    torch.testing.assert_close(torch.tensor(frame["loss"].to_numpy()), frozen_losses(model, data()),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigurationError, match="dataset of 64 samples, but the session was made for one of 480"):
+        trainer2 = lightning_trainer(tmp_path, max_epochs=1)
+        attach_lightning(trainer=trainer2, model=Classifier(), train_loader=shown, recluster_seconds=None)
+        trainer2.fit(Classifier(), DataLoader(data(64), batch_size=16))
+
+
+def test_a_module_without_a_loss_attribute_needs_loss_fn(tmp_path):
+    class Bare(Classifier):
+        def __init__(self) -> None:
+            super().__init__()
+            del self.loss
+
+    with pytest.raises(ConfigurationError, match="pass loss_fn=.*loss_fn or criterion attribute"):
+        attach_lightning(trainer=lightning_trainer(tmp_path), model=Bare(),
+                         train_loader=DataLoader(data(), batch_size=32))
+
+
+def test_a_scalar_loss_fn_gives_per_sample_values(tmp_path):
+    torch.manual_seed(0)
+    model = Classifier(lr=0.0)
+    loader = DataLoader(data(), batch_size=32, shuffle=True)
+    trainer = lightning_trainer(tmp_path, max_epochs=1)
+    session = attach_lightning(trainer=trainer, model=model, train_loader=loader, recluster_seconds=None,
+                               loss_fn=lambda outputs, targets: nn.functional.cross_entropy(outputs, targets))
+    trainer.fit(model, loader)
+    frame = session.slice(features=False).set_index("index").sort_index()
+    torch.testing.assert_close(torch.tensor(frame["loss"].to_numpy()), frozen_losses(model, data()),
+                               rtol=1e-5, atol=1e-6)
