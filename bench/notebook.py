@@ -1,7 +1,9 @@
 """What training with onthefly_nb costs in a notebook, measured as a user compares it: in a real
 Jupyter kernel, the loop a user writes in a cell against ``quickstart(...)`` with its dashboard
-displayed (and against ``Trainer(...).fit(...)`` and a cell that waits with ``session.wait()``),
-interleaved round by round in the same kernel, on the reference quickstart's model and data.
+displayed (and ``Session.start()``, ``Trainer(...).fit(...)`` which blocks, and a cell that waits
+with ``session.wait()``), interleaved round by round in the same kernel, on the reference
+quickstart's model and data. The facade trains with the reference's semantics (gradients clipped to
+1.0), so its runs are compared with the user's loop that clips too; ``Session`` with the plain one.
 
 While a run trains between cells the bench polls it with a tiny cell every half second, as a
 user looking at the notebook would run cells; the time per step of a run is its ``started`` to
@@ -24,6 +26,8 @@ import json, time, torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from onthefly import Trainer, quickstart
+from onthefly_nb import Session
+from IPython.display import display
 device = torch.device({device!r})
 X = torch.randn(4096, 28 * 28)
 y = (X[:, :50].sum(dim=1) > 0).long()
@@ -47,11 +51,20 @@ for epoch in range({epochs}):
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(xb), yb)
         loss.backward()
+        if {clip}:  # the reference's semantics: gradients clipped to 1.0
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         steps += 1
 if device.type == "cuda":
     torch.cuda.synchronize()
 print(json.dumps((time.perf_counter() - start) / steps * 1e6))
+"""
+SESSION = """
+model, optimizer = model_and_optimizer()
+session = Session(model, optimizer, nn.CrossEntropyLoss(), DataLoader(ds, batch_size=128, shuffle=True),
+                  max_epochs={epochs}, project="bench", run_name="session")
+display(session.dashboard())
+session.start()
 """
 QUICKSTART = """
 model, optimizer = model_and_optimizer()
@@ -103,22 +116,28 @@ def main() -> None:
     km, kc = start_new_kernel(kernel_name="python3")
     try:
         run(kc, SETUP.format(device=args.device))
-        pairs = {"quickstart + dashboard": QUICKSTART, "Trainer.fit + dashboard": TRAINER,
-                 "quickstart, then session.wait()": WAITED}
-        times: dict[str, list[float]] = {"user's loop in a cell": [], **{name: [] for name in pairs}}
+        pairs = {"Session.start() + dashboard": (SESSION, False), "quickstart + dashboard": (QUICKSTART, True),
+                 "Trainer.fit + dashboard (blocks)": (TRAINER, True),
+                 "quickstart, then session.wait()": (WAITED, True)}
+        loops = {False: "user's loop in a cell", True: "user's loop with clipping (the reference's semantics)"}
+        plain: dict[bool, list[float]] = {False: [], True: []}
+        times: dict[str, list[float]] = {name: [] for name in pairs}
         for round_ in range(args.rounds + 1):  # round 0 warms up and is discarded
-            plain = json.loads(run(kc, PLAIN.format(epochs=args.epochs)))
-            measured = {name: session_per_step(kc, code.format(epochs=args.epochs)) for name, code in pairs.items()}
+            base = {clip: json.loads(run(kc, PLAIN.format(epochs=args.epochs, clip=clip))) for clip in loops}
+            measured = {name: session_per_step(kc, code.format(epochs=args.epochs))
+                        for name, (code, _) in pairs.items()}
             if round_:
-                times["user's loop in a cell"].append(plain)
+                for clip, value in base.items():
+                    plain[clip].append(value)
                 for name, value in measured.items():
-                    times[name].append(value / plain)  # ratios to the loop run beside them
-        base = statistics.median(times.pop("user's loop in a cell"))
+                    times[name].append(value / base[pairs[name][1]])  # ratios to the loop run beside them
         print(f"kernel, device {args.device}, 4096 samples, batch 128, {args.epochs} epochs x {args.rounds} rounds")
-        print(f"  user's loop in a cell           median {base:8.1f} us/step")
+        for clip, label in loops.items():
+            print(f"  {label:54s} median {statistics.median(plain[clip]):8.1f} us/step")
         for name, ratios in times.items():
-            print(f"  {name:31s} ratio {statistics.median(ratios):.3f}x (median of per-round ratios; "
-                  f"best {min(ratios):.3f}x)")
+            against = "with clipping" if pairs[name][1] else "plain"
+            print(f"  {name:34s} ratio {statistics.median(ratios):.3f}x against the loop {against} "
+                  f"(median of per-round ratios; best {min(ratios):.3f}x)")
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -173,13 +174,19 @@ class Split:
     @classmethod
     def of(cls, loss: LossFn, outputs: Any, targets: Any, batch_size: int) -> Split:
         """The way that works for ``loss`` on this first batch; PerSampleLossError if none does."""
+        refused = ""
         for vectorised in (True, False):
             split = cls(loss, vectorised)
             try:
                 values = split(outputs, targets)
-            except Exception:  # noqa: BLE001 - vmap refuses data-dependent control flow, .item() and the like
+            except Exception as exc:  # noqa: BLE001 - vmap refuses data-dependent control flow, .item() and the like
+                refused = refused or f"{type(exc).__name__}: {exc}"[:200]
                 continue
             if values.shape == (batch_size,):
+                if not vectorised:
+                    warnings.warn(f"loss_fn returns one number for a batch and torch.func.vmap cannot batch it "
+                                  f"({refused}); its per-sample values come from one call per sample, which is "
+                                  f"slow. Return one loss per sample to avoid it.", stacklevel=2)
                 return split
         raise PerSampleLossError(
             f"loss_fn returns one number for a batch, and it cannot be evaluated on single samples "
