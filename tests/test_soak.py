@@ -129,7 +129,8 @@ def slices_and_exports(session: Session, folder: Path, rng: random.Random, until
         time.sleep(rng.random() * 0.1)
 
 
-def test_a_run_under_storms_keeps_every_promise(tmp_path):
+def test_a_run_under_storms_keeps_every_promise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the fuzzed Export commands save beside the "notebook"
     data = classification_data(4096, seed=5)
     model = small_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

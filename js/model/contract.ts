@@ -7,7 +7,7 @@ export const MAX_SELECTION = 50000000;
 export const TRAIT_NAMES = ["run", "curve", "val_curve", "events", "clusters", "histogram", "points", "selection", "plans", "lineage", "health", "compare"] as const;
 export const RUN_STATES = ["idle", "running", "paused", "stopping", "finished", "stopped", "failed"] as const;
 export const COMMAND_NAMES = ["pause", "resume", "stop", "step", "validate", "test", "health", "compare", "determinism", "export"] as const;
-export const EVENT_KINDS = ["started", "paused", "resumed", "stopping", "finished", "stopped", "failed", "interrupted", "superseded", "epoch_end", "validation", "test", "clustered", "selected", "health", "determinism", "lr_changed", "clipping", "reweighted", "plan_proposed", "plan_approved", "plan_rejected", "plan_executed", "plan_failed", "plan_expired", "rejected_message", "command_failed", "forked", "fork_trained", "merged", "merge_committed", "merge_discarded", "gated", "exported", "export_failed", "imported"] as const;
+export const EVENT_KINDS = ["started", "paused", "resumed", "stopping", "finished", "stopped", "failed", "interrupted", "superseded", "epoch_end", "validation", "test", "clustered", "selected", "health", "determinism", "lr_changed", "clipping", "reweighted", "plan_proposed", "plan_approved", "plan_rejected", "plan_executed", "plan_failed", "plan_expired", "rejected_message", "command_failed", "forked", "fork_trained", "merged", "merge_committed", "merge_discarded", "gated", "exported", "export_failed", "imported", "per_sample_off"] as const;
 export const PLAN_KINDS = ["lower_lr", "clip_gradients", "validate_now", "health_check", "fork", "reweight", "merge", "commit_merge"] as const;
 export const PLAN_STATUSES = ["proposed", "approved", "rejected", "executed", "failed", "expired"] as const;
 export const CURVE_COLUMNS = ["step", "p5", "p25", "p50", "p75", "p95", "mean"] as const;
@@ -48,6 +48,7 @@ export interface RunTrait {
   n_samples: number;
   lr: number | null;
   deterministic: boolean;
+  per_sample_off: string | null;
 }
 
 export interface CurveTrait {

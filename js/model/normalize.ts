@@ -69,6 +69,7 @@ export function normalizeRun(v: unknown): RunInfo {
     n_samples: num(r.n_samples, 0),
     lr: numOrNull(r.lr),
     deterministic: r.deterministic === true,
+    per_sample_off: typeof r.per_sample_off === "string" ? r.per_sample_off : null,
   };
 }
 

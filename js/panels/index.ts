@@ -13,12 +13,21 @@ import { histogramPanel } from "./histogram";
 import { lineagePanel } from "./lineage";
 import { lossPanel } from "./loss";
 import { mapPanel } from "./map";
+import { noticePanel } from "./notice";
 import type { PanelDef } from "./panel";
 import { plansPanel } from "./plans";
 import { progressPanel } from "./progress";
 
-/** Full width above the grid: the run's header, its progress, a lost connection, the toolbar and the error box. */
-export const TOP_PANELS: readonly PanelDef[] = [headerPanel, progressPanel, connectionPanel, controlsPanel, errorPanel];
+/** Full width above the grid: the run's header, its progress, a lost connection, the toolbar, the error box
+ * and notices. */
+export const TOP_PANELS: readonly PanelDef[] = [
+  headerPanel,
+  progressPanel,
+  connectionPanel,
+  controlsPanel,
+  errorPanel,
+  noticePanel,
+];
 
 /** The cards of the panel grid. */
 export const GRID_PANELS: readonly PanelDef[] = [

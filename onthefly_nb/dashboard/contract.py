@@ -33,7 +33,7 @@ EVENT_KINDS = (
     "epoch_end", "validation", "test", "clustered", "selected", "health", "determinism", "lr_changed", "clipping",
     "reweighted", "plan_proposed", *(f"plan_{status}" for status in PLAN_STATUSES[1:]), "rejected_message",
     "command_failed", "forked", "fork_trained", "merged", "merge_committed", "merge_discarded", "gated", "exported",
-    "export_failed", "imported",
+    "export_failed", "imported", "per_sample_off",
 )
 CURVE_COLUMNS = ("step", "p5", "p25", "p50", "p75", "p95", "mean")
 QUANTILE_NAMES = ("p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "mean")
@@ -46,7 +46,7 @@ RUN = Obj({
     "max_epochs": Opt(Int(1)), "steps_per_epoch": Int(0), "total_steps": Opt(Int(0)), "samples_per_sec": Opt(Num()),
     "eta_sec": Opt(Num()), "device": Str(), "error": Opt(Str()), "val": Opt(EVAL_RESULT), "test": Opt(EVAL_RESULT),
     "task": Opt(Enum(("classification", "regression"))), "seen": Int(0), "n_samples": Int(0), "lr": Opt(Num()),
-    "deterministic": Bool(),
+    "deterministic": Bool(), "per_sample_off": Opt(Str()),
 }, name="RunTrait")
 CURVE = Obj({"n": Int(0), "columns": Arr(Enum(CURVE_COLUMNS, alias="CurveColumn")), "data": Bytes("float32")},
             name="CurveTrait")

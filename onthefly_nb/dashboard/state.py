@@ -59,7 +59,7 @@ class DashboardState:
                 "val": run.metrics.summary("validation"), "test": run.metrics.summary("test"),
                 "task": "classification" if records.store.is_classification else ("regression" if seen else None),
                 "seen": seen, "n_samples": records.size, "lr": finite(run.lr()),
-                "deterministic": settings.deterministic,
+                "deterministic": settings.deterministic, "per_sample_off": run.loss.off,
             },
             "curve": summary["curve"],
             "val_curve": run.metrics.curve("validation"),

@@ -27,11 +27,13 @@ class SampleLoss:
     exactly the user's loss (class weights and ignore_index included) and the model runs
     once. It is None for a plain callable that returns one loss per sample (its mean is then
     backpropagated); a plain callable that returns one scalar is backpropagated as given, and
-    its per-sample values come from :class:`Split` (found on the first batch, by :meth:`check`).
+    its per-sample values come from :class:`Split` (found on the first batch, by :meth:`check`),
+    or, if it cannot be split, are ``off`` (the run trains, recording nothing per sample).
     """
 
     train: LossFn
     per_sample: LossFn | None
+    off: str | None = None  # why per-sample values are off (a scalar loss that cannot be split)
 
     def check(self, outputs: Any, targets: Any, batch_size: int) -> None:
         """On the first batch, before it trains: refuse shapes the loss would silently broadcast, and
@@ -42,7 +44,12 @@ class SampleLoss:
             with torch.no_grad():
                 value = self.train(_detached(outputs), targets)
             if isinstance(value, torch.Tensor) and value.ndim == 0:
-                self.per_sample = Split.of(self.train, _detached(outputs), targets, batch_size)
+                try:
+                    self.per_sample = Split.of(self.train, _detached(outputs), targets, batch_size)
+                except PerSampleLossError as exc:
+                    self.off = str(exc)
+                    warnings.warn(f"per-sample views are off: {exc} Training goes on with the loss as given.",
+                                  stacklevel=2)
         if isinstance(self.per_sample, functools.partial):
             with torch.no_grad():
                 values = self.per_sample(_detached(outputs), targets)
@@ -190,8 +197,9 @@ class Split:
                 return split
         raise PerSampleLossError(
             f"loss_fn returns one number for a batch, and it cannot be evaluated on single samples "
-            f"(neither batched with torch.func.vmap nor one sample at a time). Return one loss per sample "
-            f"(shape [{batch_size}]) instead, e.g. F.cross_entropy(outputs, targets, reduction='none')."
+            f"(neither batched with torch.func.vmap nor one sample at a time: {refused}). To see per-sample "
+            f"losses, return one loss per sample (shape [{batch_size}]), e.g. "
+            f"F.cross_entropy(outputs, targets, reduction='none')."
         )
 
     def __call__(self, outputs: Any, targets: Any) -> torch.Tensor:

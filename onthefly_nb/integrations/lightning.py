@@ -77,7 +77,7 @@ def attach_lightning(trainer: Any, model: nn.Module, datamodule: Any = None, pro
     session = Session(model, None, loss_fn, loader, val_loader, test_loader, project=project, run_name=run_name,
                       max_epochs=max_epochs, max_steps=max_steps, **options)
     if save_dir is not None:
-        session.parts.export_dir = Path(save_dir)
+        session.parts.export_dir = Path(save_dir).resolve()
     taped = Taped(loader.dataset)
     fit = trainer.fit
     run = ExternalRun(session.parts.lifecycle, lambda: trainer.fit(model, train_loader, val_loader,

@@ -104,7 +104,7 @@ class Trainer:
             raise ConfigurationError(f"data_order_policy must be one of {', '.join(ORDER_POLICIES)}, "
                                      f"got {data_order_policy!r}")
         options = {**self.session_defaults, **session_overrides}
-        save_dir = options.pop("save_dir", "./checkpoints")
+        save_dir = options.pop("save_dir", None)
         display = options.pop("display", self.show)
         every = options.pop("val_every_n_epochs", None)
         every = next((v for v in (every, val_every_n_epochs, self.val_every_n_epochs) if v is not None), 0)
@@ -123,7 +123,8 @@ class Trainer:
                           do_test_after=self.do_test_after, project=self.project, run_name=name,
                           grad_clip_norm=grad_clip_norm or None, val_every_n_epochs=_every(every),
                           precision="fp16" if amp and device.type == "cuda" else "32", **options)
-        session.parts.export_dir = Path(save_dir)
+        if save_dir is not None:
+            session.parts.export_dir = Path(save_dir).resolve()
         self.session = session
         if seed is not None:  # as 0.1.4's fit does, once the user's objects exist
             torch.manual_seed(seed)

@@ -96,6 +96,10 @@ class Controller:
             run_into(action, future)
         return future
 
+    def note(self, kind: str, **data: Any) -> None:
+        """Log an event at the current step (from the trainer thread)."""
+        self._notify(kind, self.step, data)
+
     def wait_until(self, predicate: Callable[[RunState], bool], timeout: float | None) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self.state), timeout)

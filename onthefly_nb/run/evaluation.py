@@ -15,7 +15,8 @@ from ..records.recorder import is_classification
 
 def evaluate(model: nn.Module, loader: DataLoader, loss_fn: LossFn, unpack: Unpack,
              device: torch.device) -> dict[str, Any]:
-    """Mean loss (and accuracy for classification) over ``loader``, leaving the RNG as it was."""
+    """Mean loss (and accuracy for classification) over ``loader``, leaving the RNG as it was; a loss
+    that returns one number for a batch counts it for each of the batch's samples."""
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     was_training = model.training
     total = torch.zeros((), dtype=torch.float64, device=device)
@@ -28,9 +29,12 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: LossFn, unpack: Unpa
                 inputs, targets = unpack(batch)
                 inputs, targets = to_device(inputs, device), to_device(targets, device)
                 outputs = model(inputs)
-                losses = reduce_to_samples(loss_fn(outputs, targets), _batch_size(targets, outputs))
-                total += losses.double().sum()
-                count += losses.shape[0]
+                value, size = loss_fn(outputs, targets), _batch_size(targets, outputs)
+                if isinstance(value, torch.Tensor) and value.ndim == 0:  # a loss that gives one number a batch
+                    total += value.double() * size
+                else:
+                    total += reduce_to_samples(value, size).double().sum()
+                count += size
                 if is_classification(outputs, targets):
                     classification = True
                     correct += (outputs.argmax(1) == targets).sum()

@@ -135,10 +135,10 @@ class TrainingLoop:
         with self.autocast():
             outputs = self.model(inputs)
             if not self.step:
-                self.loss.check(outputs, targets, len(indices))
+                self._first_batch(outputs, targets, len(indices))
             value = self.loss.train(outputs, targets)
             losses = None
-            if self.loss.per_sample is None or value.ndim:
+            if value.ndim or (self.loss.per_sample is None and self.loss.off is None):
                 losses = reduce_to_samples(value, len(indices))
                 value = losses.mean()
         scaler = self.scaler
@@ -154,7 +154,14 @@ class TrainingLoop:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
             scaler.step(self.optimizer)
             scaler.update()
-        self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
+        if self.loss.off is None:
+            self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
+
+    def _first_batch(self, outputs: Any, targets: Any, size: int) -> None:
+        """Check the loss on the run's first batch; say so if per-sample values are off."""
+        self.loss.check(outputs, targets, size)
+        if self.loss.off is not None:
+            self.ctl.note("per_sample_off", reason=self.loss.off)
 
     def _boundary(self) -> Generator[str, None, bool]:
         """The step boundary (on every rank of a launch, rank 0's); True means stop. A thread that
@@ -195,8 +202,11 @@ class TrainingLoop:
         """A training batch another trainer took (Lightning, Hugging Face): record its per-sample
         values from the outputs it computed. Its step boundary is :meth:`Controller.at_boundary`."""
         if not self.step:
-            self.loss.check(outputs, targets, len(indices))
+            self._first_batch(outputs, targets, len(indices))
         losses = None
+        if self.loss.off is not None:
+            self.step += 1
+            return
         if self.loss.per_sample is None:  # a custom loss gives per-sample values itself
             with torch.no_grad():
                 losses = reduce_to_samples(self.loss.train(outputs, targets), len(indices))

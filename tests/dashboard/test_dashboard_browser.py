@@ -72,6 +72,7 @@ def running_run(**overrides) -> dict:
         "n_samples": 60000,
         "lr": 0.0003,
         "deterministic": False,
+        "per_sample_off": None,
     }
     run.update(overrides)
     return run
@@ -472,6 +473,19 @@ def test_failed_state_shows_traceback(harness):
     # Back to another state hides it again.
     harness.update("run", running_run(state="stopped"))
     expect(error).to_be_hidden()
+
+
+def test_a_loss_without_per_sample_values_says_so(harness):
+    root = harness.root()
+    harness.update("run", running_run())
+    notice = root.locator(".onthefly-notice")
+    expect(notice).to_be_hidden()
+    harness.update("run", running_run(per_sample_off="loss_fn returns one number for a batch"))
+    expect(notice).to_be_visible()
+    expect(notice).to_have_text("Per-sample views are off for this run: loss_fn returns one number for a batch")
+    harness.update("run", running_run())
+    expect(notice).to_be_hidden()
+    harness.assert_no_console_errors()
 
 
 def test_cleanup_and_two_mounts(bare_harness):

@@ -166,18 +166,32 @@ def test_a_scalar_loss_trains_as_given_and_is_split_per_sample(loss):
     np.testing.assert_allclose(recorded, alone, rtol=1e-5, atol=1e-6)
 
 
-def test_a_scalar_loss_that_cannot_be_split_is_refused_before_a_step():
+def test_a_scalar_loss_that_cannot_be_split_trains_with_per_sample_views_off():
     def batch_only(outputs, targets):
         if len(targets) < 2:
             raise ValueError("needs pairs")
         return nn.functional.cross_entropy(outputs, targets)
 
-    model = small_model()
+    model, twin = small_model(), small_model()
+    data = classification_data(n=40)
     session = Session(model, torch.optim.SGD(model.parameters(), lr=0.1), batch_only,
-                      DataLoader(classification_data(n=40), batch_size=8))
-    with pytest.raises(PerSampleLossError, match="cannot be evaluated on single samples"):
+                      DataLoader(data, batch_size=8), DataLoader(data, batch_size=20), max_epochs=2,
+                      recluster_seconds=None)
+    with pytest.warns(UserWarning, match="per-sample views are off.*cannot be evaluated on single samples"):
         session.run()
-    assert session.global_step == 0
+    assert session.status == "finished" and session.global_step == 10
+    optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
+    for _ in range(2):
+        for x, y in DataLoader(data, batch_size=8):
+            optimizer.zero_grad(set_to_none=True)
+            batch_only(twin(x), y).backward()
+            optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    off = [e for e in session.events if e["kind"] == "per_sample_off"]
+    assert len(off) == 1 and "needs pairs" in off[0]["reason"]
+    assert session.parts.view.snapshot()["run"]["per_sample_off"] == off[0]["reason"]
+    assert len(session.slice()) == 0 and session.store.seen.sum() == 0
+    assert session.metrics["validation"][-1]["loss"] is not None  # the scalar still validates
 
 
 def test_training_is_bit_identical_to_the_plain_loop():
