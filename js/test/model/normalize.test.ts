@@ -32,7 +32,7 @@ describe("normalisers", () => {
 
   it("read the run, including the learning rate", () => {
     const r = normalizeRun({ state: "paused", step: 5, lr: 0.001, max_epochs: null, total_steps: 40, val: { loss: "x" } });
-    expect(r).toMatchObject({ state: "paused", step: 5, lr: 0.001, max_epochs: 1, total_steps: 40, val: null, project: "" });
+    expect(r).toMatchObject({ state: "paused", step: 5, lr: 0.001, max_epochs: null, total_steps: 40, val: null, project: "" });
     expect(normalizeRun({ state: "exploded", lr: Number.NaN })).toMatchObject({ state: "idle", lr: null });
   });
 
