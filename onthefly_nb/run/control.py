@@ -149,6 +149,8 @@ class Controller:
                     self._pause_requested, self._pause_at = True, None
                 if not self._pause_requested:
                     break
+                if self._actions:  # asked while the ones before ran: pausing, there is no next step to wait for
+                    continue
                 entering = self.state is not RunState.PAUSED
                 if entering:
                     self._set(RunState.PAUSED, "paused")

@@ -140,3 +140,15 @@ def test_a_new_session_on_the_same_model_stops_the_old_one(session_factory):
     Session(second.model, second.optimizer, second.loss_fn, second.train_loader)
     assert other.status == "running"
     other.stop()
+
+
+def test_an_action_asked_for_while_another_runs_on_a_paused_run_runs_too(session_factory):
+    """An Export clicked during a (slow) determinism check of a paused run used to wait forever."""
+    session = session_factory(n=64, max_epochs=100)
+    session.start(paused=True)
+    controller = session.parts.run.controller
+    later: list = []
+    first = controller.submit(lambda: later.append(controller.submit(lambda: "second")) or "first")
+    assert first.result(timeout=10) == "first"
+    assert later[0].result(timeout=10) == "second"
+    assert session.status == "paused" and session.global_step == 0
