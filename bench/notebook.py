@@ -9,7 +9,7 @@ While a run trains between cells the bench polls it with a tiny cell every half 
 user looking at the notebook would run cells; the time per step of a run is its ``started`` to
 ``finished`` events over its steps, the time per step of the user's loop is measured in its cell.
 
-    .venv/bin/python bench/notebook.py [--rounds 5] [--epochs 40] [--device cuda]
+    .venv/bin/python bench/notebook.py [--rounds 5] [--epochs 40] [--device cuda] [--model conv --batch-size 256]
 """
 
 from __future__ import annotations
@@ -18,23 +18,24 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 from jupyter_client.manager import start_new_kernel
 
 SETUP = """
 import json, time, torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 from onthefly import Trainer, quickstart
 from onthefly_nb import Session
 from IPython.display import display
+import sys
+sys.path.insert(0, {bench!r})
+from problems import make_problem  # bench/problems.py
 device = torch.device({device!r})
-X = torch.randn(4096, 28 * 28)
-y = (X[:, :50].sum(dim=1) > 0).long()
-ds = TensorDataset(X, y)
+ds, _ = make_problem({model!r}, 4096)
 def model_and_optimizer():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(28 * 28, 64), nn.ReLU(), nn.Linear(64, 2)).to(device)
+    model = make_problem({model!r}, 1)[1].to(device)  # seeded: the same weights every call
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 def per_step(session):
     times = {{e["kind"]: e["time"] for e in session.events}}
@@ -43,7 +44,7 @@ def per_step(session):
 PLAIN = """
 model, optimizer = model_and_optimizer()
 loss_fn = nn.CrossEntropyLoss()
-loader = DataLoader(ds, batch_size=128, shuffle=True)
+loader = DataLoader(ds, batch_size={batch}, shuffle=True)
 steps, start = 0, time.perf_counter()
 for epoch in range({epochs}):
     for xb, yb in loader:
@@ -61,7 +62,7 @@ print(json.dumps((time.perf_counter() - start) / steps * 1e6))
 """
 SESSION = """
 model, optimizer = model_and_optimizer()
-session = Session(model, optimizer, nn.CrossEntropyLoss(), DataLoader(ds, batch_size=128, shuffle=True),
+session = Session(model, optimizer, nn.CrossEntropyLoss(), DataLoader(ds, batch_size={batch}, shuffle=True),
                   max_epochs={epochs}, project="bench", run_name="session")
 display(session.dashboard())
 session.start()
@@ -69,14 +70,14 @@ session.start()
 QUICKSTART = """
 model, optimizer = model_and_optimizer()
 session = quickstart(project="bench", run_name="quickstart", model=model, optimizer=optimizer,
-                     loss_fn=nn.CrossEntropyLoss(), train_loader=DataLoader(ds, batch_size=128, shuffle=True),
+                     loss_fn=nn.CrossEntropyLoss(), train_loader=DataLoader(ds, batch_size={batch}, shuffle=True),
                      max_epochs={epochs})
 """
 TRAINER = """
 model, optimizer = model_and_optimizer()
 session = Trainer(project="bench", run_name="trainer", max_epochs={epochs}).fit(
     model=model, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(),
-    train_loader=DataLoader(ds, batch_size=128, shuffle=True))
+    train_loader=DataLoader(ds, batch_size={batch}, shuffle=True))
 """
 WAITED = QUICKSTART + "session.wait()\n"
 POLL = "print(json.dumps(session.done))"
@@ -112,10 +113,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", choices=("mlp", "conv"), default="mlp",
+                        help="mlp (the reference quickstart) or conv")
+    parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     km, kc = start_new_kernel(kernel_name="python3")
     try:
-        run(kc, SETUP.format(device=args.device))
+        run(kc, SETUP.format(device=args.device, model=args.model, bench=str(Path(__file__).resolve().parent)))
         pairs = {"Session.start() + dashboard": (SESSION, False), "quickstart + dashboard": (QUICKSTART, True),
                  "Trainer.fit + dashboard (blocks)": (TRAINER, True),
                  "quickstart, then session.wait()": (WAITED, True)}
@@ -123,15 +127,17 @@ def main() -> None:
         plain: dict[bool, list[float]] = {False: [], True: []}
         times: dict[str, list[float]] = {name: [] for name in pairs}
         for round_ in range(args.rounds + 1):  # round 0 warms up and is discarded
-            base = {clip: json.loads(run(kc, PLAIN.format(epochs=args.epochs, clip=clip))) for clip in loops}
-            measured = {name: session_per_step(kc, code.format(epochs=args.epochs))
+            base = {clip: json.loads(run(kc, PLAIN.format(epochs=args.epochs, clip=clip, batch=args.batch_size)))
+                    for clip in loops}
+            measured = {name: session_per_step(kc, code.format(epochs=args.epochs, batch=args.batch_size))
                         for name, (code, _) in pairs.items()}
             if round_:
                 for clip, value in base.items():
                     plain[clip].append(value)
                 for name, value in measured.items():
                     times[name].append(value / base[pairs[name][1]])  # ratios to the loop run beside them
-        print(f"kernel, device {args.device}, 4096 samples, batch 128, {args.epochs} epochs x {args.rounds} rounds")
+        print(f"kernel, {args.model}, device {args.device}, 4096 samples, batch {args.batch_size}, "
+              f"{args.epochs} epochs x {args.rounds} rounds")
         for clip, label in loops.items():
             print(f"  {label:54s} median {statistics.median(plain[clip]):8.1f} us/step")
         for name, ratios in times.items():

@@ -7,13 +7,15 @@ round by round in one process, so machine noise hits both alike. Each round trai
 Three pairs are measured:
 - script: the plain loop and ``Session.run()`` on the calling thread (``python train.py``);
 - notebook: the plain loop on a background thread and ``Session.start()`` (what a kernel does);
+- own loop: the plain loop as the user writes it, and the same loop under ``session.track()``;
 - lightning: the same model as a LightningModule under plain ``lightning.Trainer.fit`` and under
   ``fit`` with ``attach_lightning`` (skipped when Lightning is not installed).
 The notebook pair compares like with like: with GNU OpenMP, once the main thread has run
 parallel torch work, parallel work on any other thread is throttled, whoever runs it; the
 printed thread penalty (plain loop on a thread / on the calling thread) shows that cost.
 
-    .venv/bin/python bench/overhead.py [--device cuda] [--rounds 20] [--epochs 2] [--pairs script,lightning]
+    .venv/bin/python bench/overhead.py [--device cuda] [--model conv --batch-size 256] [--rounds 20]
+        [--epochs 2] [--pairs script,lightning]
 """
 
 from __future__ import annotations
@@ -28,19 +30,11 @@ import threading
 import time
 
 import torch
+from problems import PROBLEMS, make_problem  # bench/problems.py, beside this script
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from onthefly_nb import Session, attach_lightning
-
-
-def make_problem(samples: int, seed: int = 0) -> tuple[TensorDataset, nn.Module]:
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(samples, 28 * 28, generator=generator)
-    y = (x[:, :50].sum(dim=1) > 0).long()
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(28 * 28, 64), nn.ReLU(), nn.Linear(64, 2))
-    return TensorDataset(x, y), model
 
 
 def plain_loop(model: nn.Module, loader: DataLoader, epochs: int, device: torch.device) -> float:
@@ -78,6 +72,27 @@ def onthefly_loop(model: nn.Module, loader: DataLoader, epochs: int, device: tor
     session = Session(model, optimizer, nn.CrossEntropyLoss(), loader, max_epochs=epochs, device=device)
     start = time.perf_counter()
     session.start().wait() if background else session.run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    assert int(session.store.seen.sum()) == epochs * len(loader.dataset)
+    return seconds / session.global_step
+
+
+def tracked_loop(model: nn.Module, loader: DataLoader, epochs: int, device: torch.device) -> float:
+    """The plain loop, unchanged but for ``session.track()``: its batches, one ``run.record`` a step."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    session = Session(model, optimizer, loss_fn, loader, max_epochs=epochs, device=device)
+    start = time.perf_counter()
+    with session.track() as run:
+        for indices, (x, y) in run.batches():
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            outputs = model(x)
+            loss_fn(outputs, y).backward()
+            optimizer.step()
+            run.record(indices, outputs, y)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -123,6 +138,7 @@ PAIRS = {
                "onthefly_nb run()": lambda *a: onthefly_loop(*a, background=False)},
     "notebook": {"plain (background thread)": plain_on_thread,
                  "onthefly_nb start()": lambda *a: onthefly_loop(*a, background=True)},
+    "own loop": {"plain (calling thread)": plain_loop, "the same loop, session.track()": tracked_loop},
     "lightning": {"plain Lightning fit": lambda *a: lightning_loop(*a, attached=False),
                   "Lightning + attach_lightning": lambda *a: lightning_loop(*a, attached=True)},
 }
@@ -149,16 +165,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--model", choices=PROBLEMS, default="mlp", help="mlp (the reference quickstart) or conv")
     parser.add_argument("--samples", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--pairs", default=",".join(PAIRS), help=f"which of {', '.join(PAIRS)} to measure")
+    parser.add_argument("--pairs", default=",".join(PAIRS), help=f"which of {', '.join(PAIRS)} to measure "
+                        "(comma-separated)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dataset, base = make_problem(args.samples)
-    print(f"device {device}, {args.samples} samples, batch {args.batch_size}, "
+    dataset, base = make_problem(args.model, args.samples)
+    print(f"{args.model}, device {device}, {args.samples} samples, batch {args.batch_size}, "
           f"{args.epochs} epochs x {args.rounds} rounds, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     median: dict[str, float] = {}

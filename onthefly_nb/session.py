@@ -30,6 +30,7 @@ from .records.slices import EXPORT_CHUNK_ROWS, Selection
 from .run.control import TERMINAL, RunState
 from .run.determinism import DeterminismReport
 from .run.lifecycle import supersede
+from .run.manual import TrackedRun
 from .run.settings import Settings
 from .wiring import build
 
@@ -55,10 +56,10 @@ class Session:
                  stop_on_nan: bool = True, unpack: Unpack | None = None, project: str = "default",
                  run_name: str = "run", recluster_seconds: float | None = 30.0, health_every: int | None = 500,
                  deterministic: bool = False, seed: int | None = None, grad_clip_norm: float | None = None,
-                 val_every_n_epochs: int = 1, precision: str = "32") -> None:
+                 val_every_n_epochs: int = 1, precision: str = "32", accumulate: int = 1) -> None:
         self.settings = Settings(project, run_name, max_epochs, max_steps, scheduler_interval, do_test_after,
                                  stop_on_nan, health_every, deterministic, recluster_seconds, seed, grad_clip_norm,
-                                 val_every_n_epochs, precision)
+                                 val_every_n_epochs, precision, accumulate)
         supersede(list(Session._live), model, run_name, SUPERSEDE_SECONDS)  # a re-run notebook cell
         self.parts = build(self.settings, self, model, optimizer, loss_fn, train_loader, val_loader, test_loader,
                            scheduler=scheduler, device=device, unpack=unpack)
@@ -226,8 +227,7 @@ class Session:
         self.parts.merges.discard(merge)
 
     def slice(self, query: Selection = None, features: bool | None = None) -> pd.DataFrame:
-        """Per-sample rows for a pandas query (``"loss > q95"``; ``q1``..``q99`` name the loss quantiles)
-        or a list of dataset indices; every sample seen without one. See README, "Which samples"."""
+        """Per-sample rows for a pandas query (``"loss > q95"``) or dataset indices; README, "Which samples"."""
         return self.parts.records.slice(query, features)
 
     def export_slice(self, path: str, query: Selection = None, features: bool | None = None,
@@ -244,13 +244,15 @@ class Session:
                         doc="Summary of the latest clustering of the hard samples (empty before the first).")
 
     def export(self, path: str | os.PathLike[str], wait: bool = True) -> str | Future:
-        """Save the session to ``path`` (a ``.zip`` file, else a new folder), copied at the next step
-        boundary and written on another thread; ``Session.load`` continues it bit for bit."""
+        """Save the session to ``path`` (.zip, else a folder) at the next boundary; ``Session.load`` continues it."""
         return self.parts.export(path, wait)
 
     def default_export_path(self) -> Path:
-        """Where the dashboard's Export button saves (``Parts.default_export_path``)."""
         return self.parts.default_export_path()
+
+    def track(self) -> TrackedRun:
+        """Track your own training loop: ``with session.track() as run:`` (see ``run/manual.py``)."""
+        return TrackedRun(self.parts.lifecycle)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: nn.Module | None = None, optimizer: Any = None,

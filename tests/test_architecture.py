@@ -20,6 +20,7 @@ FOREIGN_PRIVATE = {
     "_get_collator_with_removed_columns": "transformers.Trainer: the collator that drops unused columns",
     "_iterator": "torch DataLoader caches persistent workers in it; dropping it is the only way to end them",
     "_forward_hooks": "torch.nn.Module has no public list of its forward hooks (tests check they are removed)",
+    "_dynamo": "torch.compile's graph-break and graph counters (torch._dynamo.utils.counters) have no public API",
 }
 
 

@@ -53,7 +53,7 @@ class DashboardState:
             "run": {
                 "project": settings.project, "run_name": settings.run_name, "state": str(run.state),
                 "step": run.step, "epoch": run.display_epoch(), "max_epochs": settings.max_epochs,
-                "steps_per_epoch": len(run.train_loader), "total_steps": run.total_steps,
+                "steps_per_epoch": run.loop.steps_per_epoch, "total_steps": run.total_steps,
                 "samples_per_sec": rate, "eta_sec": (left * batch / rate) if rate and left is not None else None,
                 "device": str(run.device), "error": self.error(),
                 "val": run.metrics.summary("validation"), "test": run.metrics.summary("test"),

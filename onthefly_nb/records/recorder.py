@@ -268,7 +268,14 @@ def _classify(logits: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _step_rows(pending: list[_Step], losses: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One row of (step, epoch, quantiles..., max, mean) per step, and each loss's percentile in its batch."""
+    """One row of (step, epoch, quantiles..., max, mean) per step, and each loss's percentile in its
+    step's batch (the batches a step accumulated gradients over count as one)."""
+    steps = np.fromiter((p.step for p in pending), dtype=np.int64, count=len(pending))
+    first = np.r_[True, steps[1:] != steps[:-1]]
+    if not first.all():  # gradient accumulation: consecutive entries of one step become one
+        group = np.cumsum(first) - 1
+        sizes = np.bincount(group, weights=sizes).astype(np.int64)
+        pending = [p for p, keep in zip(pending, first) if keep]
     rows = np.empty((len(pending), len(STEP_COLUMNS)), dtype=np.float64)
     rows[:, 0] = [p.step for p in pending]
     rows[:, 1] = [p.epoch for p in pending]

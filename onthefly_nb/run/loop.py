@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
@@ -53,6 +54,7 @@ class TrainingLoop:
         self.flush_seconds = QUIET_FLUSH_SECONDS
         self.clip_norm: float | None = schedule.grad_clip_norm  # gradient clipping (a plan can turn it on)
         self.autocast, self.scaler = mixed_precision(schedule.precision, device)
+        self._scale = None if self.scaler is None else self.scaler.get_scale()  # at the last flush (no sync yet)
         self._alongside: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         self.wait_seconds = 0.0  # in total: waiting for the loader's next batch
         self.busy_seconds = 0.0  # in total: steps, that wait included (pauses and evaluations left out)
@@ -61,7 +63,7 @@ class TrainingLoop:
         batches = train_loader.batch_sampler
         self._set_epoch: Callable[[int], None] | None = (  # a DistributedSampler's, or a batch sampler's own
             getattr(batches, "set_epoch", None) or getattr(getattr(batches, "sampler", None), "set_epoch", None))
-        self._epoch_first_step = 0  # the global step at which the epoch under way began
+        self.batches_done = 0  # batches of the epoch under way trained on
         self._pending_rng: dict[str, Any] | None = None  # a resumed run's RNG, until its epoch's order is drawn
         self._next_flush = self._clock + self.flush_seconds
         self.waiting_allowed = True  # whether the thread driving steps() may wait at a boundary (pause)
@@ -79,7 +81,7 @@ class TrainingLoop:
             if (yield from self._run_epoch()):
                 return
             self.epoch += 1
-            self._epoch_first_step = self.step
+            self.batches_done = 0
             self.sampler.epoch_draw = None
             while self.heavy_epoch_end and not self.waiting_allowed:
                 yield HANDOVER
@@ -102,9 +104,14 @@ class TrainingLoop:
         distributed = self.ranks is not None
         clock = time.perf_counter
         began = clock()
+        accumulate, batches = self.schedule.accumulate, len(self.loader)
         for indices, batch in self.loader:
             fetched = clock()
-            self._train_step(indices, batch)
+            self.batches_done += 1
+            stepping = accumulate == 1 or self.batches_done % accumulate == 0 or self.batches_done == batches
+            self._train_step(indices, batch, stepping)
+            if not stepping:  # gradient accumulation: the optimizer steps after the group's last batch
+                continue
             if step_scheduler:
                 self.scheduler.step()
             self.step += 1
@@ -126,12 +133,17 @@ class TrainingLoop:
             began = clock()
         return False
 
-    def _train_step(self, indices: list[int], batch: Any) -> None:
+    def _train_step(self, indices: list[int], batch: Any, stepping: bool = True) -> None:
+        """One batch: forward, loss, backward; with ``stepping``, the optimizer step (else the
+        gradients accumulate, each batch's loss divided by the number accumulated, as in the
+        plain accumulation loop)."""
         inputs, targets = self.unpack(batch)
         inputs = to_device(inputs, self.device, self.non_blocking)
         targets = to_device(targets, self.device, self.non_blocking)
         self.last_batch = (inputs, targets)
-        self.optimizer.zero_grad(set_to_none=True)
+        accumulate = self.schedule.accumulate
+        if accumulate == 1 or (self.batches_done - 1) % accumulate == 0:
+            self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             outputs = self.model(inputs)
             if not self.step:
@@ -141,19 +153,23 @@ class TrainingLoop:
             if value.ndim or (self.loss.per_sample is None and self.loss.off is None):
                 losses = reduce_to_samples(value, len(indices))
                 value = losses.mean()
+        if accumulate > 1:
+            value = value / accumulate
         scaler = self.scaler
         if scaler is None:
             value.backward()
-            if self.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
-            self.optimizer.step()
+            if stepping:
+                if self.clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+                self.optimizer.step()
         else:  # fp16: scaled gradients, unscaled before clipping; a step with inf gradients is skipped
             scaler.scale(value).backward()
-            if self.clip_norm is not None:
-                scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
-            scaler.step(self.optimizer)
-            scaler.update()
+            if stepping:
+                if self.clip_norm is not None:
+                    scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+                scaler.step(self.optimizer)
+                scaler.update()
         if self.loss.off is None:
             self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
 
@@ -218,7 +234,7 @@ class TrainingLoop:
     def position(self) -> dict[str, Any]:
         """Where the run stands, for a saved session: the epoch, the step, the batches of this epoch
         already trained on and how the epoch drew its order (None before it has)."""
-        return {"epoch": self.epoch, "step": self.step, "batches_done": self.step - self._epoch_first_step,
+        return {"epoch": self.epoch, "step": self.step, "batches_done": self.batches_done,
                 "epoch_draw": self.sampler.draw_in_effect}
 
     def rng_now(self) -> dict[str, Any]:
@@ -231,7 +247,7 @@ class TrainingLoop:
         back once that order is drawn (at once when the epoch had not drawn it yet)."""
         self.epoch, self.step = position["epoch"], position["step"]
         self.ctl.step = self.step
-        self._epoch_first_step = self.step - position["batches_done"]
+        self.batches_done = position["batches_done"]
         if position["epoch_draw"] is None:
             self.sampler.set_rng_states(rng)
             return
@@ -259,13 +275,21 @@ class TrainingLoop:
         while self._alongside:
             self._step_alongside()
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in an epoch: its batches, fewer when gradients accumulate."""
+        return -(-len(self.loader) // self.schedule.accumulate)
+
     def _reached_max_steps(self) -> bool:
         return self.schedule.max_steps is not None and self.step >= self.schedule.max_steps
 
     def flush(self) -> None:
-        """Fold recorded steps into the store and update the throughput estimate."""
+        """Fold recorded steps into the store and update the throughput estimate; with fp16, note the
+        steps the GradScaler skipped since the last flush (its scale halves at each)."""
         before = self.recorder.samples
         self.recorder.flush()
+        if self.scaler is not None:
+            self._note_overflows(self.scaler.get_scale())
         now = time.monotonic()
         self._clock_samples += self.recorder.samples - before
         elapsed = now - self._clock
@@ -282,6 +306,17 @@ class TrainingLoop:
         self.recorder.close()
         if self.loader.persistent_workers:
             self.loader._iterator = None
+
+    def note_scale(self) -> None:
+        """Take the GradScaler's scale as it is now (a resumed run's) as the last one seen."""
+        self._scale = None if self.scaler is None else self.scaler.get_scale()
+
+    def _note_overflows(self, scale: float) -> None:
+        last, self._scale = self._scale, scale
+        if last is not None and scale < last:
+            skipped = round(math.log2(last / scale))
+            self.ctl.note("amp_overflow", skipped=skipped, scale=scale,
+                          message=f"{skipped} step(s) had inf/NaN gradients and were skipped; loss scale {scale:g}")
 
     def restart_clock(self) -> None:
         """Leave pauses and evaluations out of the throughput estimate."""

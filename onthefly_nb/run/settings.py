@@ -28,6 +28,7 @@ class Settings:
     grad_clip_norm: float | None = None  # clip the gradients' total L2 norm to this before every step
     val_every_n_epochs: int = 1  # validate every this many epochs when there is a validation loader (0: never)
     precision: str = "32"  # "bf16" or "fp16": the forward pass under torch.autocast (fp16 with a GradScaler)
+    accumulate: int = 1  # batches whose gradients add up to one optimizer step
 
     def __post_init__(self) -> None:
         if self.max_epochs is not None and not _whole(self.max_epochs, 1):
@@ -43,6 +44,8 @@ class Settings:
         if not _whole(self.val_every_n_epochs, 0):
             raise ConfigurationError(f"val_every_n_epochs must be a whole number >= 0 (0: never), "
                                      f"got {self.val_every_n_epochs!r}.")
+        if not _whole(self.accumulate, 1):
+            raise ConfigurationError(f"accumulate must be a whole number of batches >= 1, got {self.accumulate!r}.")
         if self.precision not in PRECISIONS:
             raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.health_every is not None and not _whole(self.health_every, 1):

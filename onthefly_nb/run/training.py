@@ -92,7 +92,7 @@ class Run:
     def total_steps(self) -> int | None:
         """Steps the schedule will run if nobody stops it (None: until stopped)."""
         epochs, steps = self.settings.max_epochs, self.settings.max_steps
-        total = None if epochs is None else epochs * len(self.train_loader)
+        total = None if epochs is None else epochs * self.loop.steps_per_epoch
         return steps if total is None else total if steps is None else min(total, steps)
 
     def display_epoch(self) -> int:
@@ -224,6 +224,8 @@ class Run:
                   "epoch_draw": position.pop("epoch_draw")}
         if self.scheduler is not None:
             states["scheduler"] = copy.deepcopy(self.scheduler.state_dict())
+        if self.loop.scaler is not None:  # fp16: the loss scale goes on from where it was
+            states["scaler"] = self.loop.scaler.state_dict()
         weights = self.loop.sampler.weights
         return {"tensors": {"model": cloned(self.model.state_dict())}, "states": states,
                 "arrays": {} if weights is None else {"sampling": {"weights": weights.numpy().copy()}},
@@ -252,6 +254,9 @@ class Run:
             if self.scheduler is None:
                 raise ConfigurationError("the saved run had a learning-rate scheduler; pass scheduler=... as then")
             self.scheduler.load_state_dict(states["scheduler"])
+        if "scaler" in states and self.loop.scaler is not None:
+            self.loop.scaler.load_state_dict(states["scaler"])
+            self.loop.note_scale()
         if "sampling" in state["arrays"]:
             self.loop.sampler.reweight(state["arrays"]["sampling"]["weights"])
         self.loop.clip_norm = saved(Opt(Num(low=1e-12)), config["clip_norm"], "clip_norm")

@@ -82,8 +82,10 @@ class Checkup:
         if busy > 0:  # steps ran since the last check: a new window; else (paused) the last one again
             self._timing, self._window = (loop.wait_seconds, loop.busy_seconds), (wait, busy)
         wait, busy = self._window
+        scaler = loop.scaler  # fp16: the GradScaler's scale (one host read, at a check)
         return Probe(inputs, targets, self.run.loss.evaluate, wait if busy > 0 else None, busy if busy > 0 else None,
-                     self.run.records.recent_labels(self.run.step - RECENT_STEPS))
+                     self.run.records.recent_labels(self.run.step - RECENT_STEPS),
+                     None if scaler is None else scaler.get_scale())
 
     def check_determinism(self) -> DeterminismReport:
         """Replay the last step twice from the captured state; the result joins the health findings."""

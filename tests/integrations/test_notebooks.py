@@ -264,3 +264,15 @@ def test_lightning_notebook_runs_the_reference_snippet_with_a_dashboard(tmp_path
     stepped = output_text(find_cell(nb.cells, "%onthefly step 5"))
     assert "paused" in stepped, stepped
     assert "<table" in html_outputs(find_cell(nb.cells, 'session.slice("loss > q95")'))
+
+
+def test_own_loop_notebook_tracks_the_users_loop(tmp_path):
+    nb = nbformat.read(NOTEBOOKS / "own_loop.ipynb", as_version=4)
+    execute(nb, path=tmp_path, timeout=180)
+    errors = error_outputs(nb)
+    assert not errors, "cells raised:\n" + "\n\n".join(errors)
+    ran = output_text(find_cell(nb.cells, "with session.track() as run:"))
+    assert "own-loop: finished, step 512/512" in ran, ran
+    tail = output_text(find_cell(nb.cells, 'slice("loss > q95")'))
+    found = int(tail.split("; ")[1].split()[0])
+    assert found >= 150, tail  # most of the flipped labels are in the tail

@@ -97,8 +97,9 @@ if __name__ == "__main__":
     rank = dist.get_rank()
     loader = DataLoader(data, batch_size=BATCH, sampler=DistributedSampler(data, shuffle=True, seed=SEED))
     session = session_of(DistributedDataParallel(model()), loader, EPOCHS if mode == "ddp" else 10_000)
+    pauser = threading.Thread(target=pause_from_rank0, args=(session,), daemon=True)
     if mode == "pause" and rank == 0:
-        threading.Thread(target=pause_from_rank0, args=(session,), daemon=True).start()
+        pauser.start()
     if mode == "pause" and rank == 1:
         def report() -> None:
             while True:
@@ -106,6 +107,8 @@ if __name__ == "__main__":
                 time.sleep(0.02)
         threading.Thread(target=report, daemon=True).start()
     session.run()
+    if pauser.is_alive():
+        pauser.join()  # it stopped the run and writes its facts next: exiting now would cut them off
     write(f"final{rank}", {"step": session.global_step, "status": session.status})
     if mode == "ddp" and rank == 0:
         save_store(session, "ddp")

@@ -1,0 +1,62 @@
+"""On a GPU: the recorder adds no host sync per step, and fp16 trains as the plain AMP loop.
+Skipped where no CUDA device is present (the CI machine has none)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import pytest
+import torch
+from conftest import classification_data, small_model
+from test_precision import amp_loop
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from onthefly_nb import Session
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def host_syncs(run: Callable[[], object]) -> int:
+    """How many synchronizing CUDA calls ``run`` makes (torch.cuda.set_sync_debug_mode)."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def session_on_the_gpu(steps: int) -> Session:
+    """A session whose data already lives on the GPU, so the loop itself needs no copies."""
+    x, y = (t.cuda() for t in classification_data(4096).tensors)
+    model = small_model().cuda()
+    return Session(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                   DataLoader(TensorDataset(x, y), batch_size=16), max_steps=steps, device="cuda",
+                   recluster_seconds=None, health_every=None)
+
+
+def test_the_recorder_adds_no_host_sync_per_step():
+    assert host_syncs(lambda: torch.ones(1, device="cuda").item()) >= 1, "the probe must see a sync"
+    host_syncs(session_on_the_gpu(5).run)  # warm up kernels and allocator
+    few, many = session_on_the_gpu(20), session_on_the_gpu(220)
+    short, long = host_syncs(few.run), host_syncs(many.run)
+    assert many.global_step == 220 and int(many.store.seen.sum()) == 220 * 16
+    assert long - short < 20, f"200 more steps made {long - short} more host syncs ({short} for 20 steps)"
+
+
+def test_fp16_on_the_gpu_trains_as_the_plain_amp_loop():
+    data = classification_data(192)
+    cuda = TensorDataset(*(t.cuda() for t in data.tensors))
+    model, twin = small_model().cuda(), small_model().cuda()
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                      DataLoader(cuda, batch_size=16), max_epochs=2, precision="fp16", device="cuda",
+                      recluster_seconds=None)
+    session.run()
+    amp_loop(twin, cuda, nn.CrossEntropyLoss(), 2, torch.float16, device="cuda")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    assert session.slice()["loss"].notna().all()
