@@ -114,8 +114,7 @@ class Session:
         return self
 
     def wait_for(self, step: int | None = None, state: str | None = None, timeout: float | None = None) -> Session:
-        """Block until the run has trained ``step`` steps, or is in ``state`` ("paused", ...), or has ended:
-        what a notebook cell that shows results waits for, so a Run All shows them."""
+        """Block until ``step`` steps are trained, or the run is in ``state`` ("paused", ...), or it ended."""
         self.parts.lifecycle.wait(timeout, lambda: (step is None or self.global_step >= step) and
                                   (state is None or self.status == state))
         return self
@@ -160,8 +159,7 @@ class Session:
         return self._call(self.parts.run.evaluation("test"), wait, "test")
 
     def health(self, wait: bool = True) -> pd.DataFrame | Future:
-        """Every health check at the next step boundary (also every ``health_every`` steps): a DataFrame
-        of pass/warn/fail findings on loss, weights, gradients, activations, data and balance."""
+        """Every health check at the next step boundary (also every ``health_every`` steps): pass/warn/fail rows."""
         return self._call(self.parts.checkup.health, wait, "health")
 
     def check_determinism(self, wait: bool = True) -> DeterminismReport | Future:
@@ -230,6 +228,10 @@ class Session:
         """Per-sample rows for a pandas query (``"loss > q95"``) or dataset indices; README, "Which samples"."""
         return self.parts.records.slice(query, features)
 
+    def suspects(self, threshold: float = 0.5) -> pd.DataFrame:
+        """Samples whose label looks wrong, most suspect first (``records/suspects.py``; bench/label_noise.py)."""
+        return self.parts.records.suspects(threshold)
+
     def export_slice(self, path: str, query: Selection = None, features: bool | None = None,
                      chunk_rows: int = EXPORT_CHUNK_ROWS) -> str:
         """Write ``slice(query)`` to ``path`` (.csv, .parquet or .json lines), in chunks; returns the path."""
@@ -240,8 +242,7 @@ class Session:
         job = self.parts.clusters.cluster(k)
         return job.result() if wait else job
 
-    clusters = property(lambda self: self.clustering.summary if self.clustering is not None else pd.DataFrame(),
-                        doc="Summary of the latest clustering of the hard samples (empty before the first).")
+    clusters = property(lambda self: self.parts.records.cluster_summary(), doc="The latest clustering's summary.")
 
     def export(self, path: str | os.PathLike[str], wait: bool = True) -> str | Future:
         """Save the session to ``path`` (.zip, else a folder) at the next boundary; ``Session.load`` continues it."""
@@ -285,8 +286,7 @@ class Session:
     def dashboard(self) -> Any:
         """The session's live dashboard widget (one per session, displayable many times)."""
         if not self.parts.run.lead:
-            raise ConfigurationError(f"this is rank {self.parts.run.ranks.rank} of a torchrun launch; rank 0 hosts "
-                                     f"the dashboard")
+            raise ConfigurationError(f"this is rank {self.parts.run.ranks.rank} of a torchrun launch; rank 0 hosts it")
         return self.parts.hosting.widget()
 
     def bridge(self, port: int | None = None) -> Bridge:

@@ -117,6 +117,8 @@ def build(settings: Settings, session: Steerable, model: Any, optimizer: Any, lo
     def clustered(result: Clustering) -> None:
         log.append("clustered", result.step, k=len(result.summary), source=result.source,
                    samples=int(len(result.indices)))
+        for kind in ("fork", "reweight"):  # their clusters are the old clustering's
+            plans.expire(kind, f"the clustering at step {result.step} replaced the one it named")
         for propose in (propose_fork, propose_reweight):
             propose(plans, result.summary, result.indices, result.labels, result.step)
 
@@ -137,7 +139,7 @@ def build(settings: Settings, session: Steerable, model: Any, optimizer: Any, lo
                       gradient_norm=run.gradient_norm)
     if run.lead:
         run.hooks.epoch_end.append(clusters.epoch_ended)
-    run.hooks.flush += [lambda: watch.observe(run.step), checkup.due, changed.set]
+    run.hooks.flush += [lambda: watch.observe(run.step), plans.sweep, checkup.due, changed.set]
     run.hooks.evaluated.append(lambda kind, _result: kind == "validation" and watch.validated(run.step))
     workshop.on_trained.append(lambda expert: propose_merge(plans, workshop, expert))
     lifecycle.on_end.append(hosting.run_ended)

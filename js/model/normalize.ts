@@ -166,6 +166,7 @@ export function normalizePlans(v: unknown): Plan[] {
       param_specs: specs,
       status,
       result: str(p.result),
+      expires: numOrNull(p.expires),
     });
   }
   return out;

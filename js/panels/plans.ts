@@ -37,7 +37,8 @@ interface Card {
   pendingTimer: number;
 }
 
-const signature = (p: Plan) => JSON.stringify([p.status, p.title, p.evidence, p.step, p.params, p.param_specs, p.result, p.kind]);
+const signature = (p: Plan) =>
+  JSON.stringify([p.status, p.title, p.evidence, p.step, p.params, p.param_specs, p.result, p.kind, p.expires]);
 
 /** The plans panel body: one card per plan, updated in place so that typing survives updates. */
 class PlanList {
@@ -121,6 +122,9 @@ class PlanList {
       h(doc, "span", { class: "onthefly-badge", "data-status": plan.status }, plan.status),
     );
     if (plan.step !== null) head.append(h(doc, "span", { class: "onthefly-plan-step" }, `step ${plan.step}`));
+    if (proposed && plan.expires !== null) {
+      head.append(h(doc, "span", { class: "onthefly-plan-expires" }, `holds until step ${plan.expires}`));
+    }
     const children: Node[] = [head];
     if (plan.evidence) children.push(h(doc, "p", { class: "onthefly-plan-evidence" }, plan.evidence));
 

@@ -21,11 +21,25 @@ def expert_actions(workshop: Workshop, merges: Merges) -> dict[str, PlanAction]:
         merges.propose_commit(candidate)
         return f"{candidate.name}: candidate weights; see its commit card"
 
+    def fork_merged(plan: Plan) -> str | None:
+        """Why the card's fork can no longer be merged by it: gone, merged, or in a candidate already."""
+        name = plan.context["expert"]
+        expert = workshop.experts.get(name)
+        if expert is None or expert.state != "trained":
+            return f"{name} is {'gone' if expert is None else expert.state} now"
+        pending = next((m.name for m in merges.merges.values() if name in m.experts and m.state == "candidate"), None)
+        return None if pending is None else f"{name} was merged into the candidate {pending} another way"
+
+    def candidate_decided(plan: Plan) -> str | None:
+        merge = merges.merges.get(plan.context["merge"])
+        return None if merge is not None and merge.state == "candidate" else f"{plan.context['merge']} was decided"
+
     return {
         "fork": PlanAction(fork),
-        "merge": PlanAction(merge),
+        "merge": PlanAction(merge, outdated=fork_merged),
         "commit_merge": PlanAction(lambda plan: merges.commit_job(plan.context["merge"])(),
-                                   on_reject=lambda plan: merges.discard(plan.context["merge"])),
+                                   on_reject=lambda plan: merges.discard(plan.context["merge"]),
+                                   outdated=candidate_decided),
     }
 
 

@@ -149,6 +149,7 @@ class Merges:
             for expert in merge.experts:
                 self.workshop.experts[expert].state = "merged"
             self.run.log.append("merge_committed", self.run.step, merge=name)
+            self.plans.sweep()  # its card, and any other on these experts, no longer hold
             self.workshop.refresh()
             return name
 
@@ -158,6 +159,7 @@ class Merges:
         merge = self._candidate(name)
         merge.state = "discarded"
         self.run.log.append("merge_discarded", self.run.step, merge=name)
+        self.plans.sweep()
         self.run.controller.submit(self.workshop.refresh)  # the compare panel drops the candidate
 
     def _candidate(self, name: str) -> Merge:

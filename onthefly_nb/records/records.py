@@ -26,6 +26,7 @@ from .slices import (
     store_frame,
 )
 from .store import STEP_COLUMNS, SampleStore, StepHistory
+from .suspects import suspects
 
 
 class Records:
@@ -76,6 +77,14 @@ class Records:
             matched = apply_query(light, query, quantiles, list(view.frame(None, features, empty=True).columns))
             view = view.at(matched.index.to_numpy())
         return view.frame(None, features)
+
+    def cluster_summary(self) -> pd.DataFrame:
+        """Summary of the latest clustering of the hard samples (empty before the first)."""
+        return self.clustering.summary if self.clustering is not None else pd.DataFrame()
+
+    def suspects(self, threshold: float = 0.5) -> pd.DataFrame:
+        """Samples whose label looks wrong, most suspect first (see ``suspects.py``)."""
+        return suspects(self.slice(features=False), threshold)
 
     def rows(self, selection: Selection) -> np.ndarray:
         """The sorted dataset indices of a slice: a query, or indices (checked)."""

@@ -47,7 +47,7 @@ def store_frame(store: SampleStore, rows: np.ndarray, quantiles: dict[str, float
             "confidence": lambda: store.confidence(rows),
             "variability": lambda: store.variability(rows),
             "correctness": lambda: store.correctness(rows),
-            "forgets": lambda: c("forgets"),
+            "forgets": lambda: store.forgetting(rows),
         }
     return pd.DataFrame({name: get() for name, get in getters.items() if names is None or name in names})
 

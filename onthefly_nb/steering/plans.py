@@ -19,6 +19,7 @@ from ..errors import PlanError, StateError
 
 PROPOSED, APPROVED, REJECTED, EXECUTED, FAILED, EXPIRED = (
     "proposed", "approved", "rejected", "executed", "failed", "expired")
+LIFETIME_STEPS = 1000  # a card's evidence is about the run as it was: after this many steps it expires
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Plan:
     param_specs: dict[str, ParamSpec] = field(default_factory=dict)
     status: str = PROPOSED
     result: str | None = None
+    expires: int | None = None  # the step after which the card no longer holds (None: never by age)
     context: dict[str, Any] = field(default_factory=dict, repr=False)  # what the executor needs; not shown
 
     def to_json(self) -> dict[str, Any]:
@@ -82,10 +84,12 @@ class PlanCard(dict):
 @dataclass(frozen=True)
 class PlanAction:
     """What approving a plan of one kind does (on the trainer thread, returning what happened),
-    and what rejecting it does besides closing the card."""
+    what rejecting it does besides closing the card, and why its evidence no longer holds (None
+    while it does: say, its fork was merged another way)."""
 
     execute: Callable[[Plan], str]
     on_reject: Callable[[Plan], None] | None = None
+    outdated: Callable[[Plan], str | None] | None = None
 
 
 Log = Callable[..., Any]
@@ -108,10 +112,12 @@ class PlanBook:
         self._actions.update(actions)
 
     def propose(self, kind: str, title: str, evidence: str, params: dict[str, float] | None = None,
-                specs: dict[str, ParamSpec] | None = None, context: dict[str, Any] | None = None) -> Plan:
+                specs: dict[str, ParamSpec] | None = None, context: dict[str, Any] | None = None,
+                lifetime: int | None = LIFETIME_STEPS) -> Plan:
+        """A new card; it expires ``lifetime`` steps from now (None: only when its evidence fails)."""
         step = self._step()
         plan = Plan(f"plan-{next(self._ids)}", kind, title, evidence, step, dict(params or {}), dict(specs or {}),
-                    context=dict(context or {}))
+                    expires=None if lifetime is None else step + lifetime, context=dict(context or {}))
         with self._lock:
             self._plans.append(plan)
         self._log("plan_proposed", step, plan=plan.id, plan_kind=kind, title=title)
@@ -126,10 +132,33 @@ class PlanBook:
         """Close the undecided plans of ``kind`` that events have made moot."""
         with self._lock:
             stale = [p for p in self._plans if p.kind == kind and p.status == PROPOSED]
-            for plan in stale:
-                plan.status, plan.result = EXPIRED, reason
         for plan in stale:
-            self._log("plan_expired", self._step(), plan=plan.id, plan_kind=kind, reason=reason)
+            self._close(plan, reason)
+
+    def sweep(self) -> None:
+        """Expire the undecided cards whose evidence no longer holds (after each flush)."""
+        with self._lock:
+            waiting = [p for p in self._plans if p.status == PROPOSED]
+        for plan in waiting:
+            reason = self._outdated(plan)
+            if reason is not None:
+                self._close(plan, reason)
+
+    def _outdated(self, plan: Plan) -> str | None:
+        step = self._step()
+        if plan.expires is not None and step > plan.expires:
+            return f"proposed at step {plan.step}, and the run has moved on to step {step}"
+        check = self._actions[plan.kind].outdated if plan.kind in self._actions else None
+        return None if check is None else check(plan)
+
+    def _close(self, plan: Plan, reason: str) -> bool:
+        """Expire ``plan`` if it is still undecided; whether it was."""
+        with self._lock:
+            if plan.status != PROPOSED:
+                return False
+            plan.status, plan.result = EXPIRED, reason
+        self._log("plan_expired", self._step(), plan=plan.id, plan_kind=plan.kind, reason=reason)
+        return True
 
     def all(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -158,6 +187,9 @@ class PlanBook:
                 raise PlanError(f"plan {plan_id} ({plan.kind}) has no parameter {name!r}; "
                                 f"it has: {', '.join(plan.param_specs) or 'none'}")
             edited[name] = plan.param_specs[name].check(name, value)
+        reason = self._outdated(plan) if decision == "approve" and plan.status == PROPOSED else None
+        if reason is not None and self._close(plan, reason):
+            raise StateError(f"plan {plan_id} ({plan.title}) has expired: {reason}; nothing was done")
         with self._lock:
             if plan.status != PROPOSED:
                 raise StateError(f"plan {plan_id} was already {plan.status}")

@@ -18,13 +18,11 @@ SPIKE_FACTOR = 3.0  # a step whose mean loss exceeds this times the window's med
 SPIKE_MADS = 10.0  # ... and exceeds the median by this many median absolute deviations (batch noise)
 SPIKE_ALONE = 10.0  # a single step this many times the median is a spike by itself; else two in a row
 SPIKE_COOLDOWN = 200  # steps before another lower-LR card
+SPIKE_FLOOR = 0.1  # ... and exceeds the median by this share of the loss at the start (a median of 0 has no scale)
+LARGEST_RATIO = 1000.0  # a ratio above this is shown as the two values: "1.7e12x" tells nothing
 VALIDATE_IMPROVEMENT = 0.2  # relative drop of the median train loss since the last validation
 VALIDATE_MIN_STEPS = 50
 CONVERGED = 1e-3  # a train loss below this fraction of its start has converged: no more validate cards
-
-_MEAN = STEP_COLUMNS.index("mean")
-_MEDIAN = STEP_COLUMNS.index("p50")
-_STEP = STEP_COLUMNS.index("step")
 
 _MEAN = STEP_COLUMNS.index("mean")
 _MEDIAN = STEP_COLUMNS.index("p50")
@@ -64,21 +62,23 @@ class PlanWatch:
         means = before[:, _MEAN]
         baseline = float(np.median(means))
         spread = float(np.median(np.abs(means - baseline)))  # batch-to-batch noise (MAD)
-        threshold = baseline + max((SPIKE_FACTOR - 1) * baseline, SPIKE_MADS * spread)
+        start = float(np.median(self._history.first(10)[:, _MEAN]))
+        floor = SPIKE_FLOOR * start if math.isfinite(start) and start > 0 else 1e-6
+        threshold = baseline + max((SPIKE_FACTOR - 1) * baseline, SPIKE_MADS * spread, floor)
         values = np.nan_to_num(new[:, _MEAN], nan=np.inf)
         above = values > threshold
         # one wild step, or two in a row above the threshold: a lone noisy batch is not a spike
         lasting = above[1:] & above[:-1] if len(above) > 1 else np.zeros(0, bool)
-        spiked = baseline > 0 and (bool((values > SPIKE_ALONE * baseline).any()) or bool(lasting.any())
-                                   or bool(above[0] and self._was_above))
+        alone = values > max(SPIKE_ALONE * baseline, threshold)
+        spiked = bool(alone.any()) or bool(lasting.any()) or bool(above[0] and self._was_above)
         self._was_above = bool(above[-1])
         worst = int(np.argmax(values))
         latest = float(new[worst, _MEAN])
         if not spiked or step - self._last_spike < SPIKE_COOLDOWN or self._book.open("lower_lr"):
             return
         self._last_spike = step
-        evidence = (f"the mean loss of step {int(new[worst, _STEP])} was {latest:.4g}, {latest / baseline:.1f}x the "
-                    f"median {baseline:.4g} of the {len(before)} steps before it (noise there: {spread:.2g})")
+        evidence = (f"the mean loss of step {int(new[worst, _STEP])} was {latest:.4g}, {against(latest, baseline)} "
+                    f"of the {len(before)} steps before it (noise there: {spread:.2g})")
         propose_lower_lr(self._book, evidence)
         if self._gradient_norm is not None:
             propose_clip(self._book, evidence, self._gradient_norm())
@@ -112,6 +112,13 @@ class PlanWatch:
         self._validated_step = step
 
 
+def against(value: float, median: float) -> str:
+    """``value`` as a multiple of ``median``, or beside it when the ratio would be absurd."""
+    if median > 0 and value / median <= LARGEST_RATIO:
+        return f"{value / median:.1f}x the median {median:.4g}"
+    return f"against a median of {median:.4g}"
+
+
 def propose_lower_lr(book: PlanBook, evidence: str) -> Plan | None:
     """A card to scale the learning rate down, unless one is open."""
     if book.open("lower_lr"):
@@ -142,7 +149,8 @@ def _standout(summary: Any) -> tuple[int, str] | None:
     if not ratio >= FORK_LOSS_RATIO or int(top["size"]) < FORK_MIN_SIZE:
         return None
     labels = ", ".join(f"{k} ({v})" for k, v in top.get("top_labels", {}).items()) if "top_labels" in top else ""
-    evidence = (f"{int(top['size'])} hard samples, mean loss {float(top['mean_loss']):.4g} = {ratio:.1f}x the median"
+    mean = float(top["mean_loss"])
+    evidence = (f"{int(top['size'])} hard samples, mean loss {mean:.4g}, {against(mean, mean / ratio)} of all samples"
                 + (f"; labels {labels}" if labels else ""))
     return int(summary.index[0]), evidence
 

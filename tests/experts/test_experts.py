@@ -190,6 +190,10 @@ def test_merge_is_a_candidate_until_committed():
         assert session.experts["blob"].state == "merged"
         with pytest.raises(StateError, match="already committed"):
             session.commit(merge.name)
+        card = next(p for p in session.plans if p["kind"] == "merge")  # proposed when blob was trained
+        assert card["status"] == "expired" and "blob is merged now" in card["result"]
+        with pytest.raises(StateError, match="already expired"):
+            card.approve(wait=True)  # it would have merged blob a second time
         nodes = {n["id"]: n for n in session.lineage}
         assert nodes[merge.name]["kind"] == "merge" and nodes[merge.name]["merged_from"] == ["blob"]
         session.resume()

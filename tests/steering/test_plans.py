@@ -197,3 +197,57 @@ def test_a_spike_also_proposes_clipping_which_bounds_later_gradients():
         assert [e["kind"] for e in session.events][-2:] == ["health", "plan_executed"]
     finally:
         session.stop()
+
+
+def test_a_card_expires_once_the_run_moves_on_and_approving_it_then_is_refused():
+    events: list[tuple] = []
+    now, ran = [0], []
+    book = PlanBook(lambda kind, step, **data: events.append((kind, data)), submit=lambda action: action(),
+                    step=lambda: now[0])
+    book.register({"lower_lr": PlanAction(lambda plan: ran.append(plan.id) or "done")})
+    card = book.propose("lower_lr", "Lower the learning rate", "a spike at step 0", lifetime=100)
+    assert card.expires == 100 and book.cards()[0]["expires"] == 100
+    now[0] = 100
+    book.sweep()
+    assert book.get(card.id).status == "proposed", "it holds through its last step"
+    now[0] = 101
+    with pytest.raises(StateError, match="expired: proposed at step 0, and the run has moved on to step 101"):
+        book.decide(card.id, "approve")
+    assert ran == [] and book.get(card.id).status == "expired" and events[-1][0] == "plan_expired"
+
+
+def test_a_card_whose_evidence_failed_expires_at_the_next_sweep():
+    book = Book().book
+    done = {"yes": False}
+    book.register({"merge": PlanAction(lambda plan: "merged",
+                                       outdated=lambda plan: "it was merged another way" if done["yes"] else None)})
+    card = book.propose("merge", "Merge fork-1", "trained 300 steps", lifetime=None)
+    book.sweep()
+    assert book.get(card.id).status == "proposed" and card.expires is None
+    done["yes"] = True
+    book.sweep()
+    assert book.get(card.id).status == "expired" and book.get(card.id).result == "it was merged another way"
+
+
+@pytest.mark.parametrize("median", [0.0, 1e-9])
+def test_a_spike_from_a_loss_near_zero_is_a_spike_and_no_ratio_is_absurd(median):
+    rec, history = Book(), StepHistory()
+    watch = PlanWatch(rec.book, history, can_validate=False)
+    history.extend(history_rows([2.0] * 10 + [median] * 60))  # learnt, then memorised to (almost) 0
+    watch.observe(70)
+    assert rec.book.all() == []
+    history.extend(history_rows([1743.0, median], start=70))
+    watch.observe(72)
+    plans = rec.book.all()
+    assert [p["kind"] for p in plans] == ["lower_lr", "health_check"]
+    assert "against a median of" in plans[0]["evidence"] and "x the median" not in plans[0]["evidence"]
+
+
+def test_noise_far_below_the_starting_loss_is_not_a_spike():
+    rec, history = Book(), StepHistory()
+    watch = PlanWatch(rec.book, history, can_validate=False)
+    history.extend(history_rows([2.0] * 10 + [0.0] * 60))
+    watch.observe(70)
+    history.extend(history_rows([0.01, 0.02, 0.01], start=70))  # 0.1 of the start is the floor
+    watch.observe(73)
+    assert rec.book.all() == []

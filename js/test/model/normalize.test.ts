@@ -51,8 +51,8 @@ describe("normalisers", () => {
 
   it("read plans with their specs and keep the id as sent; drop those the contract does not describe", () => {
     const plans = normalizePlans([
-      { id: "plan-7", kind: "lower_lr", title: "Lower", params: { factor: 0.5, bad: "x" }, param_specs: { factor: { label: "factor", min: 0.1, max: 1 } }, status: "proposed" },
-      { id: "p2", kind: "validate_now", status: 3, result: null },
+      { id: "plan-7", kind: "lower_lr", title: "Lower", params: { factor: 0.5, bad: "x" }, param_specs: { factor: { label: "factor", min: 0.1, max: 1 } }, status: "proposed", expires: 1200 },
+      { id: "p2", kind: "validate_now", status: 3, result: null, expires: "soon" },
       { kind: "fork" },
       { id: 8, kind: "fork" },
       { id: "p9", kind: "reticulate" },
@@ -61,6 +61,7 @@ describe("normalisers", () => {
     const [a, b] = plans;
     expect(a!.id).toBe("plan-7");
     expect(a!.params).toEqual({ factor: 0.5 });
+    expect([a!.expires, b!.expires]).toEqual([1200, null]);
     expect(a!.param_specs.factor).toEqual({ label: "factor", min: 0.1, max: 1, step: null });
     expect(b).toMatchObject({ id: "p2", status: "failed", title: "validate_now", params: {}, result: "" });
     expect(normalizePlans([{ id: "p3", kind: "health_check", status: "expired" }])[0]!.status).toBe("expired");

@@ -32,7 +32,7 @@ describe("histogram layout", () => {
 describe("plans", () => {
   const plan: Plan = {
     id: "plan-3", kind: "lower_lr", title: "Lower", evidence: "", step: 10, params: { factor: 0.5 },
-    param_specs: { factor: { label: "factor", min: 0.1, max: 1, step: 0.05 } }, status: "proposed", result: "",
+    param_specs: { factor: { label: "factor", min: 0.1, max: 1, step: 0.05 } }, status: "proposed", result: "", expires: 1010,
   };
 
   it("validate parameters against their spec", () => {
