@@ -24,6 +24,8 @@ LARGE_NORM = 1e2  # above this warns
 VANISHING_NORM = 1e-8  # a layer whose gradient norm is below this gets nothing to learn from
 HIGH_LR = 1.0
 GAP_WARN = 1.5  # validation loss over the recent mean train loss
+ZERO_LOSS = 1e-8  # a mean loss below this is zero for the gap (ratios of two zeros mean nothing)
+DIVERGED = 10.0  # a late mean loss this many times the early one: the run diverged
 TREND_MIN_STEPS = 100
 INPUT_BOUND = 0.3  # share of step time spent waiting for data above which the run is input-bound
 IMBALANCE = 5.0  # most over least frequent class count
@@ -126,9 +128,17 @@ def _learning_rate(optimizer: torch.optim.Optimizer) -> Finding:
     rates = [g.get("lr") for g in optimizer.param_groups]
     values = [float(r) for r in rates if isinstance(r, int | float | torch.Tensor)]
     evidence = "lr " + ", ".join(f"{r:.3g}" for r in values)
-    if not values or any(not math.isfinite(r) or r <= 0 for r in values):
+    if not values or any(not math.isfinite(r) or r < 0 for r in values):
         return Finding("learning rate", FAIL, evidence or "no learning rate",
                        "A learning rate must be a positive finite number.")
+    if any(r == 0 for r in values):
+        decayed = all(float(g.get("initial_lr", 0) or 0) > 0 for g in optimizer.param_groups)  # set by a scheduler
+        if decayed:
+            return Finding("learning rate", PASS, f"{evidence} (a schedule decayed it from "
+                           f"{max(float(g['initial_lr']) for g in optimizer.param_groups):.3g})",
+                           "The schedule has brought the learning rate to 0, as at the end of a decay.")
+        return Finding("learning rate", WARN, evidence, "A learning rate of 0 leaves the weights where they are: "
+                       "set a positive one, or check the scheduler.")
     if max(values) > HIGH_LR:
         return Finding("learning rate", WARN, evidence, "A learning rate above 1 is unusual and often diverges; "
                        "approve the 'Lower the learning rate' card when it is offered.")
@@ -137,8 +147,15 @@ def _learning_rate(optimizer: torch.optim.Optimizer) -> Finding:
 
 def _trend(history: np.ndarray) -> Finding:
     tenth = max(len(history) // 10, 5)
+    early_mean, late_mean = float(np.mean(history[:tenth, _MEAN])), float(np.mean(history[-tenth:, _MEAN]))
+    if not late_mean <= DIVERGED * early_mean:  # the median can stay low while the mean explodes
+        return Finding("loss trend", FAIL, f"mean loss {early_mean:.4g} over the first {tenth} steps, "
+                       f"{late_mean:.4g} over the last {tenth}", "The loss diverged: lower the learning rate or clip "
+                       "gradients (approve the card when one is offered), then continue from a saved session.")
     early, late = float(np.median(history[:tenth, _MEDIAN])), float(np.median(history[-tenth:, _MEDIAN]))
     evidence = f"median loss {early:.4g} over the first {tenth} steps, {late:.4g} over the last {tenth}"
+    if late <= ZERO_LOSS and early <= ZERO_LOSS:
+        return Finding("loss trend", PASS, evidence, "The loss is zero from the start: the task is learnt already.")
     if not late < early:
         return Finding("loss trend", WARN, evidence, "The loss is not going down: the learning rate may be "
                        "too high or too low, or the labels may not follow from the inputs.")
@@ -148,12 +165,19 @@ def _trend(history: np.ndarray) -> Finding:
 def _gap(history: np.ndarray, validation: dict[str, Any]) -> Finding:
     train = float(np.mean(history[-50:, _MEAN]))
     val = float(validation["loss"])
-    ratio = val / train if train > 0 else math.inf
-    evidence = (f"validation loss {val:.4g} at step {validation['step']}, mean train loss {train:.4g} "
-                f"over the last steps ({ratio:.2f}x)")
-    if ratio > GAP_WARN:
+    evidence = f"validation loss {val:.4g} at step {validation['step']}, mean train loss {train:.4g} of the last steps"
+    if train <= ZERO_LOSS and val <= ZERO_LOSS:
+        return Finding("train/validation gap", PASS, evidence, "Both losses are zero: validation follows training.")
+    if train > ZERO_LOSS:
+        evidence += f" ({val / train:.2f}x)"
+    if train <= ZERO_LOSS or val > GAP_WARN * train:
         return Finding("train/validation gap", WARN, evidence, "Validation loss is well above the training loss: "
-                       "the model may be overfitting; consider more data, augmentation or regularisation.")
+                       "the model may be overfitting (memorising the training set); consider more data, "
+                       "augmentation or regularisation.")
+    if train > GAP_WARN * val:
+        return Finding("train/validation gap", PASS, evidence, "No sign of overfitting: validation loss is below the "
+                       "training loss (dropout and augmentation do this; so does a divergence since that validation, "
+                       "which the loss trend shows).")
     return Finding("train/validation gap", PASS, evidence, "Validation follows training.")
 
 

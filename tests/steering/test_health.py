@@ -371,3 +371,46 @@ def test_a_second_check_while_paused_still_judges_the_data_pipeline():
         assert findings(session)["data pipeline"] == first, "no steps since: the same window is judged again"
     finally:
         session.stop()
+
+
+def step_history(means: list[float]) -> np.ndarray:
+    rows = np.zeros((len(means), len(STEP_COLUMNS)))
+    rows[:, STEP_COLUMNS.index("step")] = np.arange(len(means))
+    rows[:, STEP_COLUMNS.index("mean")] = means
+    rows[:, STEP_COLUMNS.index("p50")] = means
+    return rows
+
+
+def test_losses_of_zero_pass_the_gap_and_trend_and_no_ratio_is_infinite():
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    checks = {f.check: f for f in check_health(model, optimizer, step_history([0.0] * 200), {"loss": 0.0, "step": 200})}
+    assert checks["train/validation gap"].status == "pass" and checks["loss trend"].status == "pass"
+    assert "inf" not in checks["train/validation gap"].evidence
+    memorised = check_health(model, optimizer, step_history([0.0] * 200), {"loss": 2.0, "step": 200})
+    gap = next(f for f in memorised if f.check == "train/validation gap")
+    assert gap.status == "warn" and "inf" not in gap.evidence and "memorising" in gap.explanation
+
+
+def test_a_divergence_with_a_low_median_fails_the_trend_and_is_not_called_following():
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    means = [0.5] * 100 + [0.0, 0.0, 1843.0] * 34  # most batches 0, the mean explodes
+    checks = {f.check: f for f in check_health(model, optimizer, step_history(means), {"loss": 0.4, "step": 100})}
+    assert checks["loss trend"].status == "fail" and "diverged" in checks["loss trend"].explanation
+    assert "Validation follows training" not in checks["train/validation gap"].explanation
+
+
+def test_a_learning_rate_a_schedule_decayed_to_zero_passes_and_a_zero_one_set_by_hand_warns():
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: max(0.0, 1 - epoch / 3))
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0
+    rate = next(f for f in check_health(model, optimizer, step_history([1.0]), None) if f.check == "learning rate")
+    assert rate.status == "pass" and "decayed it from 0.1" in rate.evidence
+    by_hand = torch.optim.SGD(model.parameters(), lr=0.0)
+    rate = next(f for f in check_health(model, by_hand, step_history([1.0]), None) if f.check == "learning rate")
+    assert rate.status == "warn"
