@@ -8,7 +8,7 @@ the suspects are the samples the model disagreed with at most visits, ranked by 
 from confidence). cleanlab: scikit-learn's ``MLPClassifier`` of the same shape, AUROC from its
 label-quality score. Also the AUROC of ``forgets`` (never learnt counted as most forgotten).
 
-    .venv/bin/pip install cleanlab   # only this benchmark needs it
+    .venv/bin/pip install -e '.[bench]'   # cleanlab: only this benchmark needs it
     .venv/bin/python bench/label_noise.py [--epochs 30] [--seeds 3]
 """
 

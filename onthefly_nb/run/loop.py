@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from ..data.batches import SteerableBatchSampler, Unpack, indexed_loader, to_device
 from ..data.losses import SampleLoss, reduce_to_samples
+from ..errors import NonFiniteLossError
 from ..records.recorder import Recorder
 from .control import Controller, RunState
 from .distributed import GO, PAUSED, STOP, Ranks
@@ -55,6 +56,9 @@ class TrainingLoop:
         self.clip_norm: float | None = schedule.grad_clip_norm  # gradient clipping (a plan can turn it on)
         self.autocast, self.scaler = mixed_precision(schedule.precision, device)
         self._scale = None if self.scaler is None else self.scaler.get_scale()  # at the last flush (no sync yet)
+        self.guarded = device.type == "cpu"  # a host read of each loss costs ~1 us here; on a GPU it would sync
+        self._group_finite = True  # every loss of the accumulation group under way was finite
+        self._halted: str | None = None  # what was not finite in a step that was not applied
         self._alongside: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         self.wait_seconds = 0.0  # in total: waiting for the loader's next batch
         self.busy_seconds = 0.0  # in total: steps, that wait included (pauses and evaluations left out)
@@ -158,10 +162,14 @@ class TrainingLoop:
         scaler = self.scaler
         if scaler is None:
             value.backward()
+            if self.guarded:
+                self._group_finite &= math.isfinite(value.item())
             if stepping:
+                norm = None
                 if self.clip_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
-                self.optimizer.step()
+                    norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+                if self._finite_step(norm):
+                    self.optimizer.step()
         else:  # fp16: scaled gradients, unscaled before clipping; a step with inf gradients is skipped
             scaler.scale(value).backward()
             if stepping:
@@ -172,6 +180,38 @@ class TrainingLoop:
                 scaler.update()
         if self.loss.off is None:
             self.recorder.record(self.step, self.epoch, indices, losses, outputs, targets)
+        if self._halted is not None:
+            self._halt()
+
+    def _finite_step(self, norm: torch.Tensor | None) -> bool:
+        """Whether this step's update may reach the weights: on the CPU (outside torchrun) every loss
+        of its batches, and the gradient norm when clipping computed it, must be finite. A step that
+        fails is not applied: the run stops naming it (``stop_on_nan``) or notes it and goes on."""
+        if not self.guarded or self.ranks is not None:  # a lone rank stopping would hang the others
+            return True
+        losses_finite, self._group_finite = self._group_finite, True
+        if losses_finite and (norm is None or math.isfinite(norm.item())):
+            return True
+        self.optimizer.zero_grad(set_to_none=True)
+        what = "gradient norm" if losses_finite else "loss"
+        if self.recorder.stop_on_nonfinite:
+            self._halted = what  # the batch is recorded, then the run stops (see _halt)
+        else:
+            self.ctl.note("nonfinite_skipped", what=what)
+        return False
+
+    def _halt(self) -> None:
+        """Stop the run at a step that was not applied: the recorder names the samples whose loss was
+        non-finite, when it was the loss; else the gradient norm is named."""
+        what, self._halted = self._halted, None
+        kept = f"Step {self.step} was not applied: the weights are those before it."
+        try:
+            self.flush()
+        except NonFiniteLossError as exc:
+            raise NonFiniteLossError(f"{exc} {kept}") from None
+        raise NonFiniteLossError(
+            f"the {what} became NaN or infinite at step {self.step}. {kept} Check the learning rate, that batch's "
+            f"inputs, or log/division operations in the model or loss; pass stop_on_nan=False to skip such steps.")
 
     def _first_batch(self, outputs: Any, targets: Any, size: int) -> None:
         """Check the loss on the run's first batch; say so if per-sample values are off."""
