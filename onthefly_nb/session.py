@@ -210,7 +210,7 @@ class Session:
         return self._call(lambda: self.parts.merges.merge(experts, method, steps), True, "merge")
 
     def baseline(self, steps: int | None = None, name: str | None = None) -> Expert:
-        """The run trained on all the data for as many steps as the forks: their fair comparison."""
+        """The run trained on all the data for as many steps as the forks and routers: their fair comparison."""
         return self._call(self.parts.workshop.baseline_job(steps, name), True, "baseline")
 
     def gate(self, experts: list[str] | None = None, epochs: int = 30, features: str = "auto") -> Mixture:

@@ -47,7 +47,14 @@ def propose_merge(plans: PlanBook, workshop: Workshop, expert: Expert) -> None:
     """After a fork is trained: a card to merge it into the run, with its slice loss against the run's."""
     if expert.kind != "fork" or workshop.table is None:
         return
-    row, column = workshop.table.loc, f"slice {expert.name} loss"
-    evidence = (f"{expert.name} trained {len(expert.losses)} steps on {expert.slice}; loss on that slice "
-                f"{row[expert.name, column]:.4g} against the run's {row[workshop.name, column]:.4g}")
+    row, column = workshop.table.loc, f"held-out {expert.name} loss"
+    trained = f"{expert.name} trained {len(expert.losses)} steps on {expert.slice}"
+    if column in workshop.table:
+        evidence = (f"{trained}; on {len(expert.held_out)} held-out validation samples of its region, loss "
+                    f"{row[expert.name, column]:.4g} against the run's {row[workshop.name, column]:.4g}")
+    else:
+        column = f"slice {expert.name} loss"
+        evidence = (f"{trained}; no validation sample lies in its region, so only the rows it trained on score it "
+                    f"(which says little): loss {row[expert.name, column]:.4g} against the run's "
+                    f"{row[workshop.name, column]:.4g}")
     plans.propose("merge", f"Merge {expert.name} into the run", evidence, context={"expert": expert.name})

@@ -65,6 +65,8 @@ class Expert:
     kind: str = "fork"  # or "baseline": the run trained on for the same compute, for a fair comparison
     adapter_rank: int | None = None  # trained as low-rank adapters of this rank
     adapter_layers: list[str] | None = None  # ... on these Linear layers (None: all)
+    held_out: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)  # its region's
+    # validation samples (``regions.py``): what its verdicts are measured on
 
     def node(self) -> dict[str, Any]:
         """The expert as a lineage node."""

@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import ConfigurationError
 
 ROUTER_HIDDEN = 32
+ROUTER_BATCH = 256
 
 
 def features_and_output(generalist: nn.Module, feature_layer: str | None, x: torch.Tensor
@@ -133,8 +134,8 @@ def train_router(inputs: torch.Tensor, labels: torch.Tensor, choices: int, epoch
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     for _ in range(epochs):
         order = torch.randperm(len(inputs), generator=generator).to(inputs.device)
-        for start in range(0, len(inputs), 256):
-            batch = order[start:start + 256]
+        for start in range(0, len(inputs), ROUTER_BATCH):
+            batch = order[start:start + ROUTER_BATCH]
             optimizer.zero_grad(set_to_none=True)
             loss_fn(router(inputs[batch]), labels[batch]).backward()
             optimizer.step()

@@ -121,23 +121,28 @@ class Merges:
         return {n: self.model(m) if isinstance(m, Merge) else m for n, m in (models or {}).items()}
 
     def _scores(self, model: nn.Module, experts: list[str]) -> dict[str, Any]:
-        rows = np.unique(np.concatenate([self.workshop.experts[n].indices for n in experts]))
+        """``slices``: on the rows the experts trained on; ``held_out``: on their regions' validation
+        samples (what the verdict reads, with its ``samples``); ``validation``: on all of it."""
+        chosen = [self.workshop.experts[n] for n in experts]
+        rows = np.unique(np.concatenate([e.indices for e in chosen]))
+        held_out = np.unique(np.concatenate([e.held_out for e in chosen]))
         scores = {"slices": self.run.evaluate_model(model, self.workshop.slice_loader(rows))}
+        if len(held_out):
+            result = self.run.evaluate_model(model, self.workshop.slice_loader(held_out, self.run.val_loader))
+            scores["held_out"] = {**result, "samples": int(len(held_out))}
         if self.run.val_loader is not None:
             scores["validation"] = self.run.evaluate_model(model, self.run.val_loader)
         return scores
 
     def propose_commit(self, merge: Merge) -> None:
         """A card to commit (approve) or discard (reject) a merge candidate, with its before and after."""
-        def text(scores: dict[str, Any]) -> str:
-            parts = [f"slices loss {scores['slices']['loss']:.4g}"]
-            if "validation" in scores and scores["validation"]["accuracy"] is not None:
-                parts.append(f"validation accuracy {scores['validation']['accuracy']:.1%}")
-            return ", ".join(parts)
+        def accuracy(scores: dict[str, Any]) -> str:
+            value = scores.get("validation", {}).get("accuracy")
+            return "n/a" if value is None else f"{value:.1%}"
 
-        self.plans.propose("commit_merge", f"Commit {merge.name}",
-                           f"before: {text(merge.before)}; after: {text(merge.after)}; the run trained "
-                           f"on for the same steps instead: {text(merge.baseline)}", context={"merge": merge.name})
+        evidence = (f"{verdict(merge)}; validation accuracy {accuracy(merge.before)} before, {accuracy(merge.after)} "
+                    f"after, {accuracy(merge.baseline)} training on instead")
+        self.plans.propose("commit_merge", f"Commit {merge.name}", evidence, context={"merge": merge.name})
 
     def commit_job(self, name: str) -> Callable[[], str]:
         """Check the merge now; return the loading of its weights into the run, for a boundary."""
@@ -183,15 +188,28 @@ class Merges:
             self.merges[data["name"]] = Merge(**{**data, "weights": state["tensors"][f"merges/{data['name']}"]})
 
 
-def _summary(merge: Merge) -> str:
-    """The merge's scores in one line, for the event log."""
-    def part(label: str, scores: dict[str, Any]) -> str:
-        text = f"{label} slices loss {scores['slices']['loss']:.4g}"
-        validation = scores.get("validation", {}).get("accuracy")
-        return text + (f", val acc {validation:.1%}" if validation is not None else "")
+def verdict(merge: Merge) -> str:
+    """Whether the merge helps, read on the held-out samples of the experts' regions only."""
+    before, after, baseline = (s.get("held_out") for s in (merge.before, merge.after, merge.baseline))
+    if before is None or after is None:
+        return ("no validation sample lies in the experts' regions, so nothing held out judges this merge "
+                "(its loss on the rows they trained on says little)")
+    where = f"on {after['samples']} held-out validation samples of the experts' regions"
+    change = f"loss {before['loss']:.4g} -> {after['loss']:.4g}"
+    if not after["loss"] < before["loss"]:
+        return f"{where} it hurts: {change}"
+    if baseline is not None and baseline["loss"] < after["loss"]:
+        return f"{where} it helps ({change}), but training on for the same steps does better ({baseline['loss']:.4g})"
+    instead = "" if baseline is None else f"; training on instead {baseline['loss']:.4g}"
+    return f"{where} it helps: {change}{instead}"
 
-    return "; ".join(part(k, v) for k, v in (("before", merge.before), ("after", merge.after),
-                                                ("baseline", merge.baseline)) if v)
+
+def _summary(merge: Merge) -> str:
+    """The merge's verdict and validation accuracies in one line, for the event log."""
+    accuracy = [f"{label} {scores['validation']['accuracy']:.1%}" for label, scores in
+                (("before", merge.before), ("after", merge.after), ("baseline", merge.baseline))
+                if scores.get("validation", {}).get("accuracy") is not None]
+    return verdict(merge) + (f"; val acc {', '.join(accuracy)}" if accuracy else "")
 
 
 # ---- the methods ------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from ..run.training import Run
 from ..steering.plans import PlanBook
 from .adapters import with_adapters
 from .forks import Expert, ForkOptions, ForkTraining, copy_optimizer, fork_batches, slice_loader
-from .gate import Mixture, last_linear, route_labels, train_router
+from .gate import ROUTER_BATCH, Mixture, last_linear, route_labels, train_router
+from .regions import MAX_HELD_OUT, MAX_REFERENCE, embed, in_region
 
 ROUTER_FEATURES = ("auto", "inputs", "penultimate")
 EXPERT_FIELDS = ("name", "parent", "step", "slice", "budget", "lr", "general_share", "state", "losses", "kind",
@@ -56,6 +57,7 @@ class Workshop:
         self.table_version = 0
         self.candidates: Callable[[], dict[str, nn.Module]] = dict  # merge candidates the comparison shows
         self.on_trained: list[Callable[[Expert], None]] = []
+        self.router_steps = 0  # optimizer steps the gates' routers took: a matched baseline counts them
 
     # ---- forks ------------------------------------------------------------------------------------
     def fork_job(self, rows: np.ndarray, description: str, options: ForkOptions, name: str | None = None,
@@ -77,14 +79,16 @@ class Workshop:
             chosen = name or self._free_name("baseline" if kind == "baseline" else "fork")
             if chosen in self.experts:
                 raise ConfigurationError(f"an expert named {chosen!r} exists already; pass name=...")
+            held_out = self.held_out(rows) if kind == "fork" else np.zeros(0, np.int64)  # before it trains
             model, optimizer = self._fork_model(options)
             expert = Expert(chosen, self.name, run.step, description, rows, options.budget,
                             float(optimizer.param_groups[0]["lr"]), options.general_share, model, kind=kind,
                             adapter_rank=options.adapter_rank,
-                            adapter_layers=None if options.adapter_layers is None else list(options.adapter_layers))
+                            adapter_layers=None if options.adapter_layers is None else list(options.adapter_layers),
+                            held_out=held_out)
             self.experts[chosen] = expert
             run.log.append("forked", run.step, expert=chosen, slice=description, samples=int(len(rows)),
-                           budget=options.budget, lr=expert.lr, mode=options.mode)
+                           held_out=int(len(held_out)), budget=options.budget, lr=expert.lr, mode=options.mode)
             loader = DataLoader(run.train_loader.dataset, batch_sampler=batches,
                                 collate_fn=run.train_loader.collate_fn)
             training = ForkTraining(expert, optimizer, run.loss.train, loader, run.unpack, run.device, options.seed)
@@ -96,6 +100,20 @@ class Workshop:
             return expert
 
         return start
+
+    @keeps_run_rng
+    def held_out(self, rows: np.ndarray) -> np.ndarray:
+        """The validation dataset indices in the region of the training ``rows`` (``regions.py``);
+        none without a validation loader."""
+        run = self.run
+        if run.val_loader is None:
+            return np.zeros(0, np.int64)
+        layer = self._feature_layer("auto")
+        reference = np.sort(np.random.default_rng(0).permutation(run.records.size)[:MAX_REFERENCE])
+        candidates = np.arange(min(len(run.val_loader.dataset), MAX_HELD_OUT))
+        train = embed(run.model, layer, (x for x, _ in self.batches(reference)))
+        validation = embed(run.model, layer, (x for x, _ in self.batches(candidates, run.val_loader)))
+        return candidates[in_region(train, np.isin(reference, rows), validation)]
 
     def _free_name(self, kind: str) -> str:
         """The next unused expert name (named when the fork starts, so two forks asked for before
@@ -124,9 +142,10 @@ class Workshop:
             callback(expert)
 
     def baseline_job(self, steps: int | None, name: str | None) -> Callable[[], Expert]:
-        """The run trained on, on all the data, for as many steps as the forks took (matched compute)."""
+        """The run trained on, on all the data, for as many steps as the forks and the gates' routers
+        took (matched compute)."""
         forks = [e for e in self.experts.values() if e.kind == "fork"]
-        steps = steps if steps is not None else sum(e.budget for e in forks)
+        steps = steps if steps is not None else sum(e.budget for e in forks) + self.router_steps
         if not steps:
             raise ConfigurationError("no forks yet: pass steps=... for the baseline's budget")
         return self.fork_job(np.arange(self.run.records.size), "all samples (matched-compute baseline)",
@@ -161,10 +180,16 @@ class Workshop:
     @keeps_run_rng
     def compare(self, extra: dict[str, Any] | None = None) -> pd.DataFrame:
         """Loss and accuracy of the run, each expert and the ``extra`` models on every fork's slice
-        and on validation."""
+        (``slice``: the rows it trained on; ``held-out``: its region's validation samples, what a
+        verdict reads) and on validation; ``table.attrs["samples"]`` counts each target's samples."""
         run = self.run
         models = {self.name: run.model, **{n: e.model for n, e in self.experts.items()}, **(extra or {})}
-        targets = {f"slice {n}": self.slice_loader(e.indices) for n, e in self.experts.items() if e.kind == "fork"}
+        targets: dict[str, DataLoader] = {}
+        for n, e in self.experts.items():
+            if e.kind == "fork":
+                targets[f"slice {n}"] = self.slice_loader(e.indices)
+                if len(e.held_out):
+                    targets[f"held-out {n}"] = self.slice_loader(e.held_out, run.val_loader)
         if run.val_loader is not None:
             targets["validation"] = run.val_loader
         rows = []
@@ -176,14 +201,18 @@ class Workshop:
                 if result["accuracy"] is not None:
                     row[f"{target} accuracy"] = result["accuracy"]
             rows.append(row)
-        return pd.DataFrame(rows).set_index("model")
+        table = pd.DataFrame(rows).set_index("model")
+        table.attrs["samples"] = {target: len(loader.dataset) for target, loader in targets.items()}  # type: ignore[arg-type]
+        return table
 
-    def slice_loader(self, rows: np.ndarray) -> DataLoader:
-        return slice_loader(self.run.train_loader.dataset, rows, self.run.train_loader)
+    def slice_loader(self, rows: np.ndarray, of: DataLoader | None = None) -> DataLoader:
+        """The dataset indices ``rows`` of the training loader's dataset (or ``of``'s), batched like it."""
+        like = of or self.run.train_loader
+        return slice_loader(like.dataset, rows, like)
 
-    def batches(self, rows: np.ndarray) -> Iterator[tuple[Any, Any]]:
-        """(inputs, targets) on the device, for the dataset indices ``rows``."""
-        for batch in self.slice_loader(rows):
+    def batches(self, rows: np.ndarray, of: DataLoader | None = None) -> Iterator[tuple[Any, Any]]:
+        """(inputs, targets) on the device, for the dataset indices ``rows`` (of ``of``'s dataset)."""
+        for batch in self.slice_loader(rows, of):
             inputs, targets = self.run.unpack(batch)
             yield to_device(inputs, self.run.device), to_device(targets, self.run.device)
 
@@ -202,7 +231,9 @@ class Workshop:
         inputs, labels = route_labels(models, self.batches(rows), run.loss.evaluate, layer)
         mixture = Mixture(models, train_router(inputs, labels, len(models), epochs), layer)
         mixture.names = [self.name, *chosen]
-        run.log.append("gated", run.step, experts=chosen, features=layer or "inputs",
+        steps = epochs * -(-len(inputs) // ROUTER_BATCH)
+        self.router_steps += steps
+        run.log.append("gated", run.step, experts=chosen, features=layer or "inputs", router_steps=steps,
                        routed=np.bincount(labels.cpu().numpy(), minlength=len(models)).tolist())
         return mixture
 
@@ -222,10 +253,13 @@ class Workshop:
     def state_dict(self) -> dict[str, Any]:
         experts = list(self.experts.values())
         return {"tensors": {f"experts/{e.name}": cloned(e.model.state_dict()) for e in experts},
-                "arrays": {f"experts/{e.name}": {"indices": np.array(e.indices)} for e in experts},
-                "documents": {"experts": [{f: copy.deepcopy(getattr(e, f)) for f in EXPERT_FIELDS} for e in experts]}}
+                "arrays": {f"experts/{e.name}": {"indices": np.array(e.indices), "held_out": np.array(e.held_out)}
+                           for e in experts},
+                "documents": {"experts": [{f: copy.deepcopy(getattr(e, f)) for f in EXPERT_FIELDS} for e in experts],
+                              "router_steps": self.router_steps}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.router_steps = int(state["documents"].get("router_steps", 0))
         for data in state["documents"]["experts"]:
             name = data["name"]
             if data["adapter_rank"] is None:
@@ -233,7 +267,9 @@ class Workshop:
             else:
                 model = with_adapters(self.run.model, data["adapter_rank"], data["adapter_layers"])
             load_weights(model, state["tensors"][f"experts/{name}"], f"expert {name}")
-            expert = Expert(**{**data, "indices": state["arrays"][f"experts/{name}"]["indices"], "model": model})
+            arrays = state["arrays"][f"experts/{name}"]
+            expert = Expert(**{**data, "indices": arrays["indices"], "model": model,
+                               "held_out": arrays.get("held_out", np.zeros(0, np.int64))})
             if expert.state == "training":  # an alternating fork saved part-way does not go on training
                 expert.state = "interrupted"
             self.experts[name] = expert
