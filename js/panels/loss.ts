@@ -3,6 +3,7 @@
 // and the latest train, validation and test metrics (`run`).
 
 import { type Curve, EMPTY_CURVE, decodeCurve } from "../model/curve";
+import { str } from "../model/guards";
 import { normalizeEvents, normalizeRun, normalizeValCurve } from "../model/normalize";
 import type { EvalResult, EventKind, RunInfo } from "../model/types";
 import { h } from "../ui/dom";
@@ -12,7 +13,8 @@ import { LossChart, type Marker } from "./loss/chart";
 import { type PanelDef, panelFrame } from "./panel";
 
 const HEIGHT = 220;
-// validations are not markers: the validation loss series already shows each one
+// validations are not markers: the validation loss series already shows each one; nor are health
+// checks that passed (a warning or failure is drawn in its colour)
 export const MARKER_KINDS: ReadonlySet<EventKind> = new Set<EventKind>([
   "paused", "resumed", "test", "plan_executed", "forked", "fork_trained", "merged", "merge_committed", "health",
 ]);
@@ -109,8 +111,8 @@ export const lossPanel: PanelDef = {
         if (changed.has("val_curve")) val = normalizeValCurve(ctx.model.get("val_curve"));
         if (changed.has("events")) {
           markers = normalizeEvents(ctx.model.get("events"))
-            .filter((e) => MARKER_KINDS.has(e.kind))
-            .map((e) => ({ step: e.step, kind: e.kind, label: markerLabel(e) }));
+            .filter((e) => MARKER_KINDS.has(e.kind) && !(e.kind === "health" && e.status === "pass"))
+            .map((e) => ({ step: e.step, kind: e.kind, label: markerLabel(e), status: str(e.status) }));
         }
         const w = Math.round(width || plot.clientWidth || 640);
         const hasData = chart.draw({ curve, val, markers, log: logBox.checked, width: w, height: HEIGHT });

@@ -1307,15 +1307,16 @@ def test_lineage_shows_forks_baselines_and_merges(harness):
 
 def test_markers_for_plans_forks_merges_and_health(harness):
     harness.set_curve(curve_rows(50))
-    kinds = ["plan_executed", "forked", "merged", "health", "test", "started", "rejected_message"]
-    harness.update("events", [{"seq": i, "time": 1_700_000_000 + i, "step": 50 + 40 * i, "kind": k}
-                              for i, k in enumerate(kinds)])
+    kinds = [("plan_executed", None), ("forked", None), ("merged", None), ("health", "fail"), ("test", None),
+             ("health", "warn"), ("health", "pass"), ("started", None), ("rejected_message", None)]
+    harness.update("events", [{"seq": i, "time": 1_700_000_000 + i, "step": 50 + 40 * i, "kind": k,
+                               **({"status": status} if status else {})} for i, (k, status) in enumerate(kinds)])
     markers = harness.root().locator("svg.onthefly-svg g.onthefly-marker")
-    expect(markers).to_have_count(5)
-    assert [markers.nth(i).get_attribute("data-kind") for i in range(5)] == kinds[:5]
-    colours = {markers.nth(i).locator(".onthefly-marker-dot").evaluate("c => getComputedStyle(c).fill")
-               for i in range(4)}
-    assert len(colours) >= 3
+    expect(markers).to_have_count(6)  # a passing check is quiet; start and refusals are not markers
+    assert [markers.nth(i).get_attribute("data-kind") for i in range(6)] == [k for k, _ in kinds[:6]]
+    fill = lambda i: markers.nth(i).locator(".onthefly-marker-dot").evaluate("c => getComputedStyle(c).fill")  # noqa: E731
+    assert len({fill(i) for i in range(4)}) >= 3
+    assert fill(3) != fill(5), "a failed check and a warning are drawn in different colours"
 
 
 # theme and screenshots ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ export interface Marker {
   step: number;
   kind: string;
   label: string;
+  status?: string; // a health check's worst finding: warn or fail
 }
 
 export interface ChartInput {
@@ -236,7 +237,8 @@ export class LossChart {
     for (const m of markers) {
       if (!Number.isFinite(m.step) || m.step < x0 || m.step > x1) continue;
       const px = r1(x(m.step));
-      const g = s(doc, "g", { class: "onthefly-marker", "data-kind": m.kind }, this.gMarkers);
+      const g = s(doc, "g", { class: "onthefly-marker", "data-kind": m.kind, "data-status": m.status ?? "" },
+        this.gMarkers);
       s(doc, "title", {}, g).textContent = m.label;
       s(doc, "line", { class: "onthefly-marker-hit", x1: px, x2: px, y1: top, y2: bottom }, g);
       s(doc, "line", { class: "onthefly-marker-line", x1: px, x2: px, y1: top, y2: bottom }, g);
