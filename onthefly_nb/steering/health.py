@@ -24,6 +24,7 @@ LARGE_NORM = 1e2  # above this warns
 VANISHING_NORM = 1e-8  # a layer whose gradient norm is below this gets nothing to learn from
 HIGH_LR = 1.0
 GAP_WARN = 1.5  # validation loss over the recent mean train loss
+GAP_SHARE = 0.1  # ... and above it by this share of the loss at the start (tiny losses 3x apart are no gap)
 ZERO_LOSS = 1e-8  # a mean loss below this is zero for the gap (ratios of two zeros mean nothing)
 DIVERGED = 10.0  # a late mean loss this many times the early one: the run diverged
 TREND_MIN_STEPS = 100
@@ -170,7 +171,9 @@ def _gap(history: np.ndarray, validation: dict[str, Any]) -> Finding:
         return Finding("train/validation gap", PASS, evidence, "Both losses are zero: validation follows training.")
     if train > ZERO_LOSS:
         evidence += f" ({val / train:.2f}x)"
-    if train <= ZERO_LOSS or val > GAP_WARN * train:
+    start = float(np.mean(history[:10, _MEAN]))
+    wide = val - train > GAP_SHARE * start if math.isfinite(start) and start > 0 else True
+    if wide and (train <= ZERO_LOSS or val > GAP_WARN * train):
         return Finding("train/validation gap", WARN, evidence, "Validation loss is well above the training loss: "
                        "the model may be overfitting (memorising the training set); consider more data, "
                        "augmentation or regularisation.")
