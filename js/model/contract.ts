@@ -127,7 +127,7 @@ export interface Plan {
   param_specs: Record<string, ParamSpec>;
   status: PlanStatus;
   result: string | null;
-  expires: number | null;
+  expires?: number | null;
 }
 
 export interface LineageNode {

@@ -66,7 +66,7 @@ PARAM_SPEC = Obj({"label": Str(), "min": Num(), "max": Num(), "step": Num()}, na
 PLAN = Obj({"id": Str(1, MAX_TEXT), "kind": Enum(PLAN_KINDS, alias="PlanKind"), "title": Str(), "evidence": Str(),
             "step": Int(0), "params": Map(Num()), "param_specs": Map(PARAM_SPEC),
             "status": Enum(PLAN_STATUSES, alias="PlanStatus"), "result": Opt(Str()), "expires": Opt(Int(0))},
-           name="Plan")
+           name="Plan", optional=frozenset({"expires"}))
 LINEAGE_NODE = Obj({"id": Str(1), "parent": Opt(Str()), "kind": Enum(LINEAGE_KINDS, alias="LineageKind"),
                     "label": Str(), "step": Int(0), "state": Str(), "slice": Str(), "samples": Int(0),
                     "budget": Int(0), "merged_from": Arr(Str())},
