@@ -11,6 +11,7 @@ with its status here.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,20 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def in_marimo() -> bool:
+    """True inside a marimo notebook (``marimo edit``, ``marimo run``): its runtime has imported marimo."""
+    marimo = sys.modules.get("marimo")
+    try:
+        return marimo is not None and bool(marimo.running_in_notebook())
+    except Exception:  # noqa: BLE001 - an older or partial marimo: treat as a script
+        return False
+
+
+def in_notebook() -> bool:
+    """A Jupyter kernel or a marimo notebook: training must leave the notebook usable."""
+    return in_kernel() or in_marimo()
+
+
 class Trainer:
     """``Trainer(project=..., run_name=..., max_epochs=...).fit(model=..., optimizer=..., loss_fn=...,
     train_loader=...)``, as in onthefly-ai 0.1.4.
@@ -47,7 +62,8 @@ class Trainer:
     dashboard is displayed first and stays live and steerable while the cell waits (training runs on
     the kernel's main thread; the buttons reach it over the kernel's subshells); pass
     ``background=True`` to return at once instead, with the run training between cells. In a plain
-    script it prints the URL of the dashboard's page. With neither ``max_epochs`` nor ``max_steps``
+    script it prints the URL of the dashboard's page. In a marimo notebook it shows the dashboard
+    (``mo.ui.anywidget``) and returns at once: marimo runs one cell at a time. With neither ``max_epochs`` nor ``max_steps``
     the run goes on until it is stopped, as there.
 
     The dashboard connection keywords of 0.1.4 (``connect_timeout``, ``reconnect_interval``,
@@ -152,6 +168,12 @@ def _every(value: Any) -> int:
 
 
 def _train(session: Session, display: bool, port: int, background: bool) -> Session:
+    if in_marimo():  # marimo runs one cell at a time: a blocking fit would hold the dashboard's messages
+        if display:
+            import marimo
+
+            marimo.output.append(marimo.ui.anywidget(session.dashboard()))
+        return session.start()
     if in_kernel():
         if display:
             from IPython.display import display as show
@@ -176,7 +198,7 @@ def quickstart(*, project: str = "default", run_name: str = "run", model: nn.Mod
     trainer_keys = {"device", "display", "session_defaults", "dashboard_port", "auto_connect"}
     trainer_options = {k: options.pop(k) for k in list(options) if k in trainer_keys}
     trainer = Trainer(project, run_name, max_epochs, max_steps=max_steps, do_test_after=do_test_after,
-                      background=in_kernel(), **trainer_options)
+                      background=in_notebook(), **trainer_options)
     return trainer.fit(model, optimizer, loss_fn, train_loader, val_loader, test_loader,
                        model_factory=model_factory, **options)
 
