@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 PORT ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install build contract demo test bench chromium clean
+.PHONY: install build contract demo test bench chromium clean vsix
 
 $(VENV)/.installed: pyproject.toml onthefly_nb/static/widget.js
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ test: install chromium
 	npm run typecheck
 	npm test
 	$(PY) -m pytest -q
+
+vsix: install  # widgets/onthefly-dashboard-<version>.vsix: code --install-extension it
+	npm run vsix
 
 bench: install chromium
 	$(PY) bench/overhead.py

@@ -3,6 +3,7 @@ and the package imported from the install finds its bundle."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,3 +59,22 @@ def test_each_installs_without_npm_and_the_installed_package_finds_its_bundle(ar
                 cwd=tmp_path, env={**env, "PYTHONPATH": str(target)}).split()
     assert Path(shown[0]).resolve() == target / "onthefly_nb" / "static", "the bundle came from the install"
     assert int(shown[1]) > 100_000 and int(shown[2]) == int(shown[1]), "the widget's module is the built bundle"
+
+
+def test_npm_run_vsix_packs_an_installable_extension(tmp_path):
+    """``make vsix`` (``npm run vsix``): a .vsix whose manifest contributes the dashboard renderer."""
+    for old in (ROOT / "widgets").glob("*.vsix"):
+        old.unlink()
+    done = subprocess.run(["npm", "run", "vsix"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"npm run vsix failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    (vsix,) = (ROOT / "widgets").glob("onthefly-dashboard-*.vsix")
+    try:
+        with zipfile.ZipFile(vsix) as archive:
+            names = set(archive.namelist())
+            manifest = json.loads(archive.read("extension/package.json"))
+        assert {"extension.vsixmanifest", "extension/out/renderer.js", "extension/out/extension.js"} <= names
+        renderer = manifest["contributes"]["notebookRenderer"][0]
+        assert renderer["mimeTypes"] == ["application/vnd.onthefly.dashboard+json"]
+        assert not any(n.startswith("extension/src/") or "node_modules" in n for n in names), "only what runs"
+    finally:
+        vsix.unlink()
