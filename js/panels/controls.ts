@@ -1,10 +1,13 @@
 // The training controls: pause, resume, stop, run n steps, validate, test, health check,
 // determinism check and session export, each enabled by the run state (`run` trait).
-// Buttons keep their `data-command` attribute; each click sends one `command` message.
+// Buttons keep their `data-command` attribute; each click sends one `command` message. A button
+// stays pending (`data-pending`, disabled) until the kernel confirms: the run state it leads to,
+// or an event that reports it (`events` trait); so a double click sends one command. Stop asks
+// for a second click to confirm.
 
 import type { CommandName as AnyCommand, Command } from "../model/messages";
-import { normalizeRun } from "../model/normalize";
-import type { RunState } from "../model/types";
+import { normalizeEvents, normalizeRun } from "../model/normalize";
+import type { EventKind, RunEvent, RunState } from "../model/types";
 import { h, icon } from "../ui/dom";
 import type { PanelDef } from "./panel";
 
@@ -37,6 +40,22 @@ const BUTTONS: ReadonlyArray<[ControlCommand, string, string]> = [
   ["export", "Export", "Save the whole session to a .zip beside the notebook (Session.load continues it)"],
 ];
 
+const ENDED: RunState[] = ["stopping", "finished", "stopped", "failed"];
+/** What confirms each command: a run state it leads to, or a later event that reports it. */
+const CONFIRMED_BY: Record<ControlCommand, { states: RunState[]; events: EventKind[] }> = {
+  pause: { states: ["paused", ...ENDED], events: [] },
+  resume: { states: ["running", ...ENDED], events: [] },
+  stop: { states: ENDED, events: [] },
+  step: { states: ENDED, events: ["paused", "command_failed"] },
+  validate: { states: [], events: ["validation", "command_failed", "failed"] },
+  test: { states: [], events: ["test", "command_failed", "failed"] },
+  health: { states: [], events: ["health", "command_failed", "failed"] },
+  determinism: { states: [], events: ["determinism", "command_failed", "failed"] },
+  export: { states: [], events: ["exported", "export_failed", "command_failed"] },
+};
+export const PENDING_MS = 60_000; // a command not confirmed by then is given up on
+export const CONFIRM_STOP_MS = 4_000;
+
 /**
  * Which commands make sense in a run state. The determinism check replays a step, so it
  * needs one to have run; an export is refused only while the run is winding down.
@@ -59,18 +78,31 @@ export function enabledCommands(state: RunState): Record<ControlCommand, boolean
 export class Controls {
   readonly el: HTMLElement;
   private readonly buttons = new Map<ControlCommand, HTMLButtonElement>();
+  private readonly labels = new Map<ControlCommand, HTMLElement>();
   private readonly stepN: HTMLInputElement;
+  private readonly pending = new Map<ControlCommand, { seq: number; at: number }>();
+  private lastSeq = -1; // the newest event seen
+  private state: RunState = "idle";
+  private live = true;
+  private stopArmedUntil = 0;
 
-  constructor(doc: Document, send: (cmd: Command) => void, signal: AbortSignal) {
+  constructor(
+    doc: Document,
+    send: (cmd: Command) => void,
+    signal: AbortSignal,
+    private readonly now: () => number = Date.now,
+  ) {
     const button = (cmd: ControlCommand, label: string, tip: string) => {
+      const text = h(doc, "span", { class: "onthefly-btn-label" }, label);
       const b = h(
         doc,
         "button",
         { type: "button", class: "onthefly-btn", "data-command": cmd, "aria-label": label, title: tip, disabled: true },
         icon(doc, ICONS[cmd]),
-        h(doc, "span", { class: "onthefly-btn-label" }, label),
+        text,
       );
       this.buttons.set(cmd, b);
+      this.labels.set(cmd, text);
       return b;
     };
     this.stepN = h(doc, "input", {
@@ -105,14 +137,25 @@ export class Controls {
       }
       this.stepN.removeAttribute("aria-invalid");
       send({ type: "command", name: "step", n });
+      this.markPending("step");
     };
     for (const [cmd, b] of this.buttons) {
       b.addEventListener(
         "click",
         () => {
           if (b.disabled) return;
-          if (cmd === "step") sendStep();
-          else send({ type: "command", name: cmd });
+          if (cmd === "step") return sendStep();
+          if (cmd === "stop" && this.now() >= this.stopArmedUntil) {
+            this.stopArmedUntil = this.now() + CONFIRM_STOP_MS; // the first click arms it
+            b.dataset.confirm = "true";
+            this.labels.get("stop")!.textContent = "Confirm stop";
+            const disarm = setTimeout(() => this.disarmStop(), CONFIRM_STOP_MS);
+            signal.addEventListener("abort", () => clearTimeout(disarm), { once: true });
+            return;
+          }
+          if (cmd === "stop") this.disarmStop();
+          send({ type: "command", name: cmd });
+          this.markPending(cmd);
         },
         { signal },
       );
@@ -130,21 +173,51 @@ export class Controls {
     );
   }
 
-  /** Enables the commands that make sense in ``state``; none while the kernel is not there. */
-  render(state: RunState, live = true): void {
+  /** Enables the commands that make sense in ``state`` and are not pending; none while the kernel
+   * is not there. ``events`` (when they changed) confirm pending commands. */
+  render(state: RunState, live = true, events?: readonly RunEvent[]): void {
+    this.state = state;
+    this.live = live;
+    const now = this.now();
+    for (const [cmd, p] of this.pending) {
+      const by = CONFIRMED_BY[cmd];
+      const reported = events?.some((e) => e.seq > p.seq && by.events.includes(e.kind)) ?? false;
+      if (by.states.includes(state) || reported || now - p.at >= PENDING_MS) this.pending.delete(cmd);
+    }
+    if (events?.length) this.lastSeq = Math.max(this.lastSeq, ...events.map((e) => e.seq));
     const enabled = enabledCommands(state);
-    for (const [cmd, b] of this.buttons) b.disabled = !live || !enabled[cmd];
+    for (const [cmd, b] of this.buttons) {
+      const pending = this.pending.has(cmd);
+      b.disabled = !live || !enabled[cmd] || pending;
+      if (pending) b.dataset.pending = "true";
+      else b.removeAttribute("data-pending");
+      b.setAttribute("aria-busy", String(pending));
+    }
     this.stepN.disabled = !live || !enabled.step;
+  }
+
+  private markPending(cmd: ControlCommand): void {
+    this.pending.set(cmd, { seq: this.lastSeq, at: this.now() });
+    this.render(this.state, this.live);
+  }
+
+  private disarmStop(): void {
+    this.stopArmedUntil = 0;
+    this.buttons.get("stop")!.removeAttribute("data-confirm");
+    this.labels.get("stop")!.textContent = "Stop";
   }
 }
 
 export const controlsPanel: PanelDef = {
   name: "controls",
-  traits: ["run"],
+  traits: ["run", "events"],
   create(ctx) {
     const controls = new Controls(ctx.doc, (cmd) => ctx.send(cmd), ctx.signal);
     let live = true;
-    const update = () => controls.render(normalizeRun(ctx.model.get("run")).state, live);
+    const update = (changed?: ReadonlySet<string>) => {
+      const events = !changed || changed.has("events") ? normalizeEvents(ctx.model.get("events")) : undefined;
+      controls.render(normalizeRun(ctx.model.get("run")).state, live, events);
+    };
     ctx.channel.on("connection", (connection) => {
       live = connection.live;
       update();

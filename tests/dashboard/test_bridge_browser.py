@@ -369,7 +369,8 @@ def test_the_standalone_page_of_a_running_script_pauses_and_resumes_it(browser_c
         expect(root.locator(".onthefly-status")).to_have_attribute("data-state", "paused", timeout=10_000)
         root.locator('button[data-command="resume"]').click()
         wait_for(lambda: seen().get("status") == "running" and seen()["step"] > step, "the script to resume")
-        root.locator('button[data-command="stop"]').click()
+        root.locator('button[data-command="stop"]').click()  # arms it
+        root.locator('button[data-command="stop"]').click()  # confirms
         assert script.stdout.readline().strip() == "ENDED stopped"
         assert script.wait(timeout=30) == 0
         page.close()

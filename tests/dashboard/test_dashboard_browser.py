@@ -331,16 +331,29 @@ def test_controls_follow_state_and_send_commands(harness):
     expect(btn["pause"]).to_be_disabled()
     expect(btn["step"]).to_be_enabled()
 
+    events: list[dict] = []
+
+    def confirm(kind: str) -> None:
+        """The kernel reports a command: an event of ``kind`` after the ones so far."""
+        events.append({"seq": len(events), "time": 1_700_000_000, "step": 1234, "kind": kind})
+        harness.update("events", list(events))
+
     step_n = root.locator("input.onthefly-step-n")
     expect(step_n).to_have_value("10")
     btn["step"].click()
     assert harness.sent()[-1] == {"type": "command", "name": "step", "n": 10}
+    expect(btn["step"]).to_have_attribute("data-pending", "true")  # until the run pauses again
+    expect(btn["step"]).to_be_disabled()
+    confirm("paused")
+    expect(btn["step"]).to_be_enabled()
     step_n.fill("25")
     btn["step"].click()
     assert harness.sent()[-1] == {"type": "command", "name": "step", "n": 25}
+    confirm("paused")
     step_n.fill("7")
     step_n.press("Enter")
     assert harness.sent()[-1] == {"type": "command", "name": "step", "n": 7}
+    confirm("paused")
 
     # Invalid n: nothing is sent and the input is flagged.
     count = len(harness.sent())
@@ -349,16 +362,29 @@ def test_controls_follow_state_and_send_commands(harness):
     assert len(harness.sent()) == count
     expect(step_n).to_have_attribute("aria-invalid", "true")
 
+    # a double click sends one command; the button waits for the kernel's report
+    for command, kind in (("validate", "validation"), ("test", "test"), ("health", "health")):
+        count = len(harness.sent())
+        btn[command].dblclick()
+        assert harness.sent()[count:] == [{"type": "command", "name": command}]
+        expect(btn[command]).to_be_disabled()
+        confirm(kind)
+        expect(btn[command]).to_be_enabled()
+
     btn["resume"].click()
     assert harness.sent()[-1] == {"type": "command", "name": "resume"}
-    btn["validate"].click()
-    assert harness.sent()[-1] == {"type": "command", "name": "validate"}
-    btn["test"].click()
-    assert harness.sent()[-1] == {"type": "command", "name": "test"}
-    btn["health"].click()
-    assert harness.sent()[-1] == {"type": "command", "name": "health"}
+    harness.update("run", running_run(state="running"))
+    expect(btn["pause"]).to_be_enabled()
+
+    # Stop asks for a second click
+    count = len(harness.sent())
+    btn["stop"].click()
+    assert len(harness.sent()) == count
+    expect(btn["stop"]).to_have_attribute("data-confirm", "true")
+    expect(btn["stop"]).to_contain_text("Confirm stop")
     btn["stop"].click()
     assert harness.sent()[-1] == {"type": "command", "name": "stop"}
+    expect(btn["stop"]).to_contain_text("Stop")
 
     for state in ("finished", "stopped", "failed", "stopping"):
         harness.update("run", running_run(state=state))
@@ -405,6 +431,11 @@ def test_export_and_determinism_buttons(harness):
         {"type": "command", "name": "export"},
         {"type": "command", "name": "determinism"},
     ]
+    expect(export).to_be_disabled()  # pending until the kernel reports them
+    harness.update("events", [{"seq": 0, "time": 1_700_000_000, "step": 5, "kind": "exported"},
+                              {"seq": 1, "time": 1_700_000_000, "step": 5, "kind": "determinism"}])
+    expect(export).to_be_enabled()
+    expect(determinism).to_be_enabled()
 
     # stopping: both disabled, and a click that gets through anyway sends nothing
     harness.update("run", running_run(state="stopping"))

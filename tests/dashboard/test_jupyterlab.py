@@ -274,7 +274,8 @@ def test_controls_answer_within_a_second_while_a_cell_runs(lab: LabServer, page:
             root.locator('button[data-command="resume"]').click()
             sync_api.expect(status).to_have_attribute("data-state", "running", timeout=1000)
             if busy == "session.wait()":
-                root.locator('button[data-command="stop"]').click()
+                root.locator('button[data-command="stop"]').click()  # arms it
+                root.locator('button[data-command="stop"]').click()  # confirms
                 sync_api.expect(status).to_have_attribute("data-state", "stopped", timeout=1000)
             reply = kc.get_shell_msg(timeout=60)
             while reply["parent_header"].get("msg_id") != msg_id:

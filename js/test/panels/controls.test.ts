@@ -3,8 +3,8 @@
 import { describe, expect, it } from "vitest";
 import type { Command } from "../../model/messages";
 import { normalizeHealth, normalizeRun } from "../../model/normalize";
-import { RUN_STATES, type RunState } from "../../model/types";
-import { type ControlCommand, Controls, enabledCommands } from "../../panels/controls";
+import { RUN_STATES, type RunEvent, type RunState } from "../../model/types";
+import { CONFIRM_STOP_MS, type ControlCommand, Controls, enabledCommands, PENDING_MS } from "../../panels/controls";
 import { Header } from "../../panels/header";
 import { renderHealth } from "../../panels/health";
 
@@ -167,10 +167,10 @@ class FakeDocument {
 const fakeDoc = () => new FakeDocument() as unknown as Document;
 const fake = (el: HTMLElement) => el as unknown as FakeElement;
 
-function toolbar(state: RunState) {
+function toolbar(state: RunState, clock = { now: 0 }) {
   const sent: Command[] = [];
   const abort = new AbortController();
-  const controls = new Controls(fakeDoc(), (cmd) => sent.push(cmd), abort.signal);
+  const controls = new Controls(fakeDoc(), (cmd) => sent.push(cmd), abort.signal, () => clock.now);
   controls.render(state);
   const button = (cmd: ControlCommand) => fake(controls.el).find((e) => e.getAttribute("data-command") === cmd)[0]!;
   return { controls, sent, abort, button };
@@ -312,5 +312,65 @@ describe("health panel", () => {
     expect(det.find((e) => e.hasClass("onthefly-health-evidence"))[0]!.textContent).toBe("grad of fc.weight differs");
     expect(det.find((e) => e.hasClass("onthefly-health-explanation"))[0]!.textContent).toBe("a kernel is nondeterministic");
     expect(fake(summary).textContent).toBe("checked step 12");
+  });
+});
+
+describe("pending commands", () => {
+  const event = (seq: number, kind: RunEvent["kind"]) => ({ seq, time: 0, step: 0, kind }) as RunEvent;
+
+  it("send one validation for a double click, and wait for the kernel's report of it", () => {
+    const { controls, sent, button, abort } = toolbar("running");
+    controls.render("running", true, [event(4, "validation")]); // an old validation
+    button("validate").click();
+    button("validate").click();
+    expect(sent).toEqual([{ type: "command", name: "validate" }]);
+    expect(button("validate").disabled).toBe(true);
+    expect(button("validate").getAttribute("data-pending")).toBe("true");
+    controls.render("running", true, [event(4, "validation")]); // nothing new yet
+    expect(button("validate").disabled).toBe(true);
+    controls.render("running", true, [event(4, "validation"), event(5, "validation")]);
+    expect(button("validate").disabled).toBe(false);
+    expect(button("validate").getAttribute("data-pending")).toBe(null);
+    abort.abort();
+  });
+
+  it("keep Pause pending until the run is paused", () => {
+    const { controls, sent, button, abort } = toolbar("running");
+    button("pause").click();
+    controls.render("running");
+    expect(button("pause").disabled).toBe(true);
+    controls.render("paused");
+    expect(button("resume").disabled).toBe(false);
+    controls.render("running");
+    expect(button("pause").disabled).toBe(false);
+    expect(sent).toEqual([{ type: "command", name: "pause" }]);
+    abort.abort();
+  });
+
+  it("give up on a command nothing confirms after a while", () => {
+    const clock = { now: 1_000 };
+    const { controls, button, abort } = toolbar("running", clock);
+    button("health").click();
+    clock.now += PENDING_MS;
+    controls.render("running");
+    expect(button("health").disabled).toBe(false);
+    abort.abort();
+  });
+
+  it("stop only on a second click within the confirmation window", () => {
+    const clock = { now: 1_000 };
+    const { sent, button, abort } = toolbar("running", clock);
+    button("stop").click();
+    expect(sent).toEqual([]);
+    expect(button("stop").getAttribute("data-confirm")).toBe("true");
+    expect(button("stop").textContent).toContain("Confirm stop");
+    clock.now += CONFIRM_STOP_MS; // too late: this click arms it again
+    button("stop").click();
+    expect(sent).toEqual([]);
+    clock.now += 100;
+    button("stop").click();
+    expect(sent).toEqual([{ type: "command", name: "stop" }]);
+    expect(button("stop").getAttribute("data-confirm")).toBe(null);
+    abort.abort();
   });
 });
