@@ -36,13 +36,15 @@ export const lossPanel: PanelDef = {
     const logLabel = h(doc, "label", { class: "onthefly-log-toggle", title: "logarithmic loss axis" }, logBox, " log");
     const swatch = (cls: string, label: string) =>
       h(doc, "span", { class: "onthefly-legend-item" }, h(doc, "span", { class: `onthefly-swatch ${cls}` }), label);
+    const valLegend = swatch("onthefly-swatch-val", "val"); // shown once there is a validation loss
+    valLegend.hidden = true;
     frame.tools.append(
       h(doc, "div", { class: "onthefly-legend" },
         swatch("onthefly-swatch-median", "median"),
         swatch("onthefly-swatch-mean", "mean"),
         swatch("onthefly-swatch-inner", "p25–p75"),
         swatch("onthefly-swatch-outer", "p5–p95"),
-        swatch("onthefly-swatch-val", "val")),
+        valLegend),
       logLabel,
     );
     const empty = h(doc, "div", { class: "onthefly-chart-empty" }, "waiting for the first steps…");
@@ -108,7 +110,10 @@ export const lossPanel: PanelDef = {
       update(changed) {
         if (changed.has("run")) run = normalizeRun(ctx.model.get("run"));
         if (changed.has("curve")) curve = decodeCurve(ctx.model.get("curve"));
-        if (changed.has("val_curve")) val = normalizeValCurve(ctx.model.get("val_curve"));
+        if (changed.has("val_curve")) {
+          val = normalizeValCurve(ctx.model.get("val_curve"));
+          valLegend.hidden = val.length === 0;
+        }
         if (changed.has("events")) {
           markers = normalizeEvents(ctx.model.get("events"))
             .filter((e) => MARKER_KINDS.has(e.kind) && !(e.kind === "health" && e.status === "pass"))
