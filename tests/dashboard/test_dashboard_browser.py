@@ -209,7 +209,7 @@ def test_header_and_chart_render(harness):
 
     rows = curve_rows(50)
     harness.set_curve(rows)
-    val_legend = root.locator(".onthefly-legend-item", has=root.locator(".onthefly-swatch-val"))
+    val_legend = root.locator(".onthefly-legend-item:has(.onthefly-swatch-val)")
     expect(val_legend).to_be_hidden()  # no validation loss yet: no "val" in the legend
     harness.update("val_curve", [[100, 0.9], [300, 0.5], [480, 0.3]])
     expect(val_legend).to_be_visible()
