@@ -8,8 +8,9 @@ import { normalizeEvents, normalizeRun, normalizeValCurve } from "../model/norma
 import type { EvalResult, EventKind, RunInfo } from "../model/types";
 import { h } from "../ui/dom";
 import { markerLabel } from "../ui/event-text";
-import { fmtNum, fmtPercent } from "../ui/format";
+import { fmtCount, fmtNum, fmtPercent } from "../ui/format";
 import { LossChart, type Marker } from "./loss/chart";
+import { WINDOWS, lastSteps, smoothed } from "./loss/view";
 import { type PanelDef, panelFrame } from "./panel";
 
 const HEIGHT = 220;
@@ -38,6 +39,16 @@ export const lossPanel: PanelDef = {
       h(doc, "span", { class: "onthefly-legend-item" }, h(doc, "span", { class: `onthefly-swatch ${cls}` }), label);
     const valLegend = swatch("onthefly-swatch-val", "val"); // shown once there is a validation loss
     valLegend.hidden = true;
+    const windowSelect = h(
+      doc,
+      "select",
+      { class: "onthefly-window", title: "steps shown", "aria-label": "Steps shown" },
+      ...WINDOWS.map((w) => h(doc, "option", { value: w }, w ? `last ${fmtCount(w)}` : "all steps")),
+    );
+    const smoothing = h(doc, "input", {
+      type: "range", class: "onthefly-smooth", min: 0, max: 0.99, step: 0.01, value: 0,
+      title: "smoothing: the weight of an exponential moving average, as in TensorBoard", "aria-label": "Smoothing",
+    });
     frame.tools.append(
       h(doc, "div", { class: "onthefly-legend" },
         swatch("onthefly-swatch-median", "median"),
@@ -45,6 +56,8 @@ export const lossPanel: PanelDef = {
         swatch("onthefly-swatch-inner", "p25–p75"),
         swatch("onthefly-swatch-outer", "p5–p95"),
         valLegend),
+      windowSelect,
+      h(doc, "label", { class: "onthefly-smooth-toggle" }, "smooth ", smoothing),
       logLabel,
     );
     const empty = h(doc, "div", { class: "onthefly-chart-empty" }, "waiting for the first steps…");
@@ -53,7 +66,8 @@ export const lossPanel: PanelDef = {
     frame.body.append(h(doc, "div", { class: "onthefly-chart-bar" }, readout), plot, metrics);
 
     let run: RunInfo = normalizeRun(undefined);
-    let curve: Curve = EMPTY_CURVE;
+    let recorded: Curve = EMPTY_CURVE; // as the kernel sent it
+    let curve: Curve = EMPTY_CURVE; // what the chart shows: the window, smoothed
     let val: Array<[number, number]> = [];
     let markers: Marker[] = [];
     let width = 0;
@@ -61,9 +75,9 @@ export const lossPanel: PanelDef = {
 
     const renderMetrics = () => {
       const parts: string[] = [];
-      if (curve.n > 0) {
-        const i = curve.n - 1;
-        parts.push(`train p50 ${fmtNum(curve.cols.p50[i])} · mean ${fmtNum(curve.cols.mean[i])}`);
+      if (recorded.n > 0) {
+        const i = recorded.n - 1;
+        parts.push(`train p50 ${fmtNum(recorded.cols.p50[i])} · mean ${fmtNum(recorded.cols.mean[i])}`);
       }
       if (run.val) parts.push(evalText("val", run.val));
       if (run.test) parts.push(evalText("test", run.test));
@@ -91,6 +105,8 @@ export const lossPanel: PanelDef = {
     };
 
     logBox.addEventListener("change", () => ctx.invalidate(), { signal });
+    windowSelect.addEventListener("change", () => ctx.invalidate(), { signal });
+    smoothing.addEventListener("input", () => ctx.invalidate(), { signal });
     chart.svg.addEventListener(
       "pointermove",
       (ev) => {
@@ -109,7 +125,8 @@ export const lossPanel: PanelDef = {
       el: frame.el,
       update(changed) {
         if (changed.has("run")) run = normalizeRun(ctx.model.get("run"));
-        if (changed.has("curve")) curve = decodeCurve(ctx.model.get("curve"));
+        if (changed.has("curve")) recorded = decodeCurve(ctx.model.get("curve"));
+        curve = smoothed(lastSteps(recorded, Number(windowSelect.value)), Number(smoothing.value));
         if (changed.has("val_curve")) {
           val = normalizeValCurve(ctx.model.get("val_curve"));
           valLegend.hidden = val.length === 0;
@@ -120,7 +137,9 @@ export const lossPanel: PanelDef = {
             .map((e) => ({ step: e.step, kind: e.kind, label: markerLabel(e), status: str(e.status) }));
         }
         const w = Math.round(width || plot.clientWidth || 640);
-        const hasData = chart.draw({ curve, val, markers, log: logBox.checked, width: w, height: HEIGHT });
+        const from = curve.n < recorded.n ? curve.cols.step[0]! : -Infinity;
+        const shownVal = val.filter(([step]) => step >= from);
+        const hasData = chart.draw({ curve, val: shownVal, markers, log: logBox.checked, width: w, height: HEIGHT });
         ctx.root.classList.toggle("onthefly-empty", !hasData);
         empty.hidden = hasData;
         logLabel.classList.toggle("onthefly-unavailable", chart.logUnavailable);

@@ -268,6 +268,30 @@ def test_header_and_chart_render(harness):
     assert log_d.count("L") == len(rows) - 1
     harness.assert_no_console_errors()
 
+def test_the_loss_chart_shows_the_last_steps_and_smooths_them(harness):
+    harness.set_curve(curve_rows(50))  # steps 10 .. 500
+    root = harness.root()
+    median = root.locator("svg.onthefly-svg path.onthefly-median")
+    expect(median).to_have_count(1)
+
+    def points() -> int:
+        return median.get_attribute("d").count("L") + 1
+
+    assert points() == 50
+    root.locator("select.onthefly-window").select_option("100")
+    harness.page.wait_for_timeout(200)
+    assert points() == 10, "the last 100 steps: 410 .. 500"
+    raw = median.get_attribute("d")
+    root.locator("input.onthefly-smooth").evaluate(
+        "e => { e.value = '0.9'; e.dispatchEvent(new Event('input', {bubbles: true})); }")
+    harness.page.wait_for_timeout(200)
+    assert points() == 10 and median.get_attribute("d") != raw, "smoothing redraws the same rows"
+    root.locator("select.onthefly-window").select_option("0")
+    harness.page.wait_for_timeout(200)
+    assert points() == 50
+    harness.assert_no_console_errors()
+
+
 
 @pytest.mark.parametrize("layout", ["misaligned", "arraybuffer", "array"])
 def test_curve_data_layouts(harness, layout):

@@ -1,0 +1,47 @@
+// What the loss chart shows of the curve: the last N steps (or all of them), smoothed by an
+// exponential moving average as TensorBoard does (debiased, so the start is not pulled to 0).
+
+import { CURVE_COLUMNS, type Curve, type CurveColumn } from "../../model/curve";
+
+/** The windows the chart offers, in steps (0: the whole run). */
+export const WINDOWS = [0, 100, 1_000, 10_000] as const;
+
+/** The rows whose step is within the last ``steps`` steps of the curve (all of them for 0). */
+export function lastSteps(curve: Curve, steps: number): Curve {
+  if (steps <= 0 || curve.n === 0) return curve;
+  const step = curve.cols.step;
+  const from = step[curve.n - 1]! - steps;
+  let start = 0;
+  while (start < curve.n && !(step[start]! > from)) start++;
+  if (start === 0) return curve;
+  const cols = {} as Record<CurveColumn, Float32Array>;
+  for (const c of CURVE_COLUMNS) cols[c] = curve.cols[c].subarray(start);
+  return { n: curve.n - start, cols };
+}
+
+/** Each value column smoothed by a debiased EMA of ``weight`` (0: as recorded; TensorBoard's
+ * slider); a non-finite value is kept as it is and leaves the average untouched. */
+export function smoothed(curve: Curve, weight: number): Curve {
+  if (!(weight > 0) || curve.n === 0) return curve;
+  const w = Math.min(weight, 0.999);
+  const cols = { step: curve.cols.step } as Record<CurveColumn, Float32Array>;
+  for (const c of CURVE_COLUMNS) {
+    if (c === "step") continue;
+    const src = curve.cols[c];
+    const out = new Float32Array(curve.n);
+    let last = 0;
+    let seen = 0;
+    for (let i = 0; i < curve.n; i++) {
+      const v = src[i]!;
+      if (!Number.isFinite(v)) {
+        out[i] = v;
+        continue;
+      }
+      last = last * w + (1 - w) * v;
+      seen++;
+      out[i] = last / (1 - w ** seen);
+    }
+    cols[c] = out;
+  }
+  return { n: curve.n, cols };
+}
