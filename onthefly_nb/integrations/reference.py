@@ -63,8 +63,8 @@ class Trainer:
     the kernel's main thread; the buttons reach it over the kernel's subshells); pass
     ``background=True`` to return at once instead, with the run training between cells. In a plain
     script it prints the URL of the dashboard's page. In a marimo notebook it shows the dashboard
-    (``mo.ui.anywidget``) and returns at once: marimo runs one cell at a time. With neither ``max_epochs`` nor ``max_steps``
-    the run goes on until it is stopped, as there.
+    (``mo.ui.anywidget``) and returns at once: marimo runs one cell at a time. With neither
+    ``max_epochs`` nor ``max_steps`` the run goes on until it is stopped, as there.
 
     The dashboard connection keywords of 0.1.4 (``connect_timeout``, ``reconnect_interval``,
     ``backlog_limit``) have no meaning here and are accepted; ``dashboard_port`` (or the environment
