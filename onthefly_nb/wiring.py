@@ -111,6 +111,7 @@ def build(settings: Settings, session: Steerable, model: Any, optimizer: Any, lo
     name = settings.run_name
     plans = PlanBook(log.append, run.controller.submit, lambda: run.step)
     checkup = Checkup(run, plans, settings.health_every, changed.set)
+    run.gradients_wanted = lambda: run.controller.attention or checkup.due_at(run.step + 1)
     workshop = Workshop(run, plans, name, changed.set)
     merges = Merges(workshop, plans)
 

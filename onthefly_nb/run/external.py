@@ -27,15 +27,28 @@ class ExternalRun:
         self.run = lifecycle.run
         self.run.fit = fit
         self._owns_lifecycle = False  # True when the user called the other trainer's fit directly
+        self._keeping: Any = None  # the optimizer step hook that keeps gradients for a health check
 
     def begin(self, optimizer: torch.optim.Optimizer | None) -> None:
-        """The other trainer's fit begins (on this thread): bind its optimizer, start the run."""
+        """The other trainer's fit begins (on this thread): bind its optimizer, start the run, and
+        keep the gradients of the steps a health check will read (the trainer may clear them first)."""
         self.run.optimizer = optimizer
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's and Lightning's wrappers
+        if isinstance(inner, torch.optim.Optimizer) and self._keeping is None:
+            self._keeping = inner.register_step_post_hook(lambda *_: self._keep_gradients())
         if not self.lifecycle.started:
             self.lifecycle.claim(threading.current_thread())
             self.run.controller.begin()
             self.run.loop.recorder.open()
             self._owns_lifecycle = True
+
+    def _keep_gradients(self) -> None:
+        """Right after the optimizer step, when a health check is wanted at the coming boundary:
+        references to the gradients (no copy), which the trainer's zero_grad would drop."""
+        run = self.run
+        wanted = run.gradients_wanted()
+        run.kept_gradients = {n: p.grad for n, p in run.model.named_parameters() if p.grad is not None} \
+            if wanted else None
 
     def record(self, indices: list[int], outputs: Any, targets: Any) -> None:
         """One training batch done: keep its per-sample values."""
@@ -60,6 +73,9 @@ class ExternalRun:
 
     def end(self, error: BaseException | None) -> None:
         """The other trainer's fit ended; conclude the run if that fit was called directly."""
+        if self._keeping is not None:
+            self._keeping.remove()
+            self._keeping = None
         if not self._owns_lifecycle:
             return
         self._owns_lifecycle = False

@@ -64,6 +64,8 @@ class Run:
         self.hooks = Hooks()
         self.tests = 0  # test passes so far
         self.fit: Callable[[], Any] | None = None  # another trainer's fit, when one drives this run
+        self.gradients_wanted: Callable[[], bool] = lambda: False  # a health check is due at the next boundary
+        self.kept_gradients: dict[str, torch.Tensor] | None = None  # for it, when another trainer clears them
         self.controller = Controller(lambda kind, step, data: log.append(kind, step, **data))
         self.ranks, self.lead = ranks, ranks is None or ranks.lead  # rank 0 keeps the records and the dashboard
         recorder = self.records.make_recorder(self.loss, settings.stop_on_nan,

@@ -40,8 +40,12 @@ class Checkup:
 
     def due(self) -> None:
         """After a flush: run the periodic check when it is due."""
-        if self.every is not None and self.run.step >= self._next_step:
+        if self.due_at(self.run.step):
             self.health()
+
+    def due_at(self, step: int) -> bool:
+        """Whether the periodic check is due once ``step`` steps have run."""
+        return self.every is not None and step >= self._next_step
 
     def health(self) -> pd.DataFrame:
         """Every health check now (on the trainer thread); the report goes to the dashboard."""
@@ -49,6 +53,7 @@ class Checkup:
         with run.records.lock:
             history = run.records.history.rows()
         findings = check_health(run.model, run.optimizer, history, run.metrics.latest("validation"), self._probe())
+        run.kept_gradients = None
         if self.determinism is not None:
             findings.append(_determinism_finding(self.determinism))
         self._propose_fixes(findings)
@@ -85,7 +90,7 @@ class Checkup:
         scaler = loop.scaler  # fp16: the GradScaler's scale (one host read, at a check)
         return Probe(inputs, targets, self.run.loss.evaluate, wait if busy > 0 else None, busy if busy > 0 else None,
                      self.run.records.recent_labels(self.run.step - RECENT_STEPS),
-                     None if scaler is None else scaler.get_scale())
+                     None if scaler is None else scaler.get_scale(), self.run.kept_gradients)
 
     def check_determinism(self) -> DeterminismReport:
         """Replay the last step twice from the captured state; the result joins the health findings."""

@@ -32,7 +32,9 @@ class Probe:
     ``(outputs, targets) -> loss`` (scalar or per sample). ``wait_seconds``: time spent waiting for
     the data loader over a recent window of steps; ``step_seconds``: wall time of those same steps,
     the wait included. ``recent_targets``: the integer labels of recent batches (classification).
-    ``loss_scale``: the AMP ``GradScaler``'s current scale.
+    ``loss_scale``: the AMP ``GradScaler``'s current scale. ``gradients``: each parameter's gradient
+    of the last optimizer step, kept by ``ExternalRun`` when the other trainer clears them before the
+    step boundary (Hugging Face); else the check reads ``.grad``.
     """
 
     inputs: Any = None
@@ -42,6 +44,7 @@ class Probe:
     step_seconds: float | None = None
     recent_targets: Any = None
     loss_scale: float | None = None
+    gradients: dict[str, torch.Tensor] | None = None  # the last step's, kept when the trainer clears them
 
 
 def report(findings: list[Finding], step: int) -> dict[str, Any]:

@@ -44,7 +44,8 @@ def check_health(model: nn.Module, optimizer: torch.optim.Optimizer, history: np
     """Every check, in a fixed order; ``history`` is the per-step rows so far. The checks fed by
     ``probe`` (activations, dead units, data pipeline, label balance, loss scale) follow, each only
     when its inputs are there."""
-    findings = [_loss(history), _parameters(model), _gradients(model), _learning_rate(optimizer)]
+    kept = probe.gradients if probe is not None else None
+    findings = [_loss(history), _parameters(model), _gradients(model, kept), _learning_rate(optimizer)]
     if len(history) >= TREND_MIN_STEPS:
         findings.append(_trend(history))
     if validation is not None and validation.get("loss") is not None and len(history):
@@ -81,22 +82,25 @@ def _parameters(model: nn.Module) -> Finding:
     return Finding("parameters", PASS, "every parameter is finite", "The weights hold no NaN or infinity.")
 
 
-def gradient_norms(model: nn.Module) -> tuple[dict[str, float], list[str]]:
-    """The norm of each trainable parameter's gradient (in order), and the parameters without one."""
+def gradient_norms(model: nn.Module, kept: dict[str, torch.Tensor] | None = None
+                   ) -> tuple[dict[str, float], list[str]]:
+    """The norm of each trainable parameter's gradient (in order; from ``kept`` when given), and
+    the parameters without one."""
     norms: dict[str, float] = {}
     unused = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.grad is None:
+        grad = p.grad if kept is None else kept.get(name)
+        if grad is None:
             unused.append(name)
         else:
-            norms[name] = float(torch.linalg.vector_norm(p.grad.detach().float()))
+            norms[name] = float(torch.linalg.vector_norm(grad.detach().float()))
     return norms, unused
 
 
-def _gradients(model: nn.Module) -> Finding:
-    norms, unused = gradient_norms(model)
+def _gradients(model: nn.Module, kept: dict[str, torch.Tensor] | None = None) -> Finding:
+    norms, unused = gradient_norms(model, kept)
     broken = next((name for name, norm in norms.items() if not math.isfinite(norm)), None)
     if broken is not None:
         return Finding("gradients", FAIL, f"the gradient of {broken} is NaN or infinite (the first such layer)",

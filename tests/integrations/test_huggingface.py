@@ -115,3 +115,18 @@ def test_attach_huggingface_says_what_it_needs(tmp_path):
         attach_huggingface(object())
     with pytest.raises(ConfigurationError, match="cannot take a per-sample cross entropy"):
         per_sample_cross_entropy(torch.zeros(4, 3), torch.zeros(5, dtype=torch.long))
+
+
+def test_health_sees_a_trainer_runs_gradients_and_its_decayed_learning_rate_passes(tmp_path):
+    """The Trainer clears the gradients right after its optimizer step, before the step boundary;
+    the session keeps them for a check that is due. Its linear schedule ends at a learning rate of 0."""
+    model, data = tiny_bert(), Sequences()
+    trainer = transformers.Trainer(model=model, args=arguments(tmp_path, learning_rate=1e-3), train_dataset=data)
+    session = attach_huggingface(trainer, project="hf", run_name="health", recluster_seconds=None, health_every=5)
+    trainer.train()
+    assert any(e["kind"] == "health" for e in session.events), "the periodic check ran"
+    checks = {r["check"]: r for r in session.health_report["results"]}
+    assert checks["gradients"]["status"] in ("pass", "warn") and "total norm" in checks["gradients"]["evidence"]
+    assert trainer.optimizer.param_groups[0]["lr"] == 0
+    final = session.health().set_index("check")
+    assert final.loc["learning rate", "status"] == "pass", final.loc["learning rate", "evidence"]
