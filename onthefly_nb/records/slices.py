@@ -29,14 +29,14 @@ def store_frame(store: SampleStore, rows: np.ndarray, quantiles: dict[str, float
     c = lambda name: store.column(name)[rows]  # noqa: E731
     getters: dict[str, Callable[[], np.ndarray]] = {
         "index": lambda: rows if index is None else index,
-        "loss": lambda: c("loss"),
+        "loss": lambda: c("loss") + np.float32(0),  # -0.0 (a log of 1 negated) shows as 0
         "loss_mean": lambda: c("loss_mean"),
         "loss_std": lambda: store.loss_std(rows),
         "seen": lambda: c("seen"),
         "last_step": lambda: c("last_step"),
         "hardness": lambda: c("hardness"),
         "tail_count": lambda: c("tail_count"),
-        "tail": lambda: c("loss") >= quantiles.get("p95", np.inf),
+        "tail": lambda: (c("loss") >= quantiles.get("p95", np.inf)) & (c("loss") > quantiles.get("p50", np.inf)),
     }
     if store.is_classification:
         getters |= {

@@ -108,3 +108,13 @@ def test_slices_taken_while_training_hold_only_rows_that_match_their_query(tmp_p
         session.stop(timeout=10)
     assert bad == 0, f"{bad} of 150 slices held rows that fail their own query"
     assert (exported["loss"] > median).all()
+
+
+def test_when_every_loss_is_zero_no_sample_is_in_the_tail_and_no_zero_is_negative():
+    model = small_model()
+    zero = lambda outputs, targets: (outputs * 0.0).sum(1) * -1.0  # noqa: E731 - a loss of -0.0 per sample
+    session = Session(model, torch.optim.SGD(model.parameters(), lr=0.1), zero,
+                      DataLoader(classification_data(64), batch_size=16), max_epochs=1, recluster_seconds=None)
+    frame = session.run().slice()
+    assert (frame["loss"] == 0).all() and not np.signbit(frame["loss"]).any()
+    assert not frame["tail"].any(), "equal losses have no tail"
