@@ -37,7 +37,7 @@ from .run.training import Run
 from .steering.actions import run_actions
 from .steering.checkup import Checkup
 from .steering.plans import PlanBook
-from .steering.watch import PlanWatch, propose_fork, propose_reweight
+from .steering.watch import PlanWatch, propose_fork, propose_reweight, replaced
 
 
 @dataclass
@@ -118,8 +118,9 @@ def build(settings: Settings, session: Steerable, model: Any, optimizer: Any, lo
     def clustered(result: Clustering) -> None:
         log.append("clustered", result.step, k=len(result.summary), source=result.source,
                    samples=int(len(result.indices)))
-        for kind in ("fork", "reweight"):  # their clusters are the old clustering's
-            plans.expire(kind, f"the clustering at step {result.step} replaced the one it named")
+        for kind in ("fork", "reweight"):  # a card stays while the new standout is its cluster still
+            plans.expire(kind, f"the clustering at step {result.step} no longer finds its cluster",
+                         lambda plan: replaced(plan, result.summary, result.indices, result.labels))
         for propose in (propose_fork, propose_reweight):
             propose(plans, result.summary, result.indices, result.labels, result.step)
 

@@ -128,10 +128,10 @@ class PlanBook:
         with self._lock:
             return any(p.kind == kind and p.status == PROPOSED for p in self._plans)
 
-    def expire(self, kind: str, reason: str) -> None:
-        """Close the undecided plans of ``kind`` that events have made moot."""
+    def expire(self, kind: str, reason: str, when: Callable[[Plan], bool] | None = None) -> None:
+        """Close the undecided plans of ``kind`` (those ``when`` picks) that events have made moot."""
         with self._lock:
-            stale = [p for p in self._plans if p.kind == kind and p.status == PROPOSED]
+            stale = [p for p in self._plans if p.kind == kind and p.status == PROPOSED and (when is None or when(p))]
         for plan in stale:
             self._close(plan, reason)
 

@@ -155,6 +155,19 @@ def _standout(summary: Any) -> tuple[int, str] | None:
     return int(summary.index[0]), evidence
 
 
+SAME_REGION = 0.5  # Jaccard overlap above which a new clustering's standout is the card's cluster still
+
+
+def replaced(plan: Plan, summary: Any, indices: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether a new clustering no longer backs a fork or reweight card: its standout cluster (if
+    any) shares less than half its samples with the card's."""
+    found = _standout(summary)
+    if found is None:
+        return True
+    rows, fresh = plan.context["rows"], indices[labels == found[0]]
+    return len(np.intersect1d(rows, fresh)) / max(len(np.union1d(rows, fresh)), 1) < SAME_REGION
+
+
 def propose_fork(book: PlanBook, summary: Any, indices: np.ndarray, labels: np.ndarray, step: int) -> Plan | None:
     """After a clustering: a card to fork a specialist on the hardest cluster, if it stands out."""
     found = _standout(summary)

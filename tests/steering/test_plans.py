@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import classification_data, small_model
@@ -13,7 +14,7 @@ from onthefly_nb import Session
 from onthefly_nb.errors import PlanError, StateError
 from onthefly_nb.records.store import STEP_COLUMNS, StepHistory
 from onthefly_nb.steering.plans import PlanAction, PlanBook
-from onthefly_nb.steering.watch import SPIKE_WINDOW, PlanWatch
+from onthefly_nb.steering.watch import SPIKE_WINDOW, PlanWatch, propose_fork, replaced
 
 
 def history_rows(means: list[float], start: int = 0) -> np.ndarray:
@@ -251,3 +252,20 @@ def test_noise_far_below_the_starting_loss_is_not_a_spike():
     history.extend(history_rows([0.01, 0.02, 0.01], start=70))  # 0.1 of the start is the floor
     watch.observe(73)
     assert rec.book.all() == []
+
+
+def test_a_new_clustering_keeps_a_fork_card_while_its_cluster_stands_out_and_expires_it_after():
+    def summary(cluster: int) -> pd.DataFrame:
+        return pd.DataFrame({"size": [40], "mean_loss": [3.0], "loss_vs_median": [6.0]}, index=[cluster])
+
+    book = Book().book
+    indices = np.arange(200)
+    labels = np.where(indices < 40, 0, 1)  # cluster 0: samples 0..39
+    card = propose_fork(book, summary(0), indices, labels, step=100)
+    assert card is not None and list(card.context["rows"]) == list(range(40))
+    shifted = np.where(indices < 45, 2, 1)  # the same samples and five more, under another number
+    book.expire("fork", "replaced", lambda plan: replaced(plan, summary(2), indices, shifted))
+    assert book.get(card.id).status == "proposed", "the same region: the card stands"
+    elsewhere = np.where(indices >= 150, 3, 1)
+    book.expire("fork", "replaced", lambda plan: replaced(plan, summary(3), indices, elsewhere))
+    assert book.get(card.id).status == "expired"
