@@ -27,6 +27,7 @@ from .experts.merges import Merge
 from .persist import saving
 from .records.clusters import Clustering
 from .records.slices import EXPORT_CHUNK_ROWS, Selection
+from .run import hyperparameters
 from .run.control import TERMINAL, RunState
 from .run.determinism import DeterminismReport
 from .run.lifecycle import supersede
@@ -39,12 +40,8 @@ SUPERSEDE_SECONDS = 60.0  # how long a new session on the same model waits for t
 
 
 class Session:
-    """Owns one training run and lets you pause, step, resume, stop and inspect it.
-
-    Training starts with :meth:`start` (``onthefly.Trainer.fit`` calls it) and runs on a daemon
-    thread. Every control call takes effect at a step boundary, never mid-step. ``session.parts``
-    holds the components that do the work.
-    """
+    """One training run you pause, step, resume, stop and inspect; every control call takes effect at
+    a step boundary, never mid-step. ``session.parts`` holds the components that do the work."""
 
     _current: ClassVar[Session | None] = None
     _live: ClassVar[weakref.WeakSet[Session]] = weakref.WeakSet()
@@ -145,8 +142,7 @@ class Session:
         return self
 
     def _call(self, action: Any, wait: bool, what: str) -> Any:
-        """Run ``action`` on the trainer thread at the next step boundary: its result (with ``wait``) or a Future."""
-        self.parts.lifecycle.check_wait(wait, what)
+        self.parts.lifecycle.check_wait(wait, what)  # then the action runs at the next step boundary
         future = self.parts.run.controller.submit(action)
         return future.result() if wait else future
 
@@ -177,9 +173,7 @@ class Session:
 
     def select(self, indices: Any) -> Any:
         """Set the selection (what a lasso on the sample map does); every dashboard shows it."""
-        chosen = self.parts.records.select(indices)
-        self.event_log.append("selected", self.global_step, samples=int(len(chosen)))
-        return chosen
+        return self.parts.select(indices)
 
     lineage = property(lambda self: self.parts.lineage(), doc="The run, its forks and merges, as tree nodes.")
 
@@ -187,12 +181,20 @@ class Session:
              fresh_optimizer: bool = False, general_share: float = 0.0, seed: int = 0,
              adapter_rank: int | None = None, adapter_layers: list[str] | None = None, mode: str = "wait",
              wait: bool = True) -> Expert | Future:
-        """Fork a specialist on a slice (docs/architecture.md, "Specialists"); it starts at the next
-        step boundary, and the run waits for it (``mode='wait'``) or alternates with it."""
+        """Fork a specialist on a slice at the next boundary; the run waits (``mode='wait'``) or alternates."""
         rows = self.parts.records.rows(slice)
         options = ForkOptions(budget, lr, fresh_optimizer, general_share, seed, adapter_rank, adapter_layers, mode)
         job = self.parts.workshop.fork_job(rows, self.parts.records.describe(slice, rows), options, name)
         return self._call(job, wait, "fork")
+
+    def set_hyperparameters(self, lr: float | None = None, weight_decay: float | None = None,
+                            momentum: float | None = None, betas: tuple[float, float] | None = None,
+                            grad_clip_norm: float | None = None, group: int | None = None,
+                            wait: bool = True) -> str | Future:
+        """Change them at the next step boundary (every parameter group, or ``group``); an event records it."""
+        values = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, betas=betas, grad_clip_norm=grad_clip_norm)
+        changes = hyperparameters.checked(self.optimizer, values, group)
+        return self._call(lambda: self.parts.run.set_hyperparameters(changes, group), wait, "set_hyperparameters")
 
     def reweight(self, slice: Selection, factor: float = 3.0, wait: bool = True) -> str | Future:
         """Sample the slice ``factor`` times as often from the next epoch; ``reweight(None)`` undoes it."""
@@ -259,8 +261,7 @@ class Session:
     def load(cls, path: str | os.PathLike[str], model: nn.Module | None = None, optimizer: Any = None,
              loss_fn: Any = None, train_loader: DataLoader | None = None, val_loader: DataLoader | None = None,
              test_loader: DataLoader | None = None, *, factory: Any = None, **options: Any) -> Session:
-        """Continue a saved session: pass the model, optimizer, loss and loaders built as for the saved
-        run (or ``factory(config) -> dict`` of them); ``options`` override saved settings. Then ``start()``."""
+        """Continue a saved session from the objects built as for it (or ``factory(config)``); then ``start()``."""
         state = saving.read(path)
         given = {"model": model, "optimizer": optimizer, "loss_fn": loss_fn, "train_loader": train_loader,
                  "val_loader": val_loader, "test_loader": test_loader}
@@ -290,8 +291,7 @@ class Session:
         return self.parts.hosting.widget()
 
     def bridge(self, port: int | None = None) -> Bridge:
-        """Serve the dashboard over a localhost WebSocket (the standalone page at ``bridge.url``, VS Code's
-        renderer); port 47621 by default (the next free one if taken; 0 for any). Stopped after the run."""
+        """Serve the dashboard on a localhost WebSocket (page at ``bridge.url``); port 47621 (else the next free)."""
         return self.parts.hosting.bridge(port)
 
     def __repr__(self) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch.utils.data import DataLoader
 
 from .dashboard.commands import Steerable
@@ -66,6 +67,12 @@ class Parts:
         folder = self.export_dir or Path.cwd()
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{name}-step{self.run.step}.zip"
+
+    def select(self, indices: Any) -> np.ndarray:
+        """Set the selection (a lasso on the sample map does); an event says how many."""
+        chosen = self.records.select(indices)
+        self.log.append("selected", self.run.step, samples=int(len(chosen)))
+        return chosen
 
     def lineage(self) -> list[dict[str, Any]]:
         """The run, its forks and merges, as tree nodes ``{id, parent, kind, label, step, state}``."""

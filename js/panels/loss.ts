@@ -18,6 +18,7 @@ const HEIGHT = 220;
 // checks that passed (a warning or failure is drawn in its colour)
 export const MARKER_KINDS: ReadonlySet<EventKind> = new Set<EventKind>([
   "paused", "resumed", "test", "plan_executed", "forked", "fork_trained", "merged", "merge_committed", "health",
+  "hyperparameters",
 ]);
 
 function evalText(label: string, r: EvalResult): string {

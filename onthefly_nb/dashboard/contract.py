@@ -34,6 +34,7 @@ EVENT_KINDS = (
     "reweighted", "plan_proposed", *(f"plan_{status}" for status in PLAN_STATUSES[1:]), "rejected_message",
     "command_failed", "forked", "fork_trained", "merged", "merge_committed", "merge_discarded", "gated", "exported",
     "export_failed", "imported", "per_sample_off", "amp_overflow", "nonfinite_skipped",
+    "hyperparameters",
 )
 CURVE_COLUMNS = ("step", "p5", "p25", "p50", "p75", "p95", "mean")
 QUANTILE_NAMES = ("p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "mean")

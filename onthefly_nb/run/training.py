@@ -24,6 +24,7 @@ from ..persist.saving import saved
 from ..persist.weights import cloned, load_weights
 from ..records.features import penultimate_capture
 from ..records.records import Records
+from . import hyperparameters
 from .control import TERMINAL, Controller, RunState
 from .distributed import PAUSED, Ranks, unwrapped
 from .evaluation import evaluate
@@ -188,6 +189,15 @@ class Run:
         after = [g["lr"] for g in self.optimizer.param_groups]
         self.log.append("lr_changed", self.step, before=before, after=after)
         return "lr " + ", ".join(f"{b:.3g} -> {a:.3g}" for b, a in zip(before, after))
+
+    def set_hyperparameters(self, changes: dict[str, Any], group: int | None) -> str:
+        """Apply checked changes (``hyperparameters.checked``) at this boundary; one event says what changed."""
+        before = hyperparameters.apply(self.optimizer, self.scheduler, changes, group)
+        if "grad_clip_norm" in changes:
+            before["grad_clip_norm"] = [self.loop.clip_norm]
+            self.loop.clip_norm = float(changes["grad_clip_norm"])
+        self.log.append("hyperparameters", self.step, group=group, before=before, after=changes)
+        return ", ".join(f"{k} {before[k]} -> {v}" for k, v in changes.items())
 
     def clip(self, max_norm: float) -> str:
         """Clip every later step's gradients to ``max_norm`` (torch.nn.utils.clip_grad_norm_)."""
