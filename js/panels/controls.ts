@@ -57,20 +57,23 @@ export const PENDING_MS = 60_000; // a command not confirmed by then is given up
 export const CONFIRM_STOP_MS = 4_000;
 
 /**
- * Which commands make sense in a run state. The determinism check replays a step, so it
- * needs one to have run; an export is refused only while the run is winding down.
+ * Which commands make sense in a run state. Evaluations and the health check still work once
+ * the run has ended (the health check after a failure too: it says what broke); the
+ * determinism check replays a step, so it needs one to have run; an export is refused only
+ * while the run is winding down.
  */
 export function enabledCommands(state: RunState): Record<ControlCommand, boolean> {
   const active = state === "running" || state === "paused";
+  const ended = state === "finished" || state === "stopped";
   return {
     pause: state === "running",
     resume: state === "paused",
     stop: active,
     step: active,
-    validate: active,
-    test: active,
-    health: active,
-    determinism: active || state === "finished" || state === "stopped",
+    validate: active || ended,
+    test: active || ended,
+    health: active || ended || state === "failed",
+    determinism: active || ended,
     export: state !== "stopping",
   };
 }

@@ -413,11 +413,16 @@ def test_controls_follow_state_and_send_commands(harness):
     assert harness.sent()[-1] == {"type": "command", "name": "stop"}
     expect(btn["stop"]).to_contain_text("Stop")
 
-    for state in ("finished", "stopped", "failed", "stopping"):
+    after_the_end = {"finished": {"validate", "test", "health"}, "stopped": {"validate", "test", "health"},
+                     "failed": {"health"}, "stopping": set()}
+    for state, still in after_the_end.items():
         harness.update("run", running_run(state=state))
         expect(root.locator(".onthefly-status")).to_have_attribute("data-state", state)
-        for b in btn.values():
-            expect(b).to_be_disabled()
+        for command, b in btn.items():
+            if command in still:
+                expect(b).to_be_enabled()
+            else:
+                expect(b).to_be_disabled()
         expect(step_n).to_be_disabled()
     harness.assert_no_console_errors()
 

@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 import pytest
+from conftest import classification_data
+from torch.utils.data import DataLoader
 
 from onthefly_nb import Session
 
@@ -284,3 +286,16 @@ def test_vscode_gets_the_renderer_payload_beside_the_widget(session_factory, rec
         assert "application/vnd.jupyter.widget-view+json" in bundle
     finally:
         session.parts.hosting.server.stop()
+
+
+def test_health_and_validate_buttons_still_work_after_the_run_ends(session_factory, recording_comm):
+    session = session_factory(n=128, max_epochs=1, val_loader=DataLoader(classification_data(64), batch_size=32))
+    dashboard = session.dashboard()
+    session.start().wait(timeout=60)
+    assert session.status == "finished"
+    validations = sum(e["kind"] == "validation" for e in session.events)  # the one at the epoch's end
+    dashboard.handle_message({"type": "command", "name": "health"}, [])
+    dashboard.handle_message({"type": "command", "name": "validate"}, [])
+    wait_for(lambda: sum(e["kind"] == "validation" for e in session.events) > validations
+             and any(e["kind"] == "health" for e in session.events), timeout=30)
+    assert not any(e["kind"] == "command_failed" for e in session.events)

@@ -184,9 +184,15 @@ describe("enabled commands", () => {
   it("enable the run controls only while the run is running or paused", () => {
     expect(enabledCommands("running")).toMatchObject({ pause: true, resume: false, test: true, health: true });
     expect(enabledCommands("paused")).toMatchObject({ pause: false, resume: true, step: true });
-    for (const cmd of ["pause", "resume", "stop", "step", "validate", "test", "health"] as const) {
+    for (const cmd of ["pause", "resume", "stop", "step"] as const) {
       expect(enabledIn(cmd).every((s) => s === "running" || s === "paused")).toBe(true);
     }
+  });
+
+  it("keep evaluations and the health check once the run has ended", () => {
+    expect(enabledIn("validate")).toEqual(["running", "paused", "finished", "stopped"]);
+    expect(enabledIn("test")).toEqual(["running", "paused", "finished", "stopped"]);
+    expect(enabledIn("health")).toEqual(["running", "paused", "finished", "stopped", "failed"]);
   });
 
   it("enable the determinism check once a step can have run", () => {

@@ -62,8 +62,8 @@ describe("controls", () => {
   it("enable commands by run state", () => {
     expect(enabledCommands("running")).toMatchObject({ pause: true, resume: false, test: true, health: true });
     expect(enabledCommands("paused")).toMatchObject({ pause: false, resume: true, step: true });
-    // after the run: only the determinism check and the session export
+    // after the run: evaluations, the health and determinism checks and the session export
     const finished = Object.entries(enabledCommands("finished")).filter(([, on]) => on).map(([c]) => c);
-    expect(finished.sort()).toEqual(["determinism", "export"]);
+    expect(finished.sort()).toEqual(["determinism", "export", "health", "test", "validate"]);
   });
 });
