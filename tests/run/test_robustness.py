@@ -150,15 +150,22 @@ def test_a_flood_of_requests_is_refused_past_the_bound_and_the_run_goes_on():
     session = make_session(n=256, max_epochs=10_000, recluster_seconds=None, health_every=None,
                            val_loader=DataLoader(classification_data(64), batch_size=64))
     session.start(paused=True)
+    gate = threading.Event()
     try:
+        busy = session.parts.run.controller.submit(lambda: gate.wait(30))  # the trainer is busy with it
+        deadline = time.monotonic() + 10
+        while not busy.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
         futures = [session.validate(wait=False) for _ in range(MAX_QUEUED_ACTIONS)]
         with pytest.raises(StateError, match="requests already wait for the next step boundary"):
             session.validate(wait=False)
         assert receive(session, {"type": "command", "name": "validate"}, []) is not None  # the dashboard too
+        gate.set()
         session.step(1)
         assert all(f.done() for f in futures)
         session.validate()  # room again
     finally:
+        gate.set()
         session.stop(timeout=10)
 
 
