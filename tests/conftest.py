@@ -41,17 +41,42 @@ def make_session(n: int = 256, batch_size: int = 8, max_epochs: int = 50, lr: fl
                    max_epochs=max_epochs, **kwargs)
 
 
-def planted_data(n: int = 4000, seed: int = 0) -> tuple[TensorDataset, np.ndarray]:
-    """Two Gaussian classes split by a linear rule, plus 5 % of samples in a far blob whose
-    labels follow the opposite rule: a region a linear model cannot fit."""
+def planted_data(n: int = 4000, seed: int = 0, share: int = 20, blob: str = "opposite"
+                 ) -> tuple[TensorDataset, np.ndarray]:
+    """Two Gaussian classes split by a linear rule, plus 1/``share`` of the samples in a far blob
+    whose labels follow the ``opposite`` rule (a region a linear model cannot fit), are ``coin``
+    flips (label noise) or follow the ``same`` rule."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 6, generator=g)
     y = (x[:, 0] + x[:, 1] > 0).long()
     planted = torch.zeros(n, dtype=torch.bool)
-    planted[torch.randperm(n, generator=g)[: n // 20]] = True
+    planted[torch.randperm(n, generator=g)[: n // share]] = True
     x[planted, 2:4] += 4.0
-    y[planted] = 1 - y[planted]
+    if blob == "opposite":
+        y[planted] = 1 - y[planted]
+    elif blob == "coin":
+        y[planted] = torch.randint(0, 2, (int(planted.sum()),), generator=g)
     return TensorDataset(x, y), planted.numpy()
+
+
+def train_plainly(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any, loader: Any, epochs: int = 1,
+                  steps: int | None = None) -> nn.Module:
+    """The plain PyTorch loop a session is compared with: ``epochs`` passes (at most ``steps`` steps)."""
+    done = 0
+    for _ in range(epochs):
+        for x, y in loader:
+            if done == steps:
+                return model
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            optimizer.step()
+            done += 1
+    return model
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models' state dicts are equal bit for bit."""
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 @pytest.fixture

@@ -137,8 +137,9 @@ class SampleStore:
     def forgetting(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Forgetting events (right, then wrong at the next visit; Toneva et al. 2019). A sample seen
         but never predicted right counts as forgotten infinitely often, their convention: it ranks first."""
-        never_learnt = (self.column("correct_count")[rows] == 0) & (self.seen[rows] > 0)
-        return np.where(never_learnt, np.inf, self.column("forgets")[rows].astype(np.float32)).astype(np.float32)
+        forgets = self.column("forgets")[rows].astype(np.float32)
+        forgets[(self.column("correct_count")[rows] == 0) & (self.seen[rows] > 0)] = np.inf
+        return forgets
 
     def update(self, visits: Visits) -> None:
         """Fold in one flush of visits; an index visited twice is applied in order."""

@@ -132,7 +132,7 @@ def test_export_and_determinism_buttons_reach_the_session(session_factory, recor
     session.step(5)
     dashboard.handle_message({"type": "command", "name": "determinism"}, [])
     dashboard.handle_message({"type": "command", "name": "export"}, [])
-    wait_for(lambda: any(e["kind"] == "exported" for e in session.events), timeout=60)  # after the determinism check
+    wait_for(lambda: any(e["kind"] == "exported" for e in session.events))
     exported = next(e for e in session.events if e["kind"] == "exported")
     assert exported["step"] == 5 and exported["path"] == str(tmp_path / session.default_export_path().name)
     loaded = Session.load(exported["path"], session.model, session.optimizer, session.loss_fn, session.train_loader)

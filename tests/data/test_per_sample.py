@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import classification_data, small_model
+from conftest import classification_data, same_weights, small_model, train_plainly
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -145,13 +145,8 @@ def test_a_scalar_loss_trains_as_given_and_is_split_per_sample(loss):
     slow = pytest.warns(UserWarning, match="one call per sample, which is slow")
     with slow if loss is eager_loss else contextlib.nullcontext():
         session.run()
-    optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
-    for _ in range(2):
-        for x, y in DataLoader(data, batch_size=8):
-            optimizer.zero_grad(set_to_none=True)
-            loss(twin(x), y).backward()
-            optimizer.step()
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    train_plainly(twin, torch.optim.SGD(twin.parameters(), lr=0.1), loss, DataLoader(data, batch_size=8), epochs=2)
+    assert same_weights(model, twin)
 
     frozen = small_model()
     session = Session(frozen, torch.optim.SGD(frozen.parameters(), lr=0.0), loss,
@@ -180,13 +175,9 @@ def test_a_scalar_loss_that_cannot_be_split_trains_with_per_sample_views_off():
     with pytest.warns(UserWarning, match="per-sample views are off.*cannot be evaluated on single samples"):
         session.run()
     assert session.status == "finished" and session.global_step == 10
-    optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
-    for _ in range(2):
-        for x, y in DataLoader(data, batch_size=8):
-            optimizer.zero_grad(set_to_none=True)
-            batch_only(twin(x), y).backward()
-            optimizer.step()
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    train_plainly(twin, torch.optim.SGD(twin.parameters(), lr=0.1), batch_only, DataLoader(data, batch_size=8),
+                  epochs=2)
+    assert same_weights(model, twin)
     off = [e for e in session.events if e["kind"] == "per_sample_off"]
     assert len(off) == 1 and "needs pairs" in off[0]["reason"]
     assert session.parts.view.snapshot()["run"]["per_sample_off"] == off[0]["reason"]
@@ -205,12 +196,7 @@ def test_training_is_bit_identical_to_the_plain_loop():
         return model, torch.optim.Adam(model.parameters(), lr=1e-2), DataLoader(data, batch_size=16, shuffle=True)
 
     model, optimizer, loader = fresh()
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
-    for _ in range(3):
-        for x, y in loader:
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(x), y).backward()
-            optimizer.step()
+    train_plainly(model, optimizer, nn.CrossEntropyLoss(weight=weights), loader, epochs=3)
 
     ours, ours_optimizer, ours_loader = fresh()
     Session(ours, ours_optimizer, nn.CrossEntropyLoss(weight=weights), ours_loader, max_epochs=3).run()

@@ -489,22 +489,9 @@ def test_forks_asked_for_before_a_step_get_names_of_their_own():
     assert [e["expert"] for e in session.events if e["kind"] == "forked"] == [e.name for e in experts]
 
 
-def noisy_blob(n: int, seed: int, noisy: bool) -> tuple[TensorDataset, np.ndarray]:
-    """The main rule everywhere; in a far blob (10 %) the training labels are coin flips."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 6, generator=g)
-    y = (x[:, 0] + x[:, 1] > 0).long()
-    blob = torch.zeros(n, dtype=torch.bool)
-    blob[torch.randperm(n, generator=g)[: n // 10]] = True
-    x[blob, 2:4] += 4.0
-    if noisy:
-        y[blob] = torch.randint(0, 2, (int(blob.sum()),), generator=g)
-    return TensorDataset(x, y), blob.numpy()
-
-
 def test_a_merge_that_fits_the_slices_noise_is_called_a_loss_on_held_out_data():
-    train, blob = noisy_blob(2000, 0, noisy=True)
-    val, _ = noisy_blob(2000, 1, noisy=False)
+    train, blob = planted_data(2000, 0, share=10, blob="coin")  # the blob's training labels are coin flips
+    val, _ = planted_data(2000, 1, share=10, blob="same")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 64), nn.ReLU(), nn.Linear(64, 2))
     session = Session(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),

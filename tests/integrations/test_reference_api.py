@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, same_weights
 from jupyter_client.manager import start_new_kernel
 from jupyter_helpers import run_in_kernel
 from torch import nn
@@ -157,7 +157,7 @@ def test_quickstart_trains_with_the_same_semantics():
     twin, twin_optimizer, _, twin_loader = objects()
     reference_semantics(twin, twin_optimizer, None, nn.CrossEntropyLoss(), twin_loader, max_epochs=2)
     assert session.status == "finished"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    assert same_weights(model, twin)
 
 
 @pytest.mark.parametrize(("policy", "fixed"), [("epoch_reseed", False), ("fixed_order", True)])

@@ -4,7 +4,7 @@ batch, control at optimizer-step boundaries, the same weights as the plain accum
 from __future__ import annotations
 
 import torch
-from conftest import classification_data, small_model
+from conftest import classification_data, same_weights, small_model
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -36,7 +36,7 @@ def test_accumulated_steps_train_as_the_plain_accumulation_loop():
     session.run()
     steps = accumulation_loop(twin, loader(), 4, 3)
     assert session.global_step == steps == 12
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    assert same_weights(model, twin)
     frame = session.slice()
     assert (frame["seen"] == 3).all(), "every batch's samples are recorded"
     history = session.history

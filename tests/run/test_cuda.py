@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import classification_data, small_model
+from conftest import classification_data, same_weights, small_model
 from test_precision import amp_loop
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -58,5 +58,5 @@ def test_fp16_on_the_gpu_trains_as_the_plain_amp_loop():
                       recluster_seconds=None)
     session.run()
     amp_loop(twin, cuda, nn.CrossEntropyLoss(), 2, torch.float16, device="cuda")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    assert same_weights(model, twin)
     assert session.slice()["loss"].notna().all()

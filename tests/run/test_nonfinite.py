@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from conftest import classification_data, small_model
+from conftest import classification_data, small_model, train_plainly
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -23,17 +23,6 @@ def poisoned(n: int = 128, batch: int = 16) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-def plain_steps(model: nn.Module, data: TensorDataset, steps: int) -> nn.Module:
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for step, (x, y) in enumerate(DataLoader(data, batch_size=16)):
-        if step == steps:
-            break
-        optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return model
-
-
 def session_of(model: nn.Module, data: TensorDataset, **kwargs) -> Session:
     return Session(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
                    DataLoader(data, batch_size=16), max_epochs=3, recluster_seconds=None, health_every=None, **kwargs)
@@ -42,7 +31,9 @@ def session_of(model: nn.Module, data: TensorDataset, **kwargs) -> Session:
 def test_a_nan_loss_stops_the_run_naming_the_step_with_the_weights_of_the_step_before():
     data = poisoned()
     model = small_model()
-    expected = plain_steps(copy.deepcopy(model), data, POISON_STEP)
+    twin = copy.deepcopy(model)
+    expected = train_plainly(twin, torch.optim.SGD(twin.parameters(), lr=0.1), nn.functional.cross_entropy,
+                             DataLoader(data, batch_size=16), steps=POISON_STEP)
     session = session_of(model, data)
     with pytest.raises(NonFiniteLossError, match=rf"at step {POISON_STEP} \(samples \[{POISON_STEP * 16 + 3}\]\).*"
                                                  rf"Step {POISON_STEP} was not applied"):

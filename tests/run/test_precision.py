@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import classification_data, small_model
+from conftest import classification_data, same_weights, small_model
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -39,7 +39,7 @@ def test_mixed_precision_trains_as_the_plain_amp_loop(precision, dtype):
                       DataLoader(data, batch_size=16), max_epochs=2, precision=precision, recluster_seconds=None)
     session.run()
     amp_loop(twin, data, nn.CrossEntropyLoss(), 2, dtype)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    assert same_weights(model, twin)
     frame = session.slice()
     assert len(frame) == 192 and frame["loss"].dtype == np.float32 and np.isfinite(frame["loss"]).all()
 
@@ -103,4 +103,4 @@ def test_an_fp16_run_saved_midway_continues_bit_for_bit(tmp_path):
     assert resumed.parts.run.loop.scaler.get_scale() == first.parts.run.loop.scaler.get_scale()
     resumed.run()
     assert resumed.global_step == 24
-    assert all(torch.equal(a, b) for a, b in zip(resumed_model.state_dict().values(), whole.state_dict().values()))
+    assert same_weights(resumed_model, whole)
