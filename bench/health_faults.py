@@ -1,7 +1,8 @@
 """The health checks against planted faults and healthy runs: which check says what on each.
 
 Every scenario trains a small model on data made here with ``Session`` (validation on a held-out
-split), then calls ``session.health()``. A fault counts as caught when the check named for it
+split), or with Lightning's or Hugging Face's own trainer attached to a session (when those are
+installed; ``pip install -e '.[dev]'``), then calls ``session.health()``. A fault counts as caught when the check named for it
 warns or fails; a healthy run counts as a false alarm when any check warns or fails. The table
 (one row per scenario, one column per check, P/W/F for pass/warn/fail, . when it did not run)
 goes into docs/benchmarks.md.
@@ -11,7 +12,9 @@ goes into docs/benchmarks.md.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,6 +149,83 @@ def memorised_to_zero() -> Session:
     return session(model, train, torch.optim.Adam(model.parameters(), lr=1e-2), epochs=800)
 
 
+def lightning_module(lr: float) -> nn.Module:
+    """A LightningModule over :func:`mlp` with SGD at ``lr`` (defined here: Lightning is optional)."""
+    import lightning.pytorch as pl
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net, self.loss = mlp(), nn.CrossEntropyLoss()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            return self.loss(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=lr)
+
+    return Module()
+
+
+def lightning_run(lr: float, epochs: int) -> Session:
+    import lightning.pytorch as pl
+
+    from onthefly_nb import attach_lightning
+
+    torch.manual_seed(0)
+    model = lightning_module(lr)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, max_epochs=epochs,
+                         default_root_dir=tempfile.mkdtemp())
+    loader = DataLoader(rule_data(2048, 0), batch_size=32, shuffle=True)
+    return attach_lightning(trainer, model, train_loader=loader, val_loader=DataLoader(rule_data(512, 1), 256),
+                            recluster_seconds=None, health_every=None, display=False)
+
+
+def huggingface_run(lr: float, epochs: int) -> Session:
+    import transformers
+
+    from onthefly_nb.integrations.huggingface import attach_huggingface
+
+    class Rule(Dataset):
+        def __init__(self, data: TensorDataset) -> None:
+            self.x, self.y = data.tensors
+
+        def __len__(self) -> int:
+            return len(self.x)
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            return {"x": self.x[i], "labels": self.y[i]}
+
+    class Classifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp()
+
+        def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+            logits = self.net(x)
+            out = {"logits": logits}
+            if labels is not None:
+                out["loss"] = nn.functional.cross_entropy(logits, labels)
+            return out
+
+    torch.manual_seed(0)
+    args = transformers.TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=32,
+                                          num_train_epochs=epochs, learning_rate=lr, report_to=[],
+                                          save_strategy="no", logging_strategy="no", use_cpu=True,
+                                          disable_tqdm=True, seed=0, optim="sgd")
+    trainer = transformers.Trainer(model=Classifier(), args=args, train_dataset=Rule(rule_data(2048, 0)),
+                                   eval_dataset=Rule(rule_data(512, 1)))
+    return attach_huggingface(trainer, recluster_seconds=None, health_every=None, display=False)
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 SCENARIOS = [
     Scenario("healthy", None, healthy),
     Scenario("healthy, dropout 0.5", None, healthy_dropout),
@@ -159,6 +239,12 @@ SCENARIOS = [
     Scenario("overfitting (random labels)", "train/validation gap", overfitting),
     Scenario("memorised to zero loss", "train/validation gap", memorised_to_zero),
 ]
+if installed("lightning"):
+    SCENARIOS += [Scenario("Lightning, healthy", None, lambda: lightning_run(0.1, 10)),
+                  Scenario("Lightning, lr 20", "learning rate", lambda: lightning_run(20.0, 3))]
+if installed("transformers") and installed("accelerate"):
+    SCENARIOS += [Scenario("Hugging Face, healthy (linear decay to 0)", None, lambda: huggingface_run(0.1, 10)),
+                  Scenario("Hugging Face, lr 20", "learning rate", lambda: huggingface_run(20.0, 3))]
 
 
 def main() -> None:

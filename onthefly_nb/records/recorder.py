@@ -191,7 +191,30 @@ class Recorder:
             losses = columns[0]
         steps = np.repeat(np.fromiter((p.step for p in pending), dtype=np.int64, count=len(pending)), sizes)
         if self.stop_on_nonfinite and not np.isfinite(losses).all():
+            self._fold_before_nonfinite(pending, columns, indices, sizes, steps)
             raise _nonfinite_error(losses, indices, steps)
+        self._fold(pending, columns, indices, sizes, steps)
+        return len(pending)
+
+    def _fold_before_nonfinite(self, pending: list[_Step], columns: np.ndarray, indices: np.ndarray,
+                               sizes: np.ndarray, steps: np.ndarray) -> None:
+        """The steps before the first non-finite loss go into the store as usual; that step's row
+        (a NaN mean) joins the history, so the chart and the health check show where it broke."""
+        bad_step = int(steps[np.flatnonzero(~np.isfinite(columns[0]))[0]])
+        kept = sum(1 for p in pending if p.step < bad_step)
+        cut = int(sizes[:kept].sum())
+        if kept:
+            self._fold(pending[:kept], columns[:, :cut], indices[:cut], sizes[:kept], steps[:cut])
+        broken = [p for p in pending[kept:] if p.step == bad_step]
+        rows, _ = _step_rows(broken, columns[0, cut:cut + int(sizes[kept:kept + len(broken)].sum())],
+                             sizes[kept:kept + len(broken)])
+        with self.lock:
+            self.history.extend(rows)
+
+    def _fold(self, pending: list[_Step], columns: np.ndarray, indices: np.ndarray, sizes: np.ndarray,
+              steps: np.ndarray) -> None:
+        """Fold the host columns of ``pending`` into the store, the history and the feature bank."""
+        losses = columns[0]
         rows, percentiles = _step_rows(pending, losses, sizes)
         classes = ()
         if len(columns) > 1:
@@ -205,7 +228,6 @@ class Recorder:
             if hard is not None:
                 self.bank.put(indices[hard[0]], hard[1])  # type: ignore[union-attr]
             self.samples += len(indices)
-        return len(pending)
 
     def _host_columns(self, pending: list[_Step]) -> np.ndarray:
         """Every pending sample's columns in one host copy; deferred steps processed together."""

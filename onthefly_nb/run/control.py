@@ -96,9 +96,9 @@ class Controller:
             run_into(action, future)
         return future
 
-    def note(self, kind: str, **data: Any) -> None:
-        """Log an event at the current step (from the trainer thread)."""
-        self._notify(kind, self.step, data)
+    def note(self, kind: str, at: int | None = None, **data: Any) -> None:
+        """Log an event at the current step, or at step ``at`` (from the trainer thread)."""
+        self._notify(kind, self.step if at is None else at, data)
 
     def wait_until(self, predicate: Callable[[RunState], bool], timeout: float | None) -> bool:
         with self._cond:

@@ -19,6 +19,7 @@ from ..errors import NonFiniteLossError
 from ..records.recorder import Recorder
 from .control import Controller, RunState
 from .distributed import GO, PAUSED, STOP, Ranks
+from .nonfinite import DEVICE, NonFiniteGuard, guard_mode, halted_message
 from .settings import Settings
 
 HANDOVER = "handover"  # what steps() yields when its boundary needs a thread that may wait
@@ -56,9 +57,9 @@ class TrainingLoop:
         self.clip_norm: float | None = schedule.grad_clip_norm  # gradient clipping (a plan can turn it on)
         self.autocast, self.scaler = mixed_precision(schedule.precision, device)
         self._scale = None if self.scaler is None else self.scaler.get_scale()  # at the last flush (no sync yet)
-        self.guarded = device.type == "cpu"  # a host read of each loss costs ~1 us here; on a GPU it would sync
-        self._group_finite = True  # every loss of the accumulation group under way was finite
+        self.guard = NonFiniteGuard(optimizer, guard_mode(device, optimizer))
         self._halted: str | None = None  # what was not finite in a step that was not applied
+        self.nonfinite: tuple[int, str] | None = None  # the first step refused for that, and what it was
         self._alongside: list[tuple[Callable[[], bool], Callable[[], None]]] = []
         self.wait_seconds = 0.0  # in total: waiting for the loader's next batch
         self.busy_seconds = 0.0  # in total: steps, that wait included (pauses and evaluations left out)
@@ -162,14 +163,17 @@ class TrainingLoop:
         scaler = self.scaler
         if scaler is None:
             value.backward()
-            if self.guarded:
-                self._group_finite &= math.isfinite(value.item())
+            guarded = self.ranks is None  # a lone rank stopping or skipping would leave the others behind
+            if guarded:
+                self.guard.batch(value)
             if stepping:
                 norm = None
                 if self.clip_norm is not None:
                     norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
-                if self._finite_step(norm):
+                if not guarded:
                     self.optimizer.step()
+                elif (refused := self.guard.step(self.step, norm)) is not None:
+                    self._refused(refused)
         else:  # fp16: scaled gradients, unscaled before clipping; a step with inf gradients is skipped
             scaler.scale(value).backward()
             if stepping:
@@ -183,35 +187,23 @@ class TrainingLoop:
         if self._halted is not None:
             self._halt()
 
-    def _finite_step(self, norm: torch.Tensor | None) -> bool:
-        """Whether this step's update may reach the weights: on the CPU (outside torchrun) every loss
-        of its batches, and the gradient norm when clipping computed it, must be finite. A step that
-        fails is not applied: the run stops naming it (``stop_on_nan``) or notes it and goes on."""
-        if not self.guarded or self.ranks is not None:  # a lone rank stopping would hang the others
-            return True
-        losses_finite, self._group_finite = self._group_finite, True
-        if losses_finite and (norm is None or math.isfinite(norm.item())):
-            return True
-        self.optimizer.zero_grad(set_to_none=True)
-        what = "gradient norm" if losses_finite else "loss"
+    def _refused(self, what: str) -> None:
+        """A step the guard did not apply: the run stops naming it (``stop_on_nan``) or notes it."""
+        self.nonfinite = self.nonfinite or (self.step, what)
         if self.recorder.stop_on_nonfinite:
             self._halted = what  # the batch is recorded, then the run stops (see _halt)
         else:
             self.ctl.note("nonfinite_skipped", what=what)
-        return False
 
     def _halt(self) -> None:
         """Stop the run at a step that was not applied: the recorder names the samples whose loss was
         non-finite, when it was the loss; else the gradient norm is named."""
         what, self._halted = self._halted, None
-        kept = f"Step {self.step} was not applied: the weights are those before it."
         try:
             self.flush()
         except NonFiniteLossError as exc:
-            raise NonFiniteLossError(f"{exc} {kept}") from None
-        raise NonFiniteLossError(
-            f"the {what} became NaN or infinite at step {self.step}. {kept} Check the learning rate, that batch's "
-            f"inputs, or log/division operations in the model or loss; pass stop_on_nan=False to skip such steps.")
+            raise NonFiniteLossError(halted_message(what, self.step, False, exc)) from None
+        raise NonFiniteLossError(halted_message(what, self.step, False))
 
     def _first_batch(self, outputs: Any, targets: Any, size: int) -> None:
         """Check the loss on the run's first batch; say so if per-sample values are off."""
@@ -327,7 +319,15 @@ class TrainingLoop:
         """Fold recorded steps into the store and update the throughput estimate; with fp16, note the
         steps the GradScaler skipped since the last flush (its scale halves at each)."""
         before = self.recorder.samples
-        self.recorder.flush()
+        skipped = self.guard.skipped() if self.guard.mode == DEVICE else []
+        try:
+            self.recorder.flush()
+        except NonFiniteLossError as exc:
+            if not skipped:
+                raise
+            raise NonFiniteLossError(halted_message(skipped[0][1], skipped[0][0], True, exc)) from None
+        if skipped:
+            self._skipped_on_device(skipped)
         if self.scaler is not None:
             self._note_overflows(self.scaler.get_scale())
         now = time.monotonic()
@@ -339,6 +339,15 @@ class TrainingLoop:
             self._clock, self._clock_samples = now, 0
         self._next_flush = now + self.flush_seconds
         self.on_flush()
+
+    def _skipped_on_device(self, skipped: list[tuple[int, str]]) -> None:
+        """Steps the fused optimizer skipped since the last flush: stop naming the first, or note each."""
+        self.nonfinite = self.nonfinite or skipped[0]
+        if self.recorder.stop_on_nonfinite:
+            step, what = skipped[0]
+            raise NonFiniteLossError(halted_message(what, step, True))
+        for step, what in skipped:
+            self.ctl.note("nonfinite_skipped", at=step, what=what)
 
     def close(self) -> None:
         """The run is over: unhook the recorder and let the loader's persistent workers go (a

@@ -33,8 +33,8 @@ class Checkup:
         self.every = every
         self._notify = notify
         self._next_step = every or 0
-        self._timing = (0.0, 0.0)  # the loop's wait and busy seconds at the last check that saw steps
-        self._window = (0.0, 0.0)  # wait and busy seconds of the steps between the last two such checks
+        self._timing = (0.0, 0.0, 0)  # the loop's wait and busy seconds and step at the last check that saw steps
+        self._window = (0.0, 0.0, 0)  # wait and busy seconds and steps between the last two such checks
         self.determinism: DeterminismReport | None = None
         self.report: dict[str, Any] | None = None
 
@@ -85,12 +85,14 @@ class Checkup:
         inputs, targets = loop.last_batch if loop.last_batch is not None else (None, None)
         wait, busy = loop.wait_seconds - self._timing[0], loop.busy_seconds - self._timing[1]
         if busy > 0:  # steps ran since the last check: a new window; else (paused) the last one again
-            self._timing, self._window = (loop.wait_seconds, loop.busy_seconds), (wait, busy)
-        wait, busy = self._window
+            self._window = (wait, busy, loop.step - self._timing[2])
+            self._timing = (loop.wait_seconds, loop.busy_seconds, loop.step)
+        wait, busy, steps = self._window
         scaler = loop.scaler  # fp16: the GradScaler's scale (one host read, at a check)
         return Probe(inputs, targets, self.run.loss.evaluate, wait if busy > 0 else None, busy if busy > 0 else None,
                      self.run.records.recent_labels(self.run.step - RECENT_STEPS),
-                     None if scaler is None else scaler.get_scale(), self.run.kept_gradients)
+                     None if scaler is None else scaler.get_scale(), self.run.kept_gradients, steps or None,
+                     loop.nonfinite)
 
     def check_determinism(self) -> DeterminismReport:
         """Replay the last step twice from the captured state; the result joins the health findings."""

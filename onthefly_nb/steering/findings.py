@@ -31,7 +31,9 @@ class Probe:
     ``inputs``/``targets``: the last training batch, already on the model's device; ``loss_fn``:
     ``(outputs, targets) -> loss`` (scalar or per sample). ``wait_seconds``: time spent waiting for
     the data loader over a recent window of steps; ``step_seconds``: wall time of those same steps,
-    the wait included. ``recent_targets``: the integer labels of recent batches (classification).
+    the wait included; ``window_steps``: how many steps that window holds. ``nonfinite``: the first
+    step whose update was refused for a non-finite loss or gradient norm, and which.
+    ``recent_targets``: the integer labels of recent batches (classification).
     ``loss_scale``: the AMP ``GradScaler``'s current scale. ``gradients``: each parameter's gradient
     of the last optimizer step, kept by ``ExternalRun`` when the other trainer clears them before the
     step boundary (Hugging Face); else the check reads ``.grad``.
@@ -45,6 +47,8 @@ class Probe:
     recent_targets: Any = None
     loss_scale: float | None = None
     gradients: dict[str, torch.Tensor] | None = None  # the last step's, kept when the trainer clears them
+    window_steps: int | None = None
+    nonfinite: tuple[int, str] | None = None
 
 
 def report(findings: list[Finding], step: int) -> dict[str, Any]:

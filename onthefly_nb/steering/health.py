@@ -29,6 +29,7 @@ ZERO_LOSS = 1e-8  # a mean loss below this is zero for the gap (ratios of two ze
 DIVERGED = 10.0  # a late mean loss this many times the early one: the run diverged
 TREND_MIN_STEPS = 100
 INPUT_BOUND = 0.3  # share of step time spent waiting for data above which the run is input-bound
+INPUT_BOUND_WAIT = 1e-3  # ... when each step waits at least this long (s): below, workers would cost more
 IMBALANCE = 5.0  # most over least frequent class count
 BALANCE_MIN_PER_CLASS = 40  # labels per class needed before the ratio means more than sampling noise
 SINGLE_CLASS_MIN = 64  # labels needed before one class alone warns
@@ -45,7 +46,9 @@ def check_health(model: nn.Module, optimizer: torch.optim.Optimizer, history: np
     ``probe`` (activations, dead units, data pipeline, label balance, loss scale) follow, each only
     when its inputs are there."""
     kept = probe.gradients if probe is not None else None
-    findings = [_loss(history), _parameters(model), _gradients(model, kept), _learning_rate(optimizer)]
+    gradients = _gradients(model, kept, stepped=len(history) > 0)
+    findings = [_loss(history, probe.nonfinite if probe is not None else None), _parameters(model),
+                *([gradients] if gradients else []), _learning_rate(optimizer)]
     if len(history) >= TREND_MIN_STEPS:
         findings.append(_trend(history))
     if validation is not None and validation.get("loss") is not None and len(history):
@@ -56,11 +59,17 @@ def check_health(model: nn.Module, optimizer: torch.optim.Optimizer, history: np
 def _probed(model: nn.Module, probe: Probe) -> list[Finding]:
     """The checks whose inputs the probe carries, in a fixed order."""
     findings = forward_checks(model, probe) if probe.inputs is not None else []
-    optional = (_data_pipeline(probe.wait_seconds, probe.step_seconds), _label_balance(probe.recent_targets),
+    optional = (_data_pipeline(probe.wait_seconds, probe.step_seconds, probe.window_steps),
+                _label_balance(probe.recent_targets),
                 _loss_scale(probe.loss_scale))
     return findings + [f for f in optional if f is not None]
 
-def _loss(history: np.ndarray) -> Finding:
+def _loss(history: np.ndarray, nonfinite: tuple[int, str] | None = None) -> Finding:
+    if nonfinite is not None:  # a batch's mean can overflow while each sample's loss is finite
+        step, what = nonfinite
+        return Finding("loss", FAIL, f"the {what} became NaN or infinite at step {step}; that step was not applied",
+                       "The loss overflowed: lower the learning rate or clip gradients (approve the card when "
+                       "one is offered), or look for bad inputs or labels in that step's batch.")
     if not len(history):
         return Finding("loss", WARN, "no step recorded yet", "Run a few steps, then check again.")
     bad = ~np.isfinite(history[:, _MEAN])
@@ -99,8 +108,13 @@ def gradient_norms(model: nn.Module, kept: dict[str, torch.Tensor] | None = None
     return norms, unused
 
 
-def _gradients(model: nn.Module, kept: dict[str, torch.Tensor] | None = None) -> Finding:
+def _gradients(model: nn.Module, kept: dict[str, torch.Tensor] | None = None, stepped: bool = False
+               ) -> Finding | None:
+    """None when steps ran but no gradient is left to look at (a trainer that clears them after its
+    step, checked after the run ended): nothing can be said then."""
     norms, unused = gradient_norms(model, kept)
+    if not norms and stepped:
+        return None
     broken = next((name for name, norm in norms.items() if not math.isfinite(norm)), None)
     if broken is not None:
         return Finding("gradients", FAIL, f"the gradient of {broken} is NaN or infinite (the first such layer)",
@@ -136,9 +150,12 @@ def _learning_rate(optimizer: torch.optim.Optimizer) -> Finding:
     if not values or any(not math.isfinite(r) or r < 0 for r in values):
         return Finding("learning rate", FAIL, evidence or "no learning rate",
                        "A learning rate must be a positive finite number.")
+    initial = [float(g.get("initial_lr", 0) or 0) for g in optimizer.param_groups]  # set by a scheduler
+    if max(initial) > HIGH_LR:
+        return Finding("learning rate", WARN, f"{evidence} (a schedule started it at {max(initial):.3g})",
+                       "A learning rate above 1 is unusual and often diverges; start the schedule lower.")
     if any(r == 0 for r in values):
-        decayed = all(float(g.get("initial_lr", 0) or 0) > 0 for g in optimizer.param_groups)  # set by a scheduler
-        if decayed:
+        if all(r > 0 for r in initial):
             return Finding("learning rate", PASS, f"{evidence} (a schedule decayed it from "
                            f"{max(float(g['initial_lr']) for g in optimizer.param_groups):.3g})",
                            "The schedule has brought the learning rate to 0, as at the end of a decay.")
@@ -188,15 +205,24 @@ def _gap(history: np.ndarray, validation: dict[str, Any]) -> Finding:
     return Finding("train/validation gap", PASS, evidence, "Validation follows training.")
 
 
-def _data_pipeline(wait_seconds: float | None, step_seconds: float | None) -> Finding | None:
+def _data_pipeline(wait_seconds: float | None, step_seconds: float | None, steps: int | None = None
+                   ) -> Finding | None:
+    """Input-bound when a large share of step time waits for data, and (when the number of steps
+    is known) each step waits long enough that loader workers could help."""
     if wait_seconds is None or step_seconds is None or not step_seconds > 0 or not math.isfinite(wait_seconds):
         return None
     share = wait_seconds / step_seconds
     evidence = f"{share:.0%} of step time waiting for data ({wait_seconds:.3g} s of {step_seconds:.3g} s)"
-    if share > INPUT_BOUND:
+    per_step = wait_seconds / steps if steps else None
+    if per_step is not None:
+        evidence += f", {per_step * 1e3:.2g} ms a step"
+    if share > INPUT_BOUND and (per_step is None or per_step >= INPUT_BOUND_WAIT):
         return Finding("data pipeline", WARN, f"input-bound: {evidence}",
                        "Training waits for the data loader: raise num_workers, enable pin_memory/"
                        "persistent_workers, or cache the dataset.")
+    if share > INPUT_BOUND:
+        return Finding("data pipeline", PASS, f"short waits: {evidence}", "Each wait for data is too short for "
+                       "loader workers to help (they cost about a millisecond a batch themselves).")
     return Finding("data pipeline", PASS, f"compute-bound: {evidence}", "The data loader keeps up with training.")
 
 

@@ -249,6 +249,15 @@ def test_a_slow_loader_is_input_bound_and_an_in_memory_one_compute_bound():
     assert status == "pass" and evidence.startswith("compute-bound: ")
 
 
+def test_a_large_share_of_waits_too_short_for_workers_to_help_is_not_input_bound():
+    """A tiny model on an in-memory loader can wait 40 % of its 0.3 ms steps: workers would not help."""
+    found = probed(nn.Linear(8, 3), Probe(wait_seconds=0.012, step_seconds=0.03, window_steps=100))
+    status, evidence = found["data pipeline"]
+    assert status == "pass" and evidence.startswith("short waits: 40% ") and "0.12 ms a step" in evidence
+    slow = probed(nn.Linear(8, 3), Probe(wait_seconds=0.4, step_seconds=1.0, window_steps=100))["data pipeline"]
+    assert slow[0] == "warn" and "4 ms a step" in slow[1]
+
+
 def test_imbalanced_or_unshuffled_labels_warn_and_balanced_ones_pass():
     labels = torch.cat([torch.zeros(300), torch.ones(30), torch.full((20,), 2)]).long()[torch.randperm(350)]
     status, evidence = probed(nn.Linear(8, 3), Probe(recent_targets=labels))["label balance"]
