@@ -2,10 +2,10 @@
 
 Every scenario trains a small model on data made here with ``Session`` (validation on a held-out
 split), or with Lightning's or Hugging Face's own trainer attached to a session (when those are
-installed; ``pip install -e '.[dev]'``), then calls ``session.health()``. A fault counts as caught when the check named for it
-warns or fails; a healthy run counts as a false alarm when any check warns or fails. The table
-(one row per scenario, one column per check, P/W/F for pass/warn/fail, . when it did not run)
-goes into docs/benchmarks.md.
+installed; ``pip install -e '.[dev]'``), then calls ``session.health()``. A fault counts as
+caught when the check named for it warns or fails; a healthy run counts as a false alarm when
+any check warns or fails. The table (one row per scenario, one column per check, P/W/F for
+pass/warn/fail, . when it did not run) goes into docs/benchmarks.md.
 
     .venv/bin/python bench/health_faults.py
 """

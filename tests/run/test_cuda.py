@@ -31,13 +31,18 @@ def host_syncs(run: Callable[[], object]) -> int:
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def session_on_the_gpu(steps: int) -> Session:
-    """A session whose data already lives on the GPU, so the loop itself needs no copies."""
+def session_on_the_gpu(steps: int, fused: bool = False, poison: int | None = None) -> Session:
+    """A session whose data already lives on the GPU, so the loop itself needs no copies; with
+    ``fused``, a fused Adam (the device-side non-finite guard); ``poison``: a NaN input there."""
     x, y = (t.cuda() for t in classification_data(4096).tensors)
+    if poison is not None:
+        x[poison, 0] = float("nan")
     model = small_model().cuda()
-    return Session(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(),
-                   DataLoader(TensorDataset(x, y), batch_size=16), max_steps=steps, device="cuda",
-                   recluster_seconds=None, health_every=None)
+    optimizer = (torch.optim.Adam(model.parameters(), lr=0.01, fused=True) if fused
+                 else torch.optim.SGD(model.parameters(), lr=0.1))
+    return Session(model, optimizer, nn.CrossEntropyLoss(), DataLoader(TensorDataset(x, y), batch_size=16),
+                   max_steps=steps, device="cuda", recluster_seconds=None, health_every=None,
+                   stop_on_nan=poison is None)
 
 
 def test_the_recorder_adds_no_host_sync_per_step():
@@ -60,3 +65,13 @@ def test_fp16_on_the_gpu_trains_as_the_plain_amp_loop():
     amp_loop(twin, cuda, nn.CrossEntropyLoss(), 2, torch.float16, device="cuda")
     assert same_weights(model, twin)
     assert session.slice()["loss"].notna().all()
+
+
+def test_a_fused_optimizer_skips_a_nan_step_on_the_gpu_without_a_host_sync_per_step():
+    host_syncs(session_on_the_gpu(5, fused=True).run)
+    short = host_syncs(session_on_the_gpu(20, fused=True).run)
+    poisoned = session_on_the_gpu(220, fused=True, poison=30 * 16 + 2)
+    long = host_syncs(poisoned.run)
+    assert long - short < 20, f"200 more steps made {long - short} more host syncs ({short} for 20 steps)"
+    assert [e["step"] for e in poisoned.events if e["kind"] == "nonfinite_skipped"] == [30]
+    assert all(torch.isfinite(p).all() for p in poisoned.model.parameters())
