@@ -4,7 +4,8 @@
 export const PROTOCOL_VERSION = 1;
 export const MAX_STEPS = 10000000;
 export const MAX_SELECTION = 50000000;
-export const TRAIT_NAMES = ["run", "curve", "val_curve", "events", "clusters", "histogram", "points", "selection", "plans", "lineage", "health", "compare"] as const;
+export const MAX_MARKERS = 2000;
+export const TRAIT_NAMES = ["run", "curve", "val_curve", "events", "markers", "clusters", "histogram", "points", "selection", "plans", "lineage", "health", "compare"] as const;
 export const RUN_STATES = ["idle", "running", "paused", "stopping", "finished", "stopped", "failed"] as const;
 export const COMMAND_NAMES = ["pause", "resume", "stop", "step", "validate", "test", "health", "compare", "determinism", "export"] as const;
 export const EVENT_KINDS = ["started", "paused", "resumed", "stopping", "finished", "stopped", "failed", "interrupted", "superseded", "epoch_end", "validation", "test", "clustered", "selected", "health", "determinism", "lr_changed", "clipping", "reweighted", "plan_proposed", "plan_approved", "plan_rejected", "plan_executed", "plan_failed", "plan_expired", "rejected_message", "command_failed", "forked", "fork_trained", "merged", "merge_committed", "merge_discarded", "gated", "exported", "export_failed", "imported", "per_sample_off", "amp_overflow", "nonfinite_skipped", "hyperparameters"] as const;
@@ -12,6 +13,7 @@ export const PLAN_KINDS = ["lower_lr", "clip_gradients", "validate_now", "health
 export const PLAN_STATUSES = ["proposed", "approved", "rejected", "executed", "failed", "expired"] as const;
 export const CURVE_COLUMNS = ["step", "p5", "p25", "p50", "p75", "p95", "mean"] as const;
 export const LINEAGE_KINDS = ["run", "fork", "baseline", "merge"] as const;
+export const MARKER_GROUPS = {"control": ["paused", "resumed", "stopped", "interrupted"], "changes": ["plan_executed", "lr_changed", "clipping", "reweighted", "hyperparameters"], "experts": ["forked", "fork_trained", "merged", "merge_committed", "gated"], "checks": ["health", "determinism", "test"], "faults": ["nonfinite_skipped", "amp_overflow", "failed"]} as const;
 
 export type TraitName = (typeof TRAIT_NAMES)[number];
 export type RunState = (typeof RUN_STATES)[number];
@@ -202,6 +204,7 @@ export interface Traits {
   curve: CurveTrait;
   val_curve: [number, number][];
   events: RunEvent[];
+  markers: RunEvent[];
   clusters: ClusterRow[];
   histogram: HistogramTrait | null;
   points: PointsTrait | null;

@@ -1,25 +1,21 @@
 // The training loss panel: the quantile fan of `curve` with the validation points of
-// `val_curve` and markers for `events` (loss/chart.ts), a hover readout, a log-axis toggle,
-// and the latest train, validation and test metrics (`run`).
+// `val_curve` and the run's `markers` (loss/chart.ts), a hover readout, a log-axis toggle, a
+// "last N steps" window, smoothing, drag to zoom (double-click resets), and the latest train,
+// validation and test metrics (`run`).
 
 import { type Curve, EMPTY_CURVE, decodeCurve } from "../model/curve";
-import { str } from "../model/guards";
 import { normalizeEvents, normalizeRun, normalizeValCurve } from "../model/normalize";
-import type { EvalResult, EventKind, RunInfo } from "../model/types";
+import type { EvalResult, RunInfo } from "../model/types";
 import { h } from "../ui/dom";
-import { markerLabel } from "../ui/event-text";
 import { fmtCount, fmtNum, fmtPercent } from "../ui/format";
-import { LossChart, type Marker } from "./loss/chart";
-import { WINDOWS, lastSteps, smoothed } from "./loss/view";
+import { LossChart } from "./loss/chart";
+import { GROUP_LABELS, type Marker, groupsPresent, toMarkers } from "./loss/markers";
+import { WINDOWS, lastSteps, smoothed, stepRange, zoomOf } from "./loss/view";
 import { type PanelDef, panelFrame } from "./panel";
 
 const HEIGHT = 220;
-// validations are not markers: the validation loss series already shows each one; nor are health
-// checks that passed (a warning or failure is drawn in its colour)
-export const MARKER_KINDS: ReadonlySet<EventKind> = new Set<EventKind>([
-  "paused", "resumed", "test", "plan_executed", "forked", "fork_trained", "merged", "merge_committed", "health",
-  "hyperparameters",
-]);
+const DRAG_PX = 4; // a shorter drag is a click, not a zoom
+const MIN_ZOOM_STEPS = 2;
 
 function evalText(label: string, r: EvalResult): string {
   const acc = r.accuracy != null ? ` · acc ${fmtPercent(r.accuracy)}` : "";
@@ -28,7 +24,7 @@ function evalText(label: string, r: EvalResult): string {
 
 export const lossPanel: PanelDef = {
   name: "loss",
-  traits: ["run", "curve", "val_curve", "events"],
+  traits: ["run", "curve", "val_curve", "markers"],
   create(ctx) {
     const { doc, signal } = ctx;
     const frame = panelFrame(doc, "loss", "Training loss", "onthefly-panel-wide onthefly-chart");
@@ -50,17 +46,22 @@ export const lossPanel: PanelDef = {
       type: "range", class: "onthefly-smooth", min: 0, max: 0.99, step: 0.01, value: 0,
       title: "smoothing: the weight of an exponential moving average, as in TensorBoard", "aria-label": "Smoothing",
     });
+    const markerLegend = h(doc, "span", { class: "onthefly-marker-legend" });
+    const resetZoom = h(doc, "button", { type: "button", class: "onthefly-zoom-reset", title: "show every step again (or double-click the chart)", hidden: true }, "reset zoom");
     frame.tools.append(
       h(doc, "div", { class: "onthefly-legend" },
         swatch("onthefly-swatch-median", "median"),
         swatch("onthefly-swatch-mean", "mean"),
         swatch("onthefly-swatch-inner", "p25–p75"),
         swatch("onthefly-swatch-outer", "p5–p95"),
-        valLegend),
+        valLegend,
+        markerLegend),
+      resetZoom,
       windowSelect,
       h(doc, "label", { class: "onthefly-smooth-toggle" }, "smooth ", smoothing),
       logLabel,
     );
+    chart.svg.setAttribute("data-hint", "drag to zoom, double-click to reset");
     const empty = h(doc, "div", { class: "onthefly-chart-empty" }, "waiting for the first steps…");
     const plot = h(doc, "div", { class: "onthefly-plot" }, chart.svg, empty);
     const metrics = h(doc, "div", { class: "onthefly-metrics", hidden: true });
@@ -73,6 +74,20 @@ export const lossPanel: PanelDef = {
     let markers: Marker[] = [];
     let width = 0;
     let hoverRow = -1;
+    let zoom: readonly [number, number] | null = null; // the steps a drag chose
+    let dragFrom: number | null = null; // client x where a drag began
+
+    const setZoom = (next: readonly [number, number] | null) => {
+      zoom = next;
+      resetZoom.hidden = zoom === null;
+      ctx.invalidate();
+    };
+
+    const renderMarkerLegend = () => {
+      markerLegend.replaceChildren(...groupsPresent(markers).map((g) =>
+        h(doc, "span", { class: "onthefly-legend-item" },
+          h(doc, "span", { class: "onthefly-swatch onthefly-swatch-marker", "data-group": g }), GROUP_LABELS[g])));
+    };
 
     const renderMetrics = () => {
       const parts: string[] = [];
@@ -106,17 +121,48 @@ export const lossPanel: PanelDef = {
     };
 
     logBox.addEventListener("change", () => ctx.invalidate(), { signal });
-    windowSelect.addEventListener("change", () => ctx.invalidate(), { signal });
+    windowSelect.addEventListener("change", () => setZoom(null), { signal });
     smoothing.addEventListener("input", () => ctx.invalidate(), { signal });
+    resetZoom.addEventListener("click", () => setZoom(null), { signal });
+    chart.svg.addEventListener("dblclick", () => setZoom(null), { signal });
+    chart.svg.addEventListener(
+      "pointerdown",
+      (ev) => {
+        if (ev.button !== 0 || chart.stepAt(ev.clientX) === null) return;
+        dragFrom = ev.clientX;
+        chart.svg.setPointerCapture?.(ev.pointerId);
+      },
+      { signal },
+    );
     chart.svg.addEventListener(
       "pointermove",
       (ev) => {
+        if (dragFrom !== null) chart.showBrush(dragFrom, ev.clientX);
         const row = chart.rowAt(ev.clientX);
         if (row !== hoverRow) hover(row);
       },
       { signal },
     );
-    chart.svg.addEventListener("pointerleave", () => hover(-1), { signal });
+    const endDrag = (ev: PointerEvent, apply: boolean) => {
+      if (dragFrom === null) return;
+      const from = dragFrom;
+      dragFrom = null;
+      chart.showBrush(null, null);
+      if (!apply || Math.abs(ev.clientX - from) < DRAG_PX) return;
+      const a = chart.stepAt(from);
+      const b = chart.stepAt(ev.clientX);
+      if (a === null || b === null) return;
+      const next = zoomOf(a, b, 0);
+      if (next) {
+        const mid = (next[0] + next[1]) / 2;
+        setZoom(next[1] - next[0] >= MIN_ZOOM_STEPS ? next : [mid - MIN_ZOOM_STEPS / 2, mid + MIN_ZOOM_STEPS / 2]);
+      }
+    };
+    chart.svg.addEventListener("pointerup", (ev) => endDrag(ev, true), { signal });
+    chart.svg.addEventListener("pointercancel", (ev) => endDrag(ev, false), { signal });
+    chart.svg.addEventListener("pointerleave", () => {
+      if (dragFrom === null) hover(-1);
+    }, { signal });
     ctx.watchWidth(plot, (w) => {
       width = w;
       ctx.invalidate();
@@ -127,20 +173,23 @@ export const lossPanel: PanelDef = {
       update(changed) {
         if (changed.has("run")) run = normalizeRun(ctx.model.get("run"));
         if (changed.has("curve")) recorded = decodeCurve(ctx.model.get("curve"));
-        curve = smoothed(lastSteps(recorded, Number(windowSelect.value)), Number(smoothing.value));
+        const whole = smoothed(recorded, Number(smoothing.value)); // smoothed over the run, then cut: a view
+        curve = zoom ? stepRange(whole, zoom[0], zoom[1]) : lastSteps(whole, Number(windowSelect.value));
         if (changed.has("val_curve")) {
           val = normalizeValCurve(ctx.model.get("val_curve"));
           valLegend.hidden = val.length === 0;
         }
-        if (changed.has("events")) {
-          markers = normalizeEvents(ctx.model.get("events"))
-            .filter((e) => MARKER_KINDS.has(e.kind) && !(e.kind === "health" && e.status === "pass"))
-            .map((e) => ({ step: e.step, kind: e.kind, label: markerLabel(e), status: str(e.status) }));
+        if (changed.has("markers")) {
+          markers = toMarkers(normalizeEvents(ctx.model.get("markers")));
+          renderMarkerLegend();
         }
         const w = Math.round(width || plot.clientWidth || 640);
-        const from = curve.n < recorded.n ? curve.cols.step[0]! : -Infinity;
-        const shownVal = val.filter(([step]) => step >= from);
-        const hasData = chart.draw({ curve, val: shownVal, markers, log: logBox.checked, width: w, height: HEIGHT });
+        const from = zoom ? zoom[0] : curve.n < recorded.n ? curve.cols.step[0]! : -Infinity;
+        const to = zoom ? zoom[1] : Infinity;
+        const shownVal = val.filter(([step]) => step >= from && step <= to);
+        const hasData = chart.draw({
+          curve, val: shownVal, markers, log: logBox.checked, width: w, height: HEIGHT, domain: zoom,
+        });
         ctx.root.classList.toggle("onthefly-empty", !hasData);
         empty.hidden = hasData;
         logLabel.classList.toggle("onthefly-unavailable", chart.logUnavailable);

@@ -1,7 +1,5 @@
 // Axis scales shared by the loss chart and the histogram.
 
-import { fmtNum } from "./format";
-
 /** A pixel coordinate rounded to 0.1 px, which keeps the charts' SVG short. */
 export const r1 = (v: number) => Math.round(v * 10) / 10;
 
@@ -44,12 +42,23 @@ export function linearScale(d0: number, d1: number, r0: number, r1: number, coun
   const s = ((v: number) => r0 + (v - d0) * k) as Scale;
   s.invert = (px: number) => d0 + (px - r0) / k;
   s.ticks = ticks;
-  s.format = (v: number) => {
-    const a = Math.abs(v);
-    if (a !== 0 && (a >= 1e5 || a < 1e-4)) return v.toExponential(1);
-    return v.toFixed(dec);
-  };
+  // one notation for every tick: exponents when any tick needs one, else fixed decimals
+  const exponential = ticks.some((t) => t !== 0 && (Math.abs(t) >= 1e5 || Math.abs(t) < 1e-4));
+  s.format = (v: number) => (v === 0 ? "0" : exponential ? compactExponent(v) : v.toFixed(dec));
   return s;
+}
+
+/** "1e-4", "2.5e6": a mantissa without trailing zeros and an exponent without "+". */
+function compactExponent(v: number): string {
+  const [mantissa, exponent] = v.toExponential(2).split("e");
+  return `${String(Number(mantissa))}e${Number(exponent)}`;
+}
+
+/** Labels for log ticks that read alike: plain numbers while every tick is between 0.001 and
+ * 10^5, else every tick as an exponent ("1e-4", "3e-3", "1e0"). */
+export function logTickFormat(ticks: readonly number[]): (v: number) => string {
+  const plain = ticks.every((t) => t >= 1e-3 && t < 1e5);
+  return (v: number) => (plain ? String(Number(v.toPrecision(4))) : compactExponent(v));
 }
 
 /** Log10 map of [d0, d1] (both > 0) onto [r0, r1] with 1-2-5 or decade ticks. */
@@ -76,6 +85,6 @@ export function logScale(d0: number, d1: number, r0: number, r1: number): Scale 
     const every = Math.ceil(ticks.length / 7);
     s.ticks = ticks.filter((_, i) => i % every === 0);
   }
-  s.format = (v: number) => fmtNum(v);
+  s.format = logTickFormat(s.ticks);
   return s;
 }

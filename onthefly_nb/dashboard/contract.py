@@ -36,6 +36,16 @@ EVENT_KINDS = (
     "export_failed", "imported", "per_sample_off", "amp_overflow", "nonfinite_skipped",
     "hyperparameters",
 )
+# the event kinds the loss chart draws as markers, by legend entry (a passing check is drawn quietly)
+MARKER_GROUPS: Mapping[str, tuple[str, ...]] = {
+    "control": ("paused", "resumed", "stopped", "interrupted"),
+    "changes": ("plan_executed", "lr_changed", "clipping", "reweighted", "hyperparameters"),
+    "experts": ("forked", "fork_trained", "merged", "merge_committed", "gated"),
+    "checks": ("health", "determinism", "test"),
+    "faults": ("nonfinite_skipped", "amp_overflow", "failed"),
+}
+MARKER_KINDS = tuple(kind for kinds in MARKER_GROUPS.values() for kind in kinds)
+MAX_MARKERS = 2_000  # the markers trait holds the run's latest this many
 CURVE_COLUMNS = ("step", "p5", "p25", "p50", "p75", "p95", "mean")
 QUANTILE_NAMES = ("p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "mean")
 LINEAGE_KINDS = ("run", "fork", "baseline", "merge")
@@ -83,6 +93,7 @@ TRAITS: Mapping[str, Schema] = {
     "curve": CURVE,
     "val_curve": Arr(Tup((Num(), Num()))),
     "events": Arr(EVENT),
+    "markers": Arr(EVENT),
     "clusters": Arr(CLUSTER_ROW),
     "histogram": Opt(HISTOGRAM),
     "points": Opt(POINTS),
@@ -125,7 +136,8 @@ def check_traits(values: Mapping[str, Any]) -> None:
 
 def typescript() -> str:
     """The TypeScript module ``js/model/contract.ts``: every named type, the trait map, the names."""
-    consts = {"PROTOCOL_VERSION": PROTOCOL_VERSION, "MAX_STEPS": MAX_STEPS, "MAX_SELECTION": MAX_SELECTION}
+    consts = {"PROTOCOL_VERSION": PROTOCOL_VERSION, "MAX_STEPS": MAX_STEPS, "MAX_SELECTION": MAX_SELECTION,
+              "MAX_MARKERS": MAX_MARKERS}
     names = {"TRAIT_NAMES": tuple(TRAITS), "RUN_STATES": RUN_STATES, "COMMAND_NAMES": COMMAND_NAMES,
              "EVENT_KINDS": EVENT_KINDS, "PLAN_KINDS": PLAN_KINDS, "PLAN_STATUSES": PLAN_STATUSES,
              "CURVE_COLUMNS": CURVE_COLUMNS, "LINEAGE_KINDS": LINEAGE_KINDS}
@@ -134,6 +146,8 @@ def typescript() -> str:
     parts += [f"export const {k} = {v};" for k, v in consts.items()]
     for const, values in names.items():
         parts += [f"export const {const} = {json.dumps(list(values))} as const;"]
+    groups = {group: list(kinds) for group, kinds in MARKER_GROUPS.items()}
+    parts += [f"export const MARKER_GROUPS = {json.dumps(groups)} as const;"]
     parts += ["", "export type TraitName = (typeof TRAIT_NAMES)[number];",
               "export type RunState = (typeof RUN_STATES)[number];",
               "export type CommandName = (typeof COMMAND_NAMES)[number];",

@@ -18,7 +18,7 @@ from ..run.metrics import finite
 from ..run.training import Run
 from ..steering.checkup import Checkup
 from ..steering.plans import PlanBook
-from .contract import CURVE_COLUMNS
+from .contract import CURVE_COLUMNS, MAX_MARKERS
 
 NOT_CLUSTERED = 0xFFFF
 EVENTS_SHOWN = 50
@@ -64,6 +64,7 @@ class DashboardState:
             "curve": summary["curve"],
             "val_curve": run.metrics.curve("validation"),
             "events": run.log.tail(EVENTS_SHOWN),
+            "markers": run.log.markers(MAX_MARKERS),
             "clusters": cluster_rows(records.clustering),
             "histogram": {"edges": summary["edges"].tolist(), "counts": summary["counts"].tolist(),
                           "quantiles": {k: finite(v) for k, v in summary["quantiles"].items()}} if seen else None,

@@ -240,12 +240,22 @@ def std(m2: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return np.sqrt(m2 / np.maximum(seen, 1)).astype(np.float32)
 
 
+_MEAN_COLUMN = STEP_COLUMNS.index("mean")
+
+
+def _first_where(hit: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The first position of each bucket (beginning at ``starts``) where ``hit`` holds; each has one."""
+    positions = np.flatnonzero(hit)
+    return positions[np.searchsorted(positions, starts)]
+
+
 class StepHistory:
     """Per-step rows of :data:`STEP_COLUMNS` in a growable float64 array."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self._rows = np.empty((capacity, len(STEP_COLUMNS)), dtype=np.float64)
         self._n = 0
+        self._picks: tuple[int, int, np.ndarray] = (0, 0, np.empty(0, dtype=np.int64))  # downsampled's full buckets
 
     def __len__(self) -> int:
         return self._n
@@ -272,8 +282,34 @@ class StepHistory:
         return self._rows[max(self._n - n, 0) : self._n].copy()
 
     def downsampled(self, max_rows: int) -> np.ndarray:
-        """At most ``max_rows`` rows spread evenly over the history, the last one included."""
-        if self._n <= max_rows:
+        """At most ``max_rows`` rows, the first and the last included: the latest ``2/5`` of them as
+        they are (a recent spike or a "last 100 steps" view keeps every step), and for each bucket
+        of the steps before, the rows of its lowest and highest mean loss, in step order, so no
+        spike or dip vanishes between picks (a NaN mean counts as the highest). Buckets are a power
+        of two steps wide, so the picks of full buckets are kept and only new steps are looked at."""
+        n = self._n
+        if n <= max_rows:
             return self.rows()
-        picks = np.unique(np.linspace(0, self._n - 1, max_rows).round().astype(np.int64))
+        dense = max_rows * 2 // 5
+        buckets = (max_rows - dense - 1) // 2
+        older = n - dense
+        width = 1 << max(0, int(np.ceil(np.log2(older / buckets))))
+        full = older // width
+        cached_width, cached_full, cached = self._picks
+        if cached_width != width:
+            cached_full, cached = 0, np.empty(0, dtype=np.int64)
+        if full > cached_full:
+            cached = np.r_[cached, self._extremes(cached_full * width, full * width, width)]
+            self._picks = (width, full, cached)
+        tail = self._extremes(full * width, older, width) if older > full * width else np.empty(0, np.int64)
+        picks = np.unique(np.r_[0, cached, tail, np.arange(older, n)])
         return self._rows[picks].copy()
+
+    def _extremes(self, start: int, stop: int, width: int) -> np.ndarray:
+        """Positions of the lowest and highest mean loss in each ``width`` rows of [start, stop)."""
+        mean = np.nan_to_num(self._rows[start:stop, _MEAN_COLUMN], nan=np.inf)
+        starts = np.arange(0, stop - start, width)
+        sizes = np.diff(np.r_[starts, stop - start])
+        low = _first_where(mean == np.repeat(np.minimum.reduceat(mean, starts), sizes), starts)
+        high = _first_where(mean == np.repeat(np.maximum.reduceat(mean, starts), sizes), starts)
+        return start + np.r_[low, high]

@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..dashboard.contract import EVENT, EVENT_KINDS
+from ..dashboard.contract import EVENT, EVENT_KINDS, MARKER_KINDS
 from ..dashboard.schema import Arr
 from ..persist.saving import saved
 
 KINDS = frozenset(EVENT_KINDS)
+MARKERS = frozenset(MARKER_KINDS)
 REFUSALS_LOGGED = 10  # refused messages logged one by one; after these, at most one a second
 
 
@@ -21,6 +22,8 @@ class EventLog:
 
     def __init__(self, on_append: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._events: list[dict[str, Any]] = []
+        self._markers: list[dict[str, Any]] = []  # the events of marker kinds, in order
+        self._shown_markers: tuple[int, int, list[dict[str, Any]]] = (0, 0, [])  # (count, n, copy) last handed out
         self._lock = threading.Lock()
         self._on_append = on_append
         self._refusals = 0
@@ -34,6 +37,8 @@ class EventLog:
         with self._lock:
             event = {"seq": len(self._events), "time": time.time(), "step": step, "kind": kind, **data}
             self._events.append(event)
+            if kind in MARKERS:
+                self._markers.append(event)
         if self._on_append is not None:
             self._on_append(event)
         return event
@@ -64,6 +69,16 @@ class EventLog:
         with self._lock:
             return [dict(e) for e in self._events[-n:]]
 
+    def markers(self, n: int) -> list[dict[str, Any]]:
+        """The latest ``n`` events of the kinds the loss chart draws (``contract.MARKER_KINDS``); the
+        same list as last time while none was added (the publisher asks ten times a second)."""
+        with self._lock:
+            count, shown_n, shown = self._shown_markers
+            if count != len(self._markers) or shown_n != n:
+                shown = [dict(e) for e in self._markers[-n:]]
+                self._shown_markers = (len(self._markers), n, shown)
+            return shown
+
     def kinds(self) -> list[str]:
         with self._lock:
             return [e["kind"] for e in self._events]
@@ -76,3 +91,5 @@ class EventLog:
         events = saved(Arr(EVENT), state["events"], "events")
         with self._lock:
             self._events = [dict(e) for e in events]
+            self._markers = [e for e in self._events if e["kind"] in MARKERS]
+            self._shown_markers = (-1, 0, [])

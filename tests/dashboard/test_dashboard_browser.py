@@ -213,15 +213,14 @@ def test_header_and_chart_render(harness):
     expect(val_legend).to_be_hidden()  # no validation loss yet: no "val" in the legend
     harness.update("val_curve", [[100, 0.9], [300, 0.5], [480, 0.3]])
     expect(val_legend).to_be_visible()
-    harness.update(
-        "events",
-        [
-            {"seq": 1, "time": 1_700_000_000, "step": 0, "kind": "started"},
-            {"seq": 2, "time": 1_700_000_010, "step": 200, "kind": "paused"},
-            {"seq": 3, "time": 1_700_000_020, "step": 200, "kind": "resumed"},
-            {"seq": 4, "time": 1_700_000_030, "step": 300, "kind": "validation", "loss": 0.5, "accuracy": 0.8},
-        ],
-    )
+    events = [
+        {"seq": 1, "time": 1_700_000_000, "step": 0, "kind": "started"},
+        {"seq": 2, "time": 1_700_000_010, "step": 200, "kind": "paused"},
+        {"seq": 3, "time": 1_700_000_020, "step": 200, "kind": "resumed"},
+        {"seq": 4, "time": 1_700_000_030, "step": 300, "kind": "validation", "loss": 0.5, "accuracy": 0.8},
+    ]
+    harness.update("events", events)
+    harness.update("markers", events)  # Python sends only marker kinds; the chart keeps only those anyway
     expect(root.locator(".onthefly-chart-empty")).to_be_hidden()
     svg = root.locator("svg.onthefly-svg")
     for cls in ("onthefly-fan-outer", "onthefly-fan-inner", "onthefly-median", "onthefly-mean"):
@@ -1372,14 +1371,56 @@ def test_markers_for_plans_forks_merges_and_health(harness):
     harness.set_curve(curve_rows(50))
     kinds = [("plan_executed", None), ("forked", None), ("merged", None), ("health", "fail"), ("test", None),
              ("health", "warn"), ("health", "pass"), ("started", None), ("rejected_message", None)]
-    harness.update("events", [{"seq": i, "time": 1_700_000_000 + i, "step": 50 + 40 * i, "kind": k,
-                               **({"status": status} if status else {})} for i, (k, status) in enumerate(kinds)])
-    markers = harness.root().locator("svg.onthefly-svg g.onthefly-marker")
-    expect(markers).to_have_count(6)  # a passing check is quiet; start and refusals are not markers
-    assert [markers.nth(i).get_attribute("data-kind") for i in range(6)] == [k for k, _ in kinds[:6]]
+    harness.update("markers", [{"seq": i, "time": 1_700_000_000 + i, "step": 50 + 40 * i, "kind": k,
+                                **({"status": status} if status else {})} for i, (k, status) in enumerate(kinds)])
+    root = harness.root()
+    markers = root.locator("svg.onthefly-svg g.onthefly-marker")
+    expect(markers).to_have_count(7)  # start and refusals are not markers
+    assert [markers.nth(i).get_attribute("data-kind") for i in range(7)] == [k for k, _ in kinds[:7]]
     fill = lambda i: markers.nth(i).locator(".onthefly-marker-dot").evaluate("c => getComputedStyle(c).fill")  # noqa: E731
     assert len({fill(i) for i in range(4)}) >= 3
     assert fill(3) != fill(5), "a failed check and a warning are drawn in different colours"
+    quiet = root.locator("g.onthefly-marker-quiet")
+    expect(quiet).to_have_count(1)  # the passing check: a short tick on the axis, no dot, no full line
+    expect(quiet.locator(".onthefly-marker-dot")).to_have_count(0)
+    tick = quiet.locator(".onthefly-marker-line")
+    assert float(tick.get_attribute("y2")) - float(tick.get_attribute("y1")) < 10
+    legend = root.locator(".onthefly-marker-legend .onthefly-legend-item")
+    expect(legend).to_have_text(["changes", "forks & merges", "checks"])
+
+
+def test_dragging_on_the_loss_chart_zooms_and_a_double_click_resets(harness):
+    harness.set_curve(curve_rows(50))  # steps 10 .. 500
+    harness.update("val_curve", [[100, 0.9], [300, 0.5], [480, 0.3]])
+    root = harness.root()
+    median = root.locator("svg.onthefly-svg path.onthefly-median")
+    expect(median).to_have_count(1)
+    points = lambda: median.get_attribute("d").count("L") + 1  # noqa: E731
+    assert points() == 50
+    box = root.locator("svg.onthefly-svg").bounding_box()
+    mouse, y = harness.page.mouse, box["y"] + box["height"] / 2
+    mouse.move(box["x"] + box["width"] * 0.3, y)
+    mouse.down()
+    mouse.move(box["x"] + box["width"] * 0.45, y, steps=4)
+    expect(root.locator("rect.onthefly-brush")).to_be_visible()
+    mouse.move(box["x"] + box["width"] * 0.6, y, steps=4)
+    mouse.up()
+    expect(root.locator("rect.onthefly-brush")).to_be_hidden()
+    expect(root.locator("button.onthefly-zoom-reset")).to_be_visible()
+    harness.page.wait_for_timeout(200)
+    zoomed = points()
+    assert 10 <= zoomed <= 25, f"a third of the width: about a third of the 50 rows, got {zoomed}"
+    expect(root.locator("circle.onthefly-val-dot")).to_have_count(1)  # only step 300 is inside
+    ticks = [int(t.text_content()) for t in root.locator("text.onthefly-tick[text-anchor=middle]").all()]
+    assert ticks and 100 <= min(ticks) and max(ticks) <= 400, f"the x axis spans the zoom only: {ticks}"
+    mouse.click(box["x"] + box["width"] * 0.5, y)  # a click is no zoom
+    harness.page.wait_for_timeout(200)
+    assert points() == zoomed
+    mouse.dblclick(box["x"] + box["width"] * 0.5, y)
+    harness.page.wait_for_timeout(200)
+    assert points() == 50
+    expect(root.locator("button.onthefly-zoom-reset")).to_be_hidden()
+    harness.assert_no_console_errors()
 
 
 # theme and screenshots ------------------------------------------------------------------------------------

@@ -299,3 +299,20 @@ def test_health_and_validate_buttons_still_work_after_the_run_ends(session_facto
     wait_for(lambda: sum(e["kind"] == "validation" for e in session.events) > validations
              and any(e["kind"] == "health" for e in session.events), timeout=30)
     assert not any(e["kind"] == "command_failed" for e in session.events)
+
+
+def test_the_chart_gets_every_marker_of_the_run_not_the_last_fifty_events(session_factory, recording_comm):
+    session = session_factory(n=128, max_epochs=20)
+    session.start(paused=True)
+    for _ in range(30):  # 60 pause/resume markers, each at a step boundary
+        session.step(1)
+    session.wait_for(state="paused")
+    for _ in range(40):
+        session.health()
+    snapshot = session.snapshot()
+    kinds = [e["kind"] for e in snapshot["markers"]]
+    assert len(snapshot["events"]) == 50
+    assert kinds.count("health") == 40 and kinds.count("paused") >= 30, kinds
+    assert snapshot["markers"][0]["seq"] < snapshot["events"][0]["seq"], "markers reach back past the event tail"
+    assert {"epoch_end", "started"}.isdisjoint(kinds), "only the kinds the chart draws"
+    session.stop()

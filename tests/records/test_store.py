@@ -9,7 +9,15 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
 from onthefly_nb import Session
-from onthefly_nb.records.store import QUANTILES, SampleStore, StepHistory, Visits, occurrence_rank, row_quantiles
+from onthefly_nb.records.store import (
+    QUANTILES,
+    STEP_COLUMNS,
+    SampleStore,
+    StepHistory,
+    Visits,
+    occurrence_rank,
+    row_quantiles,
+)
 
 
 def test_occurrence_rank_counts_earlier_repeats():
@@ -69,6 +77,25 @@ def test_step_history_grows_and_downsamples_keeping_the_last_row():
     np.testing.assert_array_equal(history.rows(), rows)
     small = history.downsampled(1000)
     assert len(small) <= 1000 and (small[-1] == rows[-1]).all() and (small[0] == rows[0]).all()
+
+
+def test_a_downsampled_history_keeps_every_spike_dip_and_nan_and_the_latest_steps_whole():
+    rng = np.random.default_rng(0)
+    rows = rng.random((60_000, len(STEP_COLUMNS)))
+    rows[:, 0] = np.arange(len(rows))
+    mean = STEP_COLUMNS.index("mean")
+    spikes, dips = rng.choice(59_000, 6, replace=False), rng.choice(59_000, 3, replace=False)
+    rows[spikes, mean], rows[dips, mean], rows[1234, mean] = 50.0, -1.0, np.nan
+    growing, fresh = StepHistory(), StepHistory()
+    for chunk in np.array_split(rows, 97):  # as a run grows: full buckets' picks are kept between calls
+        growing.extend(chunk)
+        growing.downsampled(1000)
+    fresh.extend(rows)
+    small = growing.downsampled(1000)
+    np.testing.assert_array_equal(small, fresh.downsampled(1000))
+    assert len(small) <= 1000 and (np.diff(small[:, 0]) > 0).all()
+    assert set(spikes) | set(dips) | {1234} <= set(small[:, 0].astype(int)), "no spike, dip or NaN between picks"
+    np.testing.assert_array_equal(small[-400:], rows[-400:])
 
 
 def test_per_step_quantiles_come_from_each_batch():

@@ -1,17 +1,11 @@
 // Pure-SVG loss chart: quantile fan (p5–p95, p25–p75), median and mean lines,
-// validation dots, event markers and a hover guide. No dependencies.
+// validation dots, event markers, a hover guide and a zoom brush. No dependencies.
 
 import { type Curve, nearestRow } from "../../model/curve";
 import { s } from "../../ui/dom";
 import { fmtCount, fmtNum } from "../../ui/format";
 import { type Scale, linearScale, logScale, r1 } from "../../ui/scale";
-
-export interface Marker {
-  step: number;
-  kind: string;
-  label: string;
-  status?: string; // a health check's worst finding: warn or fail
-}
+import type { Marker } from "./markers";
 
 export interface ChartInput {
   curve: Curve;
@@ -20,7 +14,11 @@ export interface ChartInput {
   log: boolean;
   width: number;
   height: number;
+  /** The steps shown (a zoom); else the extent of the data. */
+  domain?: readonly [number, number] | null;
 }
+
+const QUIET_TICK = 6; // px: a passing check's tick above the x axis
 
 interface Layout {
   width: number;
@@ -114,6 +112,7 @@ export class LossChart {
   private readonly gMarkers: SVGGElement;
   private readonly gVal: SVGGElement;
   private readonly gHover: SVGGElement;
+  private readonly brush: SVGRectElement;
   private readonly hoverLine: SVGLineElement;
   private readonly hoverMedian: SVGCircleElement;
   private readonly hoverMean: SVGCircleElement;
@@ -137,6 +136,7 @@ export class LossChart {
     this.hoverLine = s(doc, "line", { class: "onthefly-hover-line" }, this.gHover);
     this.hoverMedian = s(doc, "circle", { class: "onthefly-hover-median", r: 3 }, this.gHover);
     this.hoverMean = s(doc, "circle", { class: "onthefly-hover-mean", r: 3 }, this.gHover);
+    this.brush = s(doc, "rect", { class: "onthefly-brush", display: "none" }, this.svg);
   }
 
   /** Redraws everything. Returns false (and draws nothing) when there is no data. */
@@ -153,7 +153,7 @@ export class LossChart {
     this.gVal.replaceChildren();
     this.gHover.setAttribute("display", "none");
 
-    const xr = extent(xValues(input), false);
+    const xr = input.domain ? ([input.domain[0], input.domain[1]] as [number, number]) : extent(xValues(input), false);
     let yr = extent(yValues(input), input.log);
     const useLog = input.log && yr !== null;
     this.logUnavailable = input.log && yr === null;
@@ -237,12 +237,15 @@ export class LossChart {
     for (const m of markers) {
       if (!Number.isFinite(m.step) || m.step < x0 || m.step > x1) continue;
       const px = r1(x(m.step));
-      const g = s(doc, "g", { class: "onthefly-marker", "data-kind": m.kind, "data-status": m.status ?? "" },
-        this.gMarkers);
+      const g = s(doc, "g", {
+        class: m.quiet ? "onthefly-marker onthefly-marker-quiet" : "onthefly-marker",
+        "data-kind": m.kind, "data-group": m.group, "data-status": m.status,
+      }, this.gMarkers);
       s(doc, "title", {}, g).textContent = m.label;
-      s(doc, "line", { class: "onthefly-marker-hit", x1: px, x2: px, y1: top, y2: bottom }, g);
-      s(doc, "line", { class: "onthefly-marker-line", x1: px, x2: px, y1: top, y2: bottom }, g);
-      s(doc, "circle", { class: "onthefly-marker-dot", cx: px, cy: top + 3, r: 3 }, g);
+      const y1 = m.quiet ? bottom - QUIET_TICK : top;
+      s(doc, "line", { class: "onthefly-marker-hit", x1: px, x2: px, y1, y2: bottom }, g);
+      s(doc, "line", { class: "onthefly-marker-line", x1: px, x2: px, y1, y2: bottom }, g);
+      if (!m.quiet) s(doc, "circle", { class: "onthefly-marker-dot", cx: px, cy: top + 3, r: 3 }, g);
     }
 
     // Validation points.
@@ -253,14 +256,46 @@ export class LossChart {
     return true;
   }
 
+  /** The step under a client x coordinate, clamped to the plot; null before the first draw. */
+  stepAt(clientX: number): number | null {
+    const px = this.plotX(clientX);
+    const L = this.layout;
+    if (px === null || !L) return null;
+    return L.x.invert(Math.min(Math.max(px, L.left), L.right));
+  }
+
+  /** Shades the steps between two client x coordinates (the zoom being dragged); null hides it. */
+  showBrush(fromX: number | null, toX: number | null): void {
+    const L = this.layout;
+    const a = fromX === null ? null : this.plotX(fromX);
+    const b = toX === null ? null : this.plotX(toX);
+    if (!L || a === null || b === null) {
+      this.brush.setAttribute("display", "none");
+      return;
+    }
+    const lo = Math.max(L.left, Math.min(a, b));
+    const hi = Math.min(L.right, Math.max(a, b));
+    for (const [k, v] of Object.entries({ x: r1(lo), width: r1(Math.max(0, hi - lo)), y: L.top, height: L.bottom - L.top })) {
+      this.brush.setAttribute(k, String(v));
+    }
+    this.brush.removeAttribute("display");
+  }
+
+  /** A client x coordinate in the chart's own units, or null. */
+  private plotX(clientX: number): number | null {
+    const L = this.layout;
+    if (!L) return null;
+    const rect = this.svg.getBoundingClientRect();
+    if (rect.width <= 0) return null;
+    return ((clientX - rect.left) * L.width) / rect.width;
+  }
+
   /** Row of the curve under a client x coordinate, or -1. */
   rowAt(clientX: number): number {
     const L = this.layout;
     const curve = this.curve;
-    if (!L || !curve || curve.n === 0) return -1;
-    const rect = this.svg.getBoundingClientRect();
-    if (rect.width <= 0) return -1;
-    const px = ((clientX - rect.left) * L.width) / rect.width;
+    const px = this.plotX(clientX);
+    if (!L || !curve || curve.n === 0 || px === null) return -1;
     if (px < L.left - 4 || px > L.right + 4) return -1;
     return nearestRow(curve, L.x.invert(px));
   }

@@ -1,5 +1,6 @@
-// What the loss chart shows of the curve: the last N steps (or all of them), smoothed by an
-// exponential moving average as TensorBoard does (debiased, so the start is not pulled to 0).
+// What the loss chart shows of the curve: the last N steps (or all of them, or the steps a zoom
+// chose), smoothed by an exponential moving average as TensorBoard does (debiased, so the start
+// is not pulled to 0).
 
 import { CURVE_COLUMNS, type Curve, type CurveColumn } from "../../model/curve";
 
@@ -17,6 +18,27 @@ export function lastSteps(curve: Curve, steps: number): Curve {
   const cols = {} as Record<CurveColumn, Float32Array>;
   for (const c of CURVE_COLUMNS) cols[c] = curve.cols[c].subarray(start);
   return { n: curve.n - start, cols };
+}
+
+/** The rows whose step lies in [from, to] (a zoom). */
+export function stepRange(curve: Curve, from: number, to: number): Curve {
+  const step = curve.cols.step;
+  let start = 0;
+  while (start < curve.n && step[start]! < from) start++;
+  let end = start;
+  while (end < curve.n && step[end]! <= to) end++;
+  if (start === 0 && end === curve.n) return curve;
+  const cols = {} as Record<CurveColumn, Float32Array>;
+  for (const c of CURVE_COLUMNS) cols[c] = curve.cols[c].subarray(start, end);
+  return { n: end - start, cols };
+}
+
+/** The zoom a drag from ``a`` to ``b`` (steps) asks for: null for a drag too short to mean one
+ * (under ``minSteps``, about 4 px). */
+export function zoomOf(a: number, b: number, minSteps: number): readonly [number, number] | null {
+  const lo = Math.min(a, b);
+  const hi = Math.max(a, b);
+  return hi - lo >= minSteps && hi > lo ? [lo, hi] : null;
 }
 
 /** Each value column smoothed by a debiased EMA of ``weight`` (0: as recorded; TensorBoard's

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { CURVE_COLUMNS, type Curve, type CurveColumn } from "../../model/curve";
-import { lastSteps, smoothed } from "../../panels/loss/view";
+import { lastSteps, smoothed, stepRange, zoomOf } from "../../panels/loss/view";
 
 function curve(steps: number[], values: number[]): Curve {
   const cols = {} as Record<CurveColumn, Float32Array>;
@@ -24,5 +24,15 @@ describe("loss chart view", () => {
     expect(Number.isNaN(s.cols.p50[2]!)).toBe(true);
     expect(s.cols.step).toBe(c.cols.step);
     expect(smoothed(c, 0)).toBe(c);
+  });
+
+  it("zoom to the rows of a step range, and take a drag's ends in either order", () => {
+    const c = curve([10, 20, 30, 40, 50], [5, 4, 3, 2, 1]);
+    expect(Array.from(stepRange(c, 15, 40).cols.step)).toEqual([20, 30, 40]);
+    expect(Array.from(stepRange(c, 15, 40).cols.p50)).toEqual([4, 3, 2]);
+    expect(stepRange(c, 0, 100)).toBe(c);
+    expect(stepRange(c, 41, 49).n).toBe(0);
+    expect(zoomOf(40, 15, 2)).toEqual([15, 40]);
+    expect(zoomOf(15, 16, 2)).toBeNull();
   });
 });
