@@ -556,9 +556,9 @@ def test_cleanup_and_two_mounts(bare_harness):
     page.evaluate("() => { window.mount(); window.mount(); }")
     expect(page.locator(".onthefly-root")).to_have_count(2)
     per_mount = page.evaluate("() => window.fakeModel.listenerCount()") // 2
-    # run, curve, val_curve, events, clusters, histogram, points, selection, plans, lineage, compare, health,
-    # and two for the connection: custom messages (the kernel's "alive") and a transport's close
-    assert per_mount == 14
+    # run, curve, val_curve, events, markers, clusters, histogram, points, selection, plans, lineage, compare,
+    # health, and two for the connection: custom messages (the kernel's "alive") and a transport's close
+    assert per_mount == 15
 
     h.update("run", running_run(step=77))
     for i in (0, 1):
