@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader
 
 from .dashboard.bridge import Bridge
 from .data.batches import Unpack
-from .errors import ConfigurationError
 from .experts.forks import Expert, ForkOptions
 from .experts.gate import Mixture
 from .experts.merges import Merge
@@ -87,6 +86,7 @@ class Session:
     done = property(lambda self: self.parts.lifecycle.done, doc="True once the run has ended.")
     events = property(lambda self: self.event_log.all(), doc="Every event so far, numbered, oldest first.")
     metrics = property(lambda self: self.parts.run.metrics.all(), doc="Validation and test results, oldest first.")
+    scalars = property(lambda self: self.parts.run.scalars.frame(), doc="Measured and logged scalars by step.")
     history = property(lambda self: self.parts.records.history_frame(), doc="Per-step train loss quantiles.")
     plans = property(lambda self: self.parts.plans.cards(), doc="Every plan card (dicts with approve/reject).")
     comparison = property(lambda self: self.parts.workshop.table, doc="The latest compare() table, or None.")
@@ -129,8 +129,6 @@ class Session:
 
     def step(self, n: int = 1, wait: bool = True, timeout: float = DEFAULT_WAIT) -> Session:
         """Run ``n`` more steps, then pause."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"step(n) needs a whole number of steps >= 1, got {n!r}")
         target = self.parts.run.controller.request_steps(n)
         self.parts.lifecycle.wait_for(lambda s: (s is RunState.PAUSED and self.global_step >= target)
                                       or s in TERMINAL, wait, timeout, f"step({n})")
@@ -170,6 +168,10 @@ class Session:
 
     def reject(self, plan_id: str) -> None:
         self.parts.plans.decide(plan_id, "reject")
+
+    def log(self, **values: float) -> None:
+        """Chart scalars by name at the current step: the metrics panel, ``session.scalars``, a saved session."""
+        self.parts.run.scalars.log(self.global_step, values)
 
     def select(self, indices: Any) -> Any:
         """Set the selection (what a lasso on the sample map does); every dashboard shows it."""
@@ -286,9 +288,7 @@ class Session:
 
     def dashboard(self) -> Any:
         """The session's live dashboard widget (one per session, displayable many times)."""
-        if not self.parts.run.lead:
-            raise ConfigurationError(f"this is rank {self.parts.run.ranks.rank} of a torchrun launch; rank 0 hosts it")
-        return self.parts.hosting.widget()
+        return self.parts.widget()
 
     def bridge(self, port: int | None = None) -> Bridge:
         """Serve the dashboard on a localhost WebSocket (page at ``bridge.url``); port 47621 (else the next free)."""

@@ -68,6 +68,12 @@ class Parts:
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{name}-step{self.run.step}.zip"
 
+    def widget(self) -> Any:
+        """The dashboard widget; only rank 0 of a torchrun launch hosts one."""
+        if not self.run.lead:
+            raise ConfigurationError(f"this is rank {self.run.ranks.rank} of a torchrun launch; rank 0 hosts it")
+        return self.hosting.widget()
+
     def select(self, indices: Any) -> np.ndarray:
         """Set the selection (a lasso on the sample map does); an event says how many."""
         chosen = self.records.select(indices)
@@ -99,8 +105,9 @@ class Parts:
 
     def components(self) -> dict[str, saving.Component]:
         """What a saved session holds, by component."""
-        return {"run": self.run, "metrics": self.run.metrics, "records": self.records, "events": self.log,
-                "plans": self.plans, "health": self.checkup, "experts": self.workshop, "merges": self.merges}
+        return {"run": self.run, "metrics": self.run.metrics, "scalars": self.run.scalars, "records": self.records,
+                "events": self.log, "plans": self.plans, "health": self.checkup, "experts": self.workshop,
+                "merges": self.merges}
 
 
 def build(settings: Settings, session: Steerable, model: Any, optimizer: Any, loss_fn: Any,

@@ -13,6 +13,7 @@ import { histogramPanel } from "./histogram";
 import { lineagePanel } from "./lineage";
 import { lossPanel } from "./loss";
 import { mapPanel } from "./map";
+import { metricsPanel } from "./metrics";
 import { noticePanel } from "./notice";
 import type { PanelDef } from "./panel";
 import { plansPanel } from "./plans";
@@ -32,6 +33,7 @@ export const TOP_PANELS: readonly PanelDef[] = [
 /** The cards of the panel grid. */
 export const GRID_PANELS: readonly PanelDef[] = [
   lossPanel,
+  metricsPanel,
   histogramPanel,
   mapPanel,
   plansPanel,

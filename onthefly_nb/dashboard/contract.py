@@ -46,6 +46,7 @@ MARKER_GROUPS: Mapping[str, tuple[str, ...]] = {
 }
 MARKER_KINDS = tuple(kind for kinds in MARKER_GROUPS.values() for kind in kinds)
 MAX_MARKERS = 2_000  # the markers trait holds the run's latest this many
+MAX_SCALAR_POINTS = 300  # points of each scalar series the scalars trait carries (spread over the run)
 CURVE_COLUMNS = ("step", "p5", "p25", "p50", "p75", "p95", "mean")
 QUANTILE_NAMES = ("p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "mean")
 LINEAGE_KINDS = ("run", "fork", "baseline", "merge")
@@ -86,6 +87,8 @@ COMPARE = Obj({"version": Int(0), "columns": Arr(Str()), "rows": Arr(Arr(Union((
               name="CompareTrait")
 HEALTH_RESULT = Obj({"check": Str(), "status": Enum(("pass", "warn", "fail")), "evidence": Str(),
                      "explanation": Str()}, name="HealthResult")
+SCALAR_SERIES = Obj({"name": Str(1), "group": Enum(("measured", "logged")),
+                     "points": Arr(Tup((Num(), Num())))}, name="ScalarSeries")
 HEALTH = Obj({"step": Int(0), "time": Num(), "results": Arr(HEALTH_RESULT)}, name="HealthTrait")
 
 TRAITS: Mapping[str, Schema] = {
@@ -102,6 +105,7 @@ TRAITS: Mapping[str, Schema] = {
     "lineage": Arr(LINEAGE_NODE),
     "health": Opt(HEALTH),
     "compare": Opt(COMPARE),
+    "scalars": Arr(SCALAR_SERIES),
 }
 
 # The anywidget's own trait: the comm target and key its front end opens a command comm with (a comm
@@ -137,7 +141,7 @@ def check_traits(values: Mapping[str, Any]) -> None:
 def typescript() -> str:
     """The TypeScript module ``js/model/contract.ts``: every named type, the trait map, the names."""
     consts = {"PROTOCOL_VERSION": PROTOCOL_VERSION, "MAX_STEPS": MAX_STEPS, "MAX_SELECTION": MAX_SELECTION,
-              "MAX_MARKERS": MAX_MARKERS}
+              "MAX_MARKERS": MAX_MARKERS, "MAX_SCALAR_POINTS": MAX_SCALAR_POINTS}
     names = {"TRAIT_NAMES": tuple(TRAITS), "RUN_STATES": RUN_STATES, "COMMAND_NAMES": COMMAND_NAMES,
              "EVENT_KINDS": EVENT_KINDS, "PLAN_KINDS": PLAN_KINDS, "PLAN_STATUSES": PLAN_STATUSES,
              "CURVE_COLUMNS": CURVE_COLUMNS, "LINEAGE_KINDS": LINEAGE_KINDS}

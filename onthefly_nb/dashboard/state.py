@@ -4,6 +4,7 @@ selection) are rebuilt only when they changed."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +19,11 @@ from ..run.metrics import finite
 from ..run.training import Run
 from ..steering.checkup import Checkup
 from ..steering.plans import PlanBook
-from .contract import CURVE_COLUMNS, MAX_MARKERS
+from .contract import CURVE_COLUMNS, MAX_MARKERS, MAX_SCALAR_POINTS
 
 NOT_CLUSTERED = 0xFFFF
 EVENTS_SHOWN = 50
+SCALARS_SECONDS = 1.0  # while training, the scalars trait is rebuilt at most this often
 
 
 class DashboardState:
@@ -40,6 +42,7 @@ class DashboardState:
         self._map_version = 0
         self._points: dict[str, Any] | None = None
         self._selection: tuple[int, dict[str, Any]] | None = None
+        self._scalars: tuple[int, float, list[dict[str, Any]]] = (-1, 0.0, [])  # (version, when, payload)
 
     def snapshot(self, max_rows: int = 1000) -> dict[str, Any]:
         """A consistent copy of what the dashboard shows (the curve as per-step rows)."""
@@ -72,7 +75,18 @@ class DashboardState:
             "lineage": self.lineage(),
             "health": self.checkup.report,
             "compare": table_rows(self.workshop.table, self.workshop.table_version),
+            "scalars": self._scalar_series(),
         }
+
+    def _scalar_series(self) -> list[dict[str, Any]]:
+        """The scalars trait: rebuilt when a scalar was added, at most every second while running."""
+        version, when, payload = self._scalars
+        scalars, now = self.run.scalars, time.monotonic()
+        running = self.run.state is RunState.RUNNING
+        if scalars.version != version and not (running and now - when < SCALARS_SECONDS):
+            payload = scalars.payload(MAX_SCALAR_POINTS)
+            self._scalars = (scalars.version, now, payload)
+        return payload
 
     def values(self) -> dict[str, Any]:
         """Every trait's value now (``contract.TRAITS``)."""

@@ -69,6 +69,8 @@ class Controller:
 
     def request_steps(self, n: int) -> int:
         """Run ``n`` more steps, then pause; returns the step it will pause at."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"step(n) needs a whole number of steps >= 1, got {n!r}")
         with self._cond:
             self._pause_requested = False
             self._pause_at = self.step + n

@@ -31,6 +31,7 @@ from .evaluation import evaluate
 from .events import EventLog
 from .loop import HANDOVER, TrainingLoop
 from .metrics import Metrics
+from .scalars import Gauges, Scalars
 from .settings import Settings
 
 LOADERS = {"validation": "val_loader", "test": "test_loader"}
@@ -62,6 +63,8 @@ class Run:
         self.records = Records(self.train_loader.dataset, capture)  # rank 0's are the store; others only record
         self.settings, self.log = settings, log
         self.metrics = Metrics()
+        self.scalars = Scalars()  # measured at each flush, and logged by the user
+        self.gauges = Gauges(model, self.device)
         self.hooks = Hooks()
         self.tests = 0  # test passes so far
         self.fit: Callable[[], Any] | None = None  # another trainer's fit, when one drives this run
@@ -143,6 +146,7 @@ class Run:
 
     def _flushed(self) -> None:
         if self.lead:
+            self.scalars.add(self.step, self.gauges.read(self.optimizer, self.loop.samples_per_sec))
             for hook in self.hooks.flush:
                 hook()
 
@@ -173,6 +177,8 @@ class Run:
     def record_metrics(self, kind: str, result: dict[str, Any]) -> dict[str, Any]:
         """Keep a validation or test result and log it."""
         kept = self.metrics.record(kind, self.step, self.loop.epoch, result)
+        self.scalars.add(self.step, {f"{kind} {key}": value for key, value in kept.items()
+                                     if key not in ("step", "epoch", "samples") and type(value) in (int, float)})
         self.log.append(kind, self.step, **{k: v for k, v in kept.items() if k != "step"})
         for hook in self.hooks.evaluated:
             hook(kind, kept)

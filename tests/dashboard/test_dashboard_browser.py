@@ -557,8 +557,8 @@ def test_cleanup_and_two_mounts(bare_harness):
     expect(page.locator(".onthefly-root")).to_have_count(2)
     per_mount = page.evaluate("() => window.fakeModel.listenerCount()") // 2
     # run, curve, val_curve, events, markers, clusters, histogram, points, selection, plans, lineage, compare,
-    # health, and two for the connection: custom messages (the kernel's "alive") and a transport's close
-    assert per_mount == 15
+    # health, scalars, and two for the connection: custom messages (the kernel's "alive") and a transport's close
+    assert per_mount == 16
 
     h.update("run", running_run(step=77))
     for i in (0, 1):
@@ -1541,3 +1541,33 @@ def test_screenshot_of_the_demo_dashboard(browser_context, server_url, theme):
     finally:
         h.page.close()
     h.assert_no_console_errors()
+
+
+def test_the_metrics_panel_charts_each_metric_and_groups_learning_rates_and_memory(harness):
+    root = harness.root()
+    panel = root.locator('[data-panel="metrics"]')
+    expect(panel.locator(".onthefly-empty-state")).to_be_visible()
+    points = lambda values: [[50 * (i + 1), v] for i, v in enumerate(values)]  # noqa: E731
+    harness.update("scalars", [
+        {"name": "lr/group 0", "group": "measured", "points": points([0.1, 0.1, 0.05])},
+        {"name": "lr/group 1", "group": "measured", "points": points([0.01, 0.01, 0.005])},
+        {"name": "grad norm", "group": "measured", "points": points([3.0, 2.0, 1.5])},
+        {"name": "host memory (MB)", "group": "measured", "points": points([900, 910, 920])},
+        {"name": "validation accuracy", "group": "measured", "points": [[100, 0.8]]},
+        {"name": "f1", "group": "logged", "points": points([0.5, 0.6, 0.7])},
+    ])
+    charts = panel.locator("figure.onthefly-metric-chart")
+    expect(charts).to_have_count(5)
+    assert [charts.nth(i).get_attribute("data-metric") for i in range(5)] == [
+        "learning rate", "grad norm", "memory (MB)", "validation accuracy", "f1"]
+    lr = charts.nth(0)
+    expect(lr.locator("path.onthefly-spark")).to_have_count(2)  # one line per parameter group, one axis
+    expect(lr.locator(".onthefly-metric-latest")).to_have_text("group 0 0.05 · group 1 0.005")
+    expect(charts.nth(1).locator(".onthefly-metric-latest")).to_have_text("1.5")
+    expect(charts.nth(3).locator("path.onthefly-spark")).to_have_count(1)  # a single validation: a dot
+    expect(panel.locator(".onthefly-empty-state")).to_be_hidden()
+    box = panel.bounding_box()
+    for i in range(5):
+        chart = charts.nth(i).bounding_box()
+        assert chart["x"] >= box["x"] - 1 and chart["x"] + chart["width"] <= box["x"] + box["width"] + 1
+    harness.assert_no_console_errors()
