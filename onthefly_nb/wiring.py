@@ -33,6 +33,7 @@ from .run.distributed import Ranks
 from .run.events import EventLog
 from .run.lifecycle import Lifecycle
 from .run.loop import LIVE_FLUSH_SECONDS, QUIET_FLUSH_SECONDS
+from .run.output import OutputCapture
 from .run.settings import Settings
 from .run.training import Run
 from .steering.actions import run_actions
@@ -158,5 +159,9 @@ def build(settings: Settings, session: Steerable, model: Any, optimizer: Any, lo
     run.hooks.flush += [lambda: watch.observe(run.step), plans.sweep, checkup.due, changed.set]
     run.hooks.evaluated.append(lambda kind, _result: kind == "validation" and watch.validated(run.step))
     workshop.on_trained.append(lambda expert: propose_merge(plans, workshop, expert))
+    capture = OutputCapture(run.output)
+    run.output.on_line = changed.set
+    lifecycle.on_begin.append(capture.start)
+    lifecycle.on_end[:0] = [capture.stop]
     lifecycle.on_end.append(hosting.run_ended)
     return parts

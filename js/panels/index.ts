@@ -15,6 +15,7 @@ import { lossPanel } from "./loss";
 import { mapPanel } from "./map";
 import { metricsPanel } from "./metrics";
 import { noticePanel } from "./notice";
+import { outputPanel } from "./output";
 import type { PanelDef } from "./panel";
 import { plansPanel } from "./plans";
 import { progressPanel } from "./progress";
@@ -42,4 +43,5 @@ export const GRID_PANELS: readonly PanelDef[] = [
   lineagePanel,
   comparePanel,
   eventsPanel,
+  outputPanel,
 ];

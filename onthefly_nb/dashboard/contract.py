@@ -89,6 +89,8 @@ HEALTH_RESULT = Obj({"check": Str(), "status": Enum(("pass", "warn", "fail")), "
                      "explanation": Str()}, name="HealthResult")
 SCALAR_SERIES = Obj({"name": Str(1), "group": Enum(("measured", "logged")),
                      "points": Arr(Tup((Num(), Num())))}, name="ScalarSeries")
+OUTPUT_LINE = Obj({"time": Num(), "stream": Enum(("stdout", "stderr")), "text": Str()},
+                  name="OutputLine")
 HEALTH = Obj({"step": Int(0), "time": Num(), "results": Arr(HEALTH_RESULT)}, name="HealthTrait")
 
 TRAITS: Mapping[str, Schema] = {
@@ -106,6 +108,7 @@ TRAITS: Mapping[str, Schema] = {
     "health": Opt(HEALTH),
     "compare": Opt(COMPARE),
     "scalars": Arr(SCALAR_SERIES),
+    "output": Arr(OUTPUT_LINE),
 }
 
 # The anywidget's own trait: the comm target and key its front end opens a command comm with (a comm

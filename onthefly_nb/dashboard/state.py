@@ -76,6 +76,7 @@ class DashboardState:
             "health": self.checkup.report,
             "compare": table_rows(self.workshop.table, self.workshop.table_version),
             "scalars": self._scalar_series(),
+            "output": run.output.lines(),
         }
 
     def _scalar_series(self) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ class Lifecycle:
         self.kernel: KernelDriver | None = None
         self.error: BaseException | None = None
         self.traceback: str | None = None
+        self.on_begin: list[Callable[[], None]] = []  # when the run is started or another trainer claims it
         self.on_end: list[Callable[[], None]] = []
         self._steps: Iterator[str | None] | None = None
         self._driving = threading.Lock()
@@ -84,6 +85,8 @@ class Lifecycle:
         if self.started:
             raise StateError(f"session {self.name!r} was already started; it is {self.run.state}.")
         self._steps = self.run.training()
+        for callback in self.on_begin:
+            callback()
         if paused:
             self.run.controller.request_pause()
         self.run.controller.begin()
@@ -93,6 +96,8 @@ class Lifecycle:
         if self.started:
             raise StateError(f"session {self.name!r} was already started; it is {self.run.state}.")
         self._claimed = thread
+        for callback in self.on_begin:
+            callback()
 
     def drive(self, may_wait: bool, until: Callable[[], bool] = lambda: False, blocking: bool = True) -> str | None:
         """Run steps on this thread until the run ends ("done"), ``until()`` holds after a step

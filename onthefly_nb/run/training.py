@@ -31,6 +31,7 @@ from .evaluation import evaluate
 from .events import EventLog
 from .loop import HANDOVER, TrainingLoop
 from .metrics import Metrics
+from .output import OutputLog
 from .scalars import Gauges, Scalars
 from .settings import Settings
 
@@ -65,6 +66,7 @@ class Run:
         self.metrics = Metrics()
         self.scalars = Scalars()  # measured at each flush, and logged by the user
         self.gauges = Gauges(model, self.device)
+        self.output = OutputLog()  # what the process prints while the run is live
         self.hooks = Hooks()
         self.tests = 0  # test passes so far
         self.fit: Callable[[], Any] | None = None  # another trainer's fit, when one drives this run

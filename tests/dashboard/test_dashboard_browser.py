@@ -557,8 +557,9 @@ def test_cleanup_and_two_mounts(bare_harness):
     expect(page.locator(".onthefly-root")).to_have_count(2)
     per_mount = page.evaluate("() => window.fakeModel.listenerCount()") // 2
     # run, curve, val_curve, events, markers, clusters, histogram, points, selection, plans, lineage, compare,
-    # health, scalars, and two for the connection: custom messages (the kernel's "alive") and a transport's close
-    assert per_mount == 16
+    # health, scalars, output, and two for the connection: custom messages (the kernel's "alive") and a
+    # transport's close
+    assert per_mount == 17
 
     h.update("run", running_run(step=77))
     for i in (0, 1):
@@ -1570,4 +1571,28 @@ def test_the_metrics_panel_charts_each_metric_and_groups_learning_rates_and_memo
     for i in range(5):
         chart = charts.nth(i).bounding_box()
         assert chart["x"] >= box["x"] - 1 and chart["x"] + chart["width"] <= box["x"] + box["width"] + 1
+    harness.assert_no_console_errors()
+
+
+def test_the_output_panel_shows_what_the_run_printed_and_follows_the_newest_line(harness):
+    root = harness.root()
+    panel = root.locator('[data-panel="output"]')
+    expect(panel.locator(".onthefly-empty-state")).to_be_visible()
+    lines = [{"time": 1_700_000_000 + i, "stream": "stderr" if i % 7 == 0 else "stdout", "text": f"line {i}"}
+             for i in range(60)]
+    harness.update("output", lines)
+    items = panel.locator("li.onthefly-output-line")
+    expect(items).to_have_count(60)
+    expect(items.nth(59)).to_contain_text("line 59")
+    assert items.nth(7).get_attribute("data-stream") == "stderr"
+    scroll = panel.locator("ol.onthefly-output")
+    at_bottom = "e => e.scrollHeight - e.scrollTop - e.clientHeight <= 8"
+    assert scroll.evaluate("e => e.scrollHeight > e.clientHeight") and scroll.evaluate(at_bottom)
+    harness.update("output", [*lines, {"time": 1_700_000_100, "stream": "stdout", "text": "line 60"}])
+    expect(items).to_have_count(61)
+    assert scroll.evaluate(at_bottom), "at the bottom, it follows the newest line"
+    scroll.evaluate("e => { e.scrollTop = 0; }")
+    harness.update("output", [*lines, {"time": 1_700_000_101, "stream": "stdout", "text": "line 61"}])
+    expect(items.last).to_contain_text("line 61")
+    assert scroll.evaluate("e => e.scrollTop") == 0, "scrolled up to read, it stays there"
     harness.assert_no_console_errors()
