@@ -6,7 +6,7 @@ export const MAX_STEPS = 10000000;
 export const MAX_SELECTION = 50000000;
 export const MAX_MARKERS = 2000;
 export const MAX_SCALAR_POINTS = 300;
-export const TRAIT_NAMES = ["run", "curve", "val_curve", "events", "markers", "clusters", "histogram", "points", "selection", "plans", "lineage", "health", "compare", "scalars", "output"] as const;
+export const TRAIT_NAMES = ["run", "curve", "val_curve", "events", "markers", "clusters", "histogram", "points", "selection", "plans", "lineage", "health", "compare", "scalars", "output", "hyperparameters"] as const;
 export const RUN_STATES = ["idle", "running", "paused", "stopping", "finished", "stopped", "failed"] as const;
 export const COMMAND_NAMES = ["pause", "resume", "stop", "step", "validate", "test", "health", "compare", "determinism", "export"] as const;
 export const EVENT_KINDS = ["started", "paused", "resumed", "stopping", "finished", "stopped", "failed", "interrupted", "superseded", "epoch_end", "validation", "test", "clustered", "selected", "health", "determinism", "lr_changed", "clipping", "reweighted", "plan_proposed", "plan_approved", "plan_rejected", "plan_executed", "plan_failed", "plan_expired", "rejected_message", "command_failed", "forked", "fork_trained", "merged", "merge_committed", "merge_discarded", "gated", "exported", "export_failed", "imported", "per_sample_off", "amp_overflow", "nonfinite_skipped", "hyperparameters"] as const;
@@ -177,6 +177,19 @@ export interface OutputLine {
   text: string;
 }
 
+export interface HyperparameterGroup {
+  lr: number | null;
+  weight_decay?: number | null;
+  momentum?: number | null;
+  beta1?: number | null;
+  beta2?: number | null;
+}
+
+export interface HyperparametersTrait {
+  groups: HyperparameterGroup[];
+  grad_clip_norm: number | null;
+}
+
 export interface ChannelTrait {
   target: string;
   key: string;
@@ -198,6 +211,12 @@ export interface PlanMessage {
   id: string;
   decision: "approve" | "reject";
   params?: Record<string, number>;
+}
+
+export interface HyperparametersMessage {
+  type: "hyperparameters";
+  values: Record<string, number>;
+  group?: number;
 }
 
 export interface ErrorReply {
@@ -228,6 +247,7 @@ export interface Traits {
   compare: CompareTrait | null;
   scalars: ScalarSeries[];
   output: OutputLine[];
+  hyperparameters: HyperparametersTrait | null;
 }
 
 /** The anywidget's own traits. */
@@ -236,4 +256,4 @@ export interface WidgetTraits {
 }
 
 /** Every message the dashboard sends. */
-export type DashboardMessage = CommandMessage | SelectMessage | PlanMessage;
+export type DashboardMessage = CommandMessage | SelectMessage | PlanMessage | HyperparametersMessage;

@@ -1,7 +1,8 @@
 // The messages the dashboard sends to Python (`model.send`): training commands, plan
-// decisions and selections, typed by the contract (contract.ts, docs/protocol.md).
+// decisions, selections and hyperparameter edits, typed by the contract (contract.ts,
+// docs/protocol.md).
 
-import type { CommandMessage, PlanMessage, SelectMessage as SelectContent } from "./contract";
+import type { CommandMessage, HyperparametersMessage, PlanMessage, SelectMessage as SelectContent } from "./contract";
 import type { Plan } from "./types";
 
 export type { CommandName } from "./contract";
@@ -33,5 +34,7 @@ export function selectMessage(indices: Uint32Array): SelectMessage {
   return { content: { type: "select", n: indices.length }, buffers: [exact] };
 }
 
+export type { HyperparametersMessage };
+
 /** The content of any message the dashboard sends. */
-export type Message = Command | PlanMessage | SelectContent;
+export type Message = Command | PlanMessage | SelectContent | HyperparametersMessage;

@@ -10,6 +10,7 @@ import { eventsPanel } from "./events";
 import { headerPanel } from "./header";
 import { healthPanel } from "./health";
 import { histogramPanel } from "./histogram";
+import { hyperparametersPanel } from "./hyperparameters";
 import { lineagePanel } from "./lineage";
 import { lossPanel } from "./loss";
 import { mapPanel } from "./map";
@@ -39,6 +40,7 @@ export const GRID_PANELS: readonly PanelDef[] = [
   mapPanel,
   plansPanel,
   healthPanel,
+  hyperparametersPanel,
   clustersPanel,
   lineagePanel,
   comparePanel,

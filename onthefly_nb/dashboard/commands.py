@@ -25,6 +25,7 @@ class Steerable(Protocol):
     global_step: int
     val_loader: Any
     test_loader: Any
+    optimizer: Any
 
     def pause(self, wait: bool = ...) -> Any: ...
     def resume(self) -> Any: ...
@@ -40,6 +41,7 @@ class Steerable(Protocol):
     def select(self, indices: Any) -> Any: ...
     def approve(self, plan_id: str, wait: bool = ..., **params: float) -> Any: ...
     def reject(self, plan_id: str) -> None: ...
+    def set_hyperparameters(self, *, group: int | None = ..., wait: bool = ..., **values: Any) -> Any: ...
 
 
 Command = Callable[[Steerable, Message], Any]
@@ -64,6 +66,8 @@ def receive(session: Steerable, content: Any, buffers: list[Any] | tuple[Any, ..
             COMMANDS[message.name](session, message)  # type: ignore[index]
         elif message.type == "select":
             session.select(message.indices)
+        elif message.type == "hyperparameters":
+            set_hyperparameters(session, message.params, message.n)
         elif message.decision == "approve":
             session.approve(message.plan_id, False, **message.params)  # type: ignore[arg-type]  # never waits
         else:
@@ -74,6 +78,16 @@ def receive(session: Steerable, content: Any, buffers: list[Any] | tuple[Any, ..
         session.event_log.refused(session.global_step, str(kind)[:60], reason)
         return reason
     return None
+
+
+def set_hyperparameters(session: Steerable, values: dict[str, float], group: int | None) -> None:
+    """The dashboard's hyperparameter edit: beta1 and beta2 travel apart, the optimizer takes a pair
+    (the one not edited keeps its value, read from the group the edit is for)."""
+    values = dict(values)
+    if "beta1" in values or "beta2" in values:
+        current = session.optimizer.param_groups[group or 0].get("betas", (None, None))
+        values["betas"] = (values.pop("beta1", current[0]), values.pop("beta2", current[1]))
+    session.set_hyperparameters(group=group, wait=False, **values)
 
 
 def _logging_failure(session: Steerable, name: str, future: Future) -> None:

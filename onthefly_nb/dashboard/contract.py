@@ -91,6 +91,10 @@ SCALAR_SERIES = Obj({"name": Str(1), "group": Enum(("measured", "logged")),
                      "points": Arr(Tup((Num(), Num())))}, name="ScalarSeries")
 OUTPUT_LINE = Obj({"time": Num(), "stream": Enum(("stdout", "stderr")), "text": Str()},
                   name="OutputLine")
+HYPER_GROUP = Obj({k: Opt(Num()) for k in ("lr", "weight_decay", "momentum", "beta1", "beta2")},
+                  name="HyperparameterGroup", optional=frozenset({"weight_decay", "momentum", "beta1", "beta2"}))
+HYPERPARAMETERS = Obj({"groups": Arr(HYPER_GROUP), "grad_clip_norm": Opt(Num())}, name="HyperparametersTrait")
+HYPER_KEYS = ("lr", "weight_decay", "momentum", "beta1", "beta2", "grad_clip_norm")  # what a message may set
 HEALTH = Obj({"step": Int(0), "time": Num(), "results": Arr(HEALTH_RESULT)}, name="HealthTrait")
 
 TRAITS: Mapping[str, Schema] = {
@@ -109,6 +113,7 @@ TRAITS: Mapping[str, Schema] = {
     "compare": Opt(COMPARE),
     "scalars": Arr(SCALAR_SERIES),
     "output": Arr(OUTPUT_LINE),
+    "hyperparameters": Opt(HYPERPARAMETERS),
 }
 
 # The anywidget's own trait: the comm target and key its front end opens a command comm with (a comm
@@ -127,6 +132,9 @@ MESSAGES: Mapping[str, Obj] = {
     "plan": Obj({"type": Lit("plan"), "id": Str(1, MAX_TEXT), "decision": Enum(("approve", "reject")),
                  "params": Map(Num(), MAX_PLAN_PARAMS)}, name="PlanMessage", label="a plan message",
                 optional=frozenset({"params"})),
+    "hyperparameters": Obj({"type": Lit("hyperparameters"), "values": Map(Num(), len(HYPER_KEYS)), "group": Int(0)},
+                           name="HyperparametersMessage", label="a hyperparameters message",
+                           optional=frozenset({"group"})),
 }
 ERROR_REPLY = Obj({"type": Lit("error"), "protocol": Int(1), "reason": Str()}, name="ErrorReply")
 ALIVE = Obj({"type": Lit("alive"), "protocol": Int(1)}, name="AliveMessage")  # the kernel lives, nothing changed

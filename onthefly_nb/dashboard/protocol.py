@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ProtocolError
-from .contract import MESSAGES
+from .contract import HYPER_KEYS, MESSAGES
 
 
 @dataclass(frozen=True)
 class Message:
-    """A checked message: a command (``name``, ``n`` steps), a selection (``indices``) or a plan
-    decision (``plan_id``, ``decision``, ``params``)."""
+    """A checked message: a command (``name``, ``n`` steps), a selection (``indices``), a plan
+    decision (``plan_id``, ``decision``, ``params``) or hyperparameters to set (``params``, ``n``
+    the parameter group or None for every one)."""
 
     type: str
     name: str | None = None
@@ -47,6 +48,13 @@ def decode(content: Any, buffers: list[Any] | tuple[Any, ...] = ()) -> Message:
         if name != "step" and "n" in content:
             raise ProtocolError(f"only a step command carries n, not {name!r}")
         return Message("command", name, content.get("n", 1) if name == "step" else None)
+    if kind == "hyperparameters":
+        values = content["values"]
+        unknown = sorted(set(values) - set(HYPER_KEYS))
+        if unknown or not values:
+            raise ProtocolError(f"a hyperparameters message sets some of {', '.join(HYPER_KEYS)}, got "
+                                f"{', '.join(unknown) or 'none'}")
+        return Message("hyperparameters", n=content.get("group"), params={k: float(v) for k, v in values.items()})
     params = {k: float(v) for k, v in (content.get("params") or {}).items()}
     if content["decision"] == "reject" and params:
         raise ProtocolError("a reject decision carries no params")

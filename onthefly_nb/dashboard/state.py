@@ -77,6 +77,7 @@ class DashboardState:
             "compare": table_rows(self.workshop.table, self.workshop.table_version),
             "scalars": self._scalar_series(),
             "output": run.output.lines(),
+            "hyperparameters": hyperparameter_values(run),
         }
 
     def _scalar_series(self) -> list[dict[str, Any]]:
@@ -161,3 +162,18 @@ def table_rows(table: pd.DataFrame | None, version: int) -> dict[str, Any] | Non
         return None
     rows = [[str(name), *(finite(v) for v in row)] for name, row in zip(table.index, table.to_numpy().tolist())]
     return {"version": version, "columns": ["model", *map(str, table.columns)], "rows": rows}
+
+
+def hyperparameter_values(run: Run) -> dict[str, Any] | None:
+    """Each parameter group's learning rate, weight decay, momentum and betas (those it has), and
+    the gradient clipping norm (None: off); None before another trainer made its optimizer."""
+    if run.optimizer is None:
+        return None
+    groups = []
+    for group in run.optimizer.param_groups:
+        values = {key: finite(group[key]) for key in ("lr", "weight_decay", "momentum") if key in group}
+        values.setdefault("lr", None)
+        if "betas" in group:
+            values["beta1"], values["beta2"] = (finite(b) for b in group["betas"])
+        groups.append(values)
+    return {"groups": groups, "grad_clip_norm": run.loop.clip_norm}

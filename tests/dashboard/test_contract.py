@@ -44,6 +44,7 @@ def test_a_live_session_publishes_every_trait_as_declared():
     publisher = session.parts.publisher
     check_traits(publisher.current())  # before the first step
     session.start(paused=True)
+    print("a line printed while the run is live")  # the output trait
     session.step(60)
     session.cluster()
     session.select([1, 5, 9])

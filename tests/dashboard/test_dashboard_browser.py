@@ -557,9 +557,9 @@ def test_cleanup_and_two_mounts(bare_harness):
     expect(page.locator(".onthefly-root")).to_have_count(2)
     per_mount = page.evaluate("() => window.fakeModel.listenerCount()") // 2
     # run, curve, val_curve, events, markers, clusters, histogram, points, selection, plans, lineage, compare,
-    # health, scalars, output, and two for the connection: custom messages (the kernel's "alive") and a
-    # transport's close
-    assert per_mount == 17
+    # health, scalars, output, hyperparameters, and two for the connection: custom messages (the kernel's
+    # "alive") and a transport's close
+    assert per_mount == 18
 
     h.update("run", running_run(step=77))
     for i in (0, 1):
@@ -1595,4 +1595,43 @@ def test_the_output_panel_shows_what_the_run_printed_and_follows_the_newest_line
     harness.update("output", [*lines, {"time": 1_700_000_101, "stream": "stdout", "text": "line 61"}])
     expect(items.last).to_contain_text("line 61")
     assert scroll.evaluate("e => e.scrollTop") == 0, "scrolled up to read, it stays there"
+    harness.assert_no_console_errors()
+
+
+def test_the_hyperparameters_panel_sends_edits_and_says_when_they_applied_or_why_not(harness):
+    root = harness.root()
+    panel = root.locator('[data-panel="hyperparameters"]')
+    expect(panel.locator(".onthefly-empty-state")).to_be_visible()
+    two_groups = {"groups": [{"lr": 0.001, "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.999},
+                             {"lr": 0.002, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999}],
+                  "grad_clip_norm": None}
+    harness.update("hyperparameters", two_groups)
+    lr = panel.locator('input[data-key="lr"]')
+    expect(lr).to_have_value("0.001")
+    expect(panel.locator('input[data-key="grad_clip_norm"]')).to_have_value("")
+    expect(panel.locator('input[data-key="momentum"]')).to_have_count(0)  # AdamW has betas, not momentum
+    apply = panel.locator("button.onthefly-hp-apply")
+    expect(apply).to_be_disabled()
+    panel.locator("select.onthefly-hp-group").select_option("1")
+    expect(lr).to_have_value("0.002")
+    lr.fill("0.0005")
+    panel.locator('input[data-key="beta2"]').fill("0.98")
+    expect(apply).to_be_enabled()
+    apply.click()
+    assert harness.sent()[-1] == {"type": "hyperparameters", "values": {"lr": 0.0005, "beta2": 0.98}, "group": 1}
+    status = panel.locator(".onthefly-hp-status")
+    expect(status).to_have_text("applying at the next step…")
+    expect(apply).to_be_disabled()  # no second edit while one is on its way
+    harness.update("hyperparameters", {**two_groups, "groups": [
+        two_groups["groups"][0], {"lr": 0.0005, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.98}]})
+    expect(status).to_have_text("applied")
+    expect(lr).to_have_value("0.0005")
+    panel.locator('input[data-key="grad_clip_norm"]').fill("0")
+    apply.click()
+    assert harness.sent()[-1] == {"type": "hyperparameters", "values": {"grad_clip_norm": 0}, "group": 1}
+    harness.update("events", [{"seq": 5, "time": 1_700_000_000, "step": 9, "kind": "rejected_message",
+                               "message": "hyperparameters", "reason": "ConfigurationError: grad_clip_norm must be "
+                                                                      "a finite number > 0, got 0.0"}])
+    expect(status).to_have_text("ConfigurationError: grad_clip_norm must be a finite number > 0, got 0.0")
+    expect(status).to_have_attribute("data-state", "refused")
     harness.assert_no_console_errors()

@@ -316,3 +316,29 @@ def test_the_chart_gets_every_marker_of_the_run_not_the_last_fifty_events(sessio
     assert snapshot["markers"][0]["seq"] < snapshot["events"][0]["seq"], "markers reach back past the event tail"
     assert {"epoch_end", "started"}.isdisjoint(kinds), "only the kinds the chart draws"
     session.stop()
+
+
+def test_hyperparameters_edited_in_the_dashboard_reach_the_optimizer_at_a_step_boundary(recording_comm):
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.AdamW([{"params": model[0].parameters()}, {"params": model[2].parameters()}], lr=1e-3)
+    session = Session(model, optimizer, nn.CrossEntropyLoss(), DataLoader(classification_data(256), batch_size=16),
+                      max_epochs=5, recluster_seconds=None, health_every=None)
+    dashboard = session.dashboard()
+    session.start(paused=True)
+    shown = session.parts.view.values()["hyperparameters"]
+    assert shown["groups"][1] == {"lr": 1e-3, "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.999}
+    assert shown["grad_clip_norm"] is None
+    dashboard.handle_message({"type": "hyperparameters", "values": {"lr": 5e-4, "beta2": 0.98}, "group": 1}, [])
+    dashboard.handle_message({"type": "hyperparameters", "values": {"grad_clip_norm": 2.0}}, [])
+    session.step(1)
+    wait_for(lambda: sum(e["kind"] == "hyperparameters" for e in session.events) == 2, timeout=10)
+    assert optimizer.param_groups[1]["lr"] == 5e-4 and optimizer.param_groups[1]["betas"] == (0.9, 0.98)
+    assert optimizer.param_groups[0]["lr"] == 1e-3 and optimizer.param_groups[0]["betas"] == (0.9, 0.999)
+    assert session.parts.view.values()["hyperparameters"]["grad_clip_norm"] == 2.0
+    dashboard.handle_message({"type": "hyperparameters", "values": {"momentum": 0.9}}, [])
+    refused = [e for e in session.events if e["kind"] == "rejected_message"][-1]
+    assert refused["message"] == "hyperparameters" and "AdamW has no 'momentum'" in refused["reason"]
+    session.stop()

@@ -24,6 +24,9 @@ def test_each_well_formed_message_decodes():
     plan = decode({"type": "plan", "id": "plan-3", "decision": "approve", "params": {"budget": 60}})
     assert (plan.plan_id, plan.decision, plan.params) == ("plan-3", "approve", {"budget": 60.0})
     assert decode({"type": "plan", "id": "plan-3", "decision": "reject"}).params == {}
+    edit = decode({"type": "hyperparameters", "values": {"lr": 0.01, "beta2": 0.99}, "group": 1})
+    assert (edit.type, edit.n, edit.params) == ("hyperparameters", 1, {"lr": 0.01, "beta2": 0.99})
+    assert decode({"type": "hyperparameters", "values": {"grad_clip_norm": 1}}).n is None
 
 
 @pytest.mark.parametrize(("content", "buffers", "reason"), [
@@ -44,6 +47,10 @@ def test_each_well_formed_message_decodes():
     ({"type": "plan", "id": "p", "decision": "approve", "params": {"budget": "all"}}, [], "must be a number"),
     ({"type": "plan", "id": "p", "decision": "approve", "params": [1]}, [], "params is an object"),
     ({"type": "plan", "id": "p", "decision": "reject", "params": {"x": 1}}, [], "a reject decision carries no"),
+    ({"type": "hyperparameters", "values": {"eval": 1}}, [], "sets some of lr, weight_decay.*got eval"),
+    ({"type": "hyperparameters", "values": {}}, [], "got none"),
+    ({"type": "hyperparameters", "values": {"lr": "high"}}, [], "must be a number"),
+    ({"type": "hyperparameters", "values": {"lr": 0.1}, "group": -1}, [], "group must be a whole number"),
 ])
 def test_ill_formed_messages_are_refused_with_a_reason(content, buffers, reason):
     with pytest.raises(ProtocolError, match=reason):
@@ -59,7 +66,8 @@ messages = st.one_of(
     st.fixed_dictionaries({"type": st.sampled_from(sorted(MESSAGES))},
                           optional={"name": st.sampled_from(sorted(COMMAND_NAMES)) | st.text(max_size=10),
                                     "n": json_values, "id": json_values, "decision": json_values,
-                                    "params": json_values, "extra": json_values}),
+                                    "params": json_values, "values": json_values, "group": json_values,
+                                    "extra": json_values}),
 )
 buffer_lists = st.lists(st.binary(max_size=64), max_size=2)
 
