@@ -14,6 +14,7 @@ export const PLAN_KINDS = ["lower_lr", "clip_gradients", "validate_now", "health
 export const PLAN_STATUSES = ["proposed", "approved", "rejected", "executed", "failed", "expired"] as const;
 export const CURVE_COLUMNS = ["step", "p5", "p25", "p50", "p75", "p95", "mean"] as const;
 export const LINEAGE_KINDS = ["run", "fork", "baseline", "merge"] as const;
+export const CLUSTER_COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"] as const;
 export const MARKER_GROUPS = {"control": ["paused", "resumed", "stopped", "interrupted"], "changes": ["plan_executed", "lr_changed", "clipping", "reweighted", "hyperparameters"], "experts": ["forked", "fork_trained", "merged", "merge_committed", "gated"], "checks": ["health", "determinism", "test"], "faults": ["nonfinite_skipped", "amp_overflow", "failed"]} as const;
 
 export type TraitName = (typeof TRAIT_NAMES)[number];

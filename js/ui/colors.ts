@@ -1,6 +1,7 @@
 // Colour scales of the sample map: a continuous colormap for the loss, a categorical
 // palette for clusters, and parsing of CSS colour strings into RGBA.
 
+import { CLUSTER_COLORS } from "../model/contract";
 import { UNCLUSTERED } from "../model/points";
 
 export type Rgba = [number, number, number, number];
@@ -56,12 +57,16 @@ export function over(fg: Rgba, bg: Rgba): Rgba {
 // Viridis, sampled at 9 stops (matplotlib); perceptually uniform and readable on light and dark.
 const VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"];
 
-/** `n` colours (hex) of the continuous loss colormap, low to high. */
-export function lossColormap(n = 64): string[] {
+// On a dark background the darkest fifth of viridis (deep purple) all but vanishes: start above it.
+const DARK_START = 0.2;
+
+/** `n` colours (hex) of the continuous loss colormap, low to high (``dark``: for a dark background). */
+export function lossColormap(n = 64, dark = false): string[] {
   const stops = VIRIDIS.map((h) => parseColor(h)!);
+  const start = dark ? DARK_START : 0;
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
-    const t = (n === 1 ? 0 : i / (n - 1)) * (stops.length - 1);
+    const t = (start + (1 - start) * (n === 1 ? 0 : i / (n - 1))) * (stops.length - 1);
     const j = Math.min(stops.length - 2, Math.floor(t));
     out.push(toHex(mix(stops[j]!, stops[j + 1]!, t - j)));
   }
@@ -69,17 +74,15 @@ export function lossColormap(n = 64): string[] {
 }
 
 /** CSS gradient of the loss colormap, for the legend. */
-export function lossGradient(): string {
-  return `linear-gradient(to right, ${VIRIDIS.join(", ")})`;
+export function lossGradient(dark = false): string {
+  return `linear-gradient(to right, ${lossColormap(9, dark).join(", ")})`;
 }
 
-// Tableau 10: distinct hues that hold up on light and dark backgrounds.
-const CLUSTER_PALETTE = [
-  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-];
+// Tableau 10 (contract.CLUSTER_COLORS, also session.figure("map")'s): distinct hues that hold up on
+// light and dark backgrounds.
+const CLUSTER_PALETTE = CLUSTER_COLORS;
 
-/** Colour of cluster category `k` (palette repeats after 10). */
+/** Colour of cluster ``k``. */
 export function clusterColor(k: number): string {
   return CLUSTER_PALETTE[((k % CLUSTER_PALETTE.length) + CLUSTER_PALETTE.length) % CLUSTER_PALETTE.length]!;
 }
@@ -134,13 +137,14 @@ export function lossScale(loss: Float32Array): LossScale {
     lo = sample[0]!;
     hi = sample[sample.length - 1]!;
   }
-  if (!(hi > lo)) return { lo: lo - 0.5, hi: lo + 0.5, log: false };
+  if (!(hi > lo)) return { lo, hi: lo, log: false }; // every loss the same: one colour, the middle one
   return { lo, hi, log: lo > 0 && hi / lo > 20 };
 }
 
 /** Position of a loss value in the scale, clamped to [0, 1]; NaN reads as 0. */
 export function scaleLoss(v: number, s: LossScale): number {
   if (!Number.isFinite(v)) return 0;
+  if (!(s.hi > s.lo)) return 0.5;
   const t = s.log
     ? (Math.log(Math.max(v, s.lo)) - Math.log(s.lo)) / (Math.log(s.hi) - Math.log(s.lo))
     : (v - s.lo) / (s.hi - s.lo);

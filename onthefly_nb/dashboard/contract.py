@@ -47,6 +47,9 @@ MARKER_GROUPS: Mapping[str, tuple[str, ...]] = {
 MARKER_KINDS = tuple(kind for kinds in MARKER_GROUPS.values() for kind in kinds)
 MAX_MARKERS = 2_000  # the markers trait holds the run's latest this many
 MAX_SCALAR_POINTS = 300  # points of each scalar series the scalars trait carries (spread over the run)
+# cluster k's colour on the map and in session.figure("map"): Tableau 10, distinct on light and dark
+CLUSTER_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 CURVE_COLUMNS = ("step", "p5", "p25", "p50", "p75", "p95", "mean")
 QUANTILE_NAMES = ("p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "mean")
 LINEAGE_KINDS = ("run", "fork", "baseline", "merge")
@@ -155,7 +158,7 @@ def typescript() -> str:
               "MAX_MARKERS": MAX_MARKERS, "MAX_SCALAR_POINTS": MAX_SCALAR_POINTS}
     names = {"TRAIT_NAMES": tuple(TRAITS), "RUN_STATES": RUN_STATES, "COMMAND_NAMES": COMMAND_NAMES,
              "EVENT_KINDS": EVENT_KINDS, "PLAN_KINDS": PLAN_KINDS, "PLAN_STATUSES": PLAN_STATUSES,
-             "CURVE_COLUMNS": CURVE_COLUMNS, "LINEAGE_KINDS": LINEAGE_KINDS}
+             "CURVE_COLUMNS": CURVE_COLUMNS, "LINEAGE_KINDS": LINEAGE_KINDS, "CLUSTER_COLORS": CLUSTER_COLORS}
     parts = ["// Generated from onthefly_nb/dashboard/contract.py by `make contract`. Do not edit: change the",
              "// contract and regenerate (tests/dashboard/test_contract.py fails while the two differ).", ""]
     parts += [f"export const {k} = {v};" for k, v in consts.items()]

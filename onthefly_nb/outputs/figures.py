@@ -7,6 +7,7 @@ from typing import Any, Protocol
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..dashboard.contract import CLUSTER_COLORS
 from ..records.clusters import Clustering
 from ..records.slices import Selection
 
@@ -77,7 +78,8 @@ def _map(session: Figured, frame: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for cid, members in points.groupby("cluster"):
         fig.add_scattergl(x=members["x"], y=members["y"], mode="markers", name=f"cluster {cid}",
-                          marker={"size": 5}, customdata=members[["index", "loss"]],
+                          marker={"size": 5, "color": CLUSTER_COLORS[int(cid) % len(CLUSTER_COLORS)]},
+                          customdata=members[["index", "loss"]],
                           hovertemplate="sample %{customdata[0]}<br>loss %{customdata[1]:.3g}")
     return fig.update_layout(title=f"Hard samples at step {clustering.step} ({clustering.source})",
                              xaxis_title="component 1", yaxis_title="component 2")

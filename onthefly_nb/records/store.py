@@ -216,11 +216,15 @@ class SampleStore:
         return dict(zip(names, loss_quantiles(latest.astype(np.float64)).tolist()))
 
     def histogram(self, bins: int = HISTOGRAM_BINS) -> tuple[np.ndarray, np.ndarray]:
-        """Counts and edges of the latest losses over ``bins`` fixed-width bins from 0 to max."""
+        """Counts and edges of the latest losses over ``bins`` fixed-width bins from 0 (or the least
+        loss, if negative) to the largest; when every loss is the same value, one bin of no width
+        at it (edges ``[v, v]``), so no axis is invented."""
         latest = self.latest_losses()
         latest = latest[np.isfinite(latest)]
         low = min(0.0, float(latest.min())) if latest.size else 0.0
         high = float(latest.max()) if latest.size else 1.0
+        if latest.size and float(latest.min()) == high:
+            return np.array([latest.size]), np.array([high, high])
         return np.histogram(latest, bins=bins, range=(low, high if high > low else low + 1.0))
 
 

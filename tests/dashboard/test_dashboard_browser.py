@@ -1635,3 +1635,34 @@ def test_the_hyperparameters_panel_sends_edits_and_says_when_they_applied_or_why
     expect(status).to_have_text("ConfigurationError: grad_clip_norm must be a finite number > 0, got 0.0")
     expect(status).to_have_attribute("data-state", "refused")
     harness.assert_no_console_errors()
+
+
+def test_when_every_loss_is_the_same_the_map_and_histogram_say_so_without_inventing_a_range(harness):
+    spec = {**grid_points(), "loss": [0.0] * 225}
+    set_points(harness, spec)
+    root = harness.root()
+    legend = root.locator(".onthefly-map-legend")
+    expect(legend).to_have_text("every point: loss 0")
+    expect(root.locator(".onthefly-map-gradient")).to_have_count(0)
+    harness.update("histogram", {"edges": [0.0, 0.0], "counts": [225],
+                                 "quantiles": {"p50": 0.0, "p95": 0.0, "p99": 0.0, "mean": 0.0}})
+    hist = root.locator('[data-panel="histogram"]')
+    bars = hist.locator("rect.onthefly-hist-bar")
+    expect(bars).to_have_count(1)
+    ticks = [t.text_content() for t in hist.locator("text.onthefly-tick[text-anchor=middle]").all()]
+    assert ticks == ["0"], f"one x tick at the value, no 0-1 axis: {ticks}"
+    assert 20 <= float(bars.first.get_attribute("width")) <= 30
+    assert "-0" not in hist.inner_text()
+    harness.assert_no_console_errors()
+
+
+def test_low_losses_stay_visible_on_a_dark_background(browser_context, server_url):
+    h = _open(browser_context, server_url, "?theme=dark")
+    try:
+        set_points(h, grid_points())
+        lowest = h.page.evaluate("() => getComputedStyle(document.querySelector('.onthefly-map-gradient'))"
+                                 ".backgroundImage")
+        first = [int(v) for v in lowest[lowest.index("rgb(") + 4:lowest.index(")")].split(",")]
+        assert luminance(first) > 0.12, f"the colormap's low end {first} must stand out from a dark panel"
+    finally:
+        h.page.close()

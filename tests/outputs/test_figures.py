@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from onthefly_nb import Session
+from onthefly_nb.dashboard.contract import CLUSTER_COLORS
 
 
 @pytest.fixture(scope="module")
@@ -35,5 +36,8 @@ def test_history_datamap_and_map(session):
     session.cluster()
     cmap = session.figure("map")
     assert sum(len(t.x) for t in cmap.data) == len(session.clustering.indices)
+    for trace in cmap.data:  # each cluster in the dashboard's colour (contract.CLUSTER_COLORS)
+        cluster = int(trace.name.split()[-1])
+        assert trace.marker.color == CLUSTER_COLORS[cluster % len(CLUSTER_COLORS)]
     with pytest.raises(ValueError, match="choose one of loss, history, datamap, map"):
         session.figure("pie")

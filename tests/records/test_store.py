@@ -176,3 +176,11 @@ def test_large_store_summaries_come_from_a_fixed_subset_close_to_exact():
         rank = (losses < q[name]).mean()
         assert abs(rank - level) < 0.005, (name, rank)
     assert store.quantiles() == q, "the subset is fixed, so repeated ticks agree"
+
+
+def test_a_histogram_of_equal_losses_is_one_bin_at_that_value():
+    store = SampleStore(6)
+    store.update(Visits(np.arange(6), np.zeros(6, dtype=np.float32), np.zeros(6, dtype=np.int64),
+                        np.zeros(6, dtype=np.float32)))
+    counts, edges = store.histogram()
+    assert counts.tolist() == [6] and edges.tolist() == [0.0, 0.0]

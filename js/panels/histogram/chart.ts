@@ -47,6 +47,7 @@ export interface HistLayout {
 }
 
 const LABEL_ROW = 13;
+const FLAT_BAR = 24; // px: the one bar when every loss is the same
 const CHAR_W = 6.2;
 
 /** Whether bin edges are geometric (log-spaced): all positive with a constant ratio > 1. */
@@ -69,9 +70,15 @@ export function histogramLayout(hist: Histogram, width: number, height: number):
   const top = 8 + MARKS.length * LABEL_ROW;
   const bottom = height - 20;
   const lo = edges[0]!;
-  const hi = edges[edges.length - 1]! > lo ? edges[edges.length - 1]! : lo + 1;
+  const flat = !(edges[edges.length - 1]! > lo); // every loss is one value: one bar at it, no invented axis
+  const hi = flat ? lo + 1 : edges[edges.length - 1]!;
   const xCount = Math.max(2, Math.round((right - left) / 80));
-  const x = log ? logScale(lo, hi, left, right) : linearScale(lo, hi, left, right, xCount);
+  const x = log ? logScale(lo, hi, left, right)
+    : flat ? linearScale(lo - 1, lo + 1, left, right, 2) : linearScale(lo, hi, left, right, xCount);
+  if (flat) {
+    x.ticks = [lo];
+    x.format = (v: number) => fmtNum(v);
+  }
   const maxCount = Math.max(1, ...counts);
   const y = linearScale(0, maxCount, bottom, top, Math.max(2, Math.round((bottom - top) / 35)));
   y.ticks = y.ticks.filter((t) => Number.isInteger(t));
@@ -79,8 +86,8 @@ export function histogramLayout(hist: Histogram, width: number, height: number):
 
   const p95 = quantiles.p95;
   const bars: Bar[] = counts.map((count, i) => {
-    const x0 = x(edges[i]!);
-    const x1 = x(edges[i + 1]!);
+    const x0 = flat ? x(lo) - FLAT_BAR / 2 : x(edges[i]!);
+    const x1 = flat ? x(lo) + FLAT_BAR / 2 : x(edges[i + 1]!);
     const top = y(count);
     return {
       x: x0,

@@ -301,7 +301,7 @@ export class SampleMap {
     const categorical = [...d.cats.ids.map(clusterColor), other];
     void this.plot.set({
       colorBy: this.colorBy === "loss" ? "valueA" : "valueB",
-      pointColor: this.colorBy === "loss" ? lossColormap(64) : categorical,
+      pointColor: this.colorBy === "loss" ? lossColormap(64, this.theme?.dark) : categorical,
       sizeBy: "valueB",
       pointSize: [...d.cats.ids.map(() => size), Math.max(1, size * 0.7)],
       pointSizeSelected: size + 1,
@@ -314,10 +314,17 @@ export class SampleMap {
     this.legend.hidden = !d;
     if (!d) return;
     const doc = this.doc;
+    if (this.colorBy === "loss" && !(d.scale.hi > d.scale.lo)) {
+      this.legend.replaceChildren(
+        h(doc, "span", { class: "onthefly-map-swatch", style: `background:${lossColormap(3, this.theme?.dark)[1]}` }),
+        `every point: loss ${fmtNum(d.scale.lo)}`,
+      );
+      return;
+    }
     if (this.colorBy === "loss") {
       this.legend.replaceChildren(
         fmtNum(d.scale.lo),
-        h(doc, "span", { class: "onthefly-map-gradient", style: `background:${lossGradient()}` }),
+        h(doc, "span", { class: "onthefly-map-gradient", style: `background:${lossGradient(this.theme?.dark)}` }),
         `${fmtNum(d.scale.hi)} loss${d.scale.log ? " (log)" : ""}`,
       );
       return;

@@ -51,8 +51,19 @@ describe("colour scales", () => {
     expect(scaleLoss(Math.sqrt(s.lo * s.hi), s)).toBeCloseTo(0.5, 5);
   });
 
-  it("fall back to a linear scale for flat or empty losses", () => {
-    expect(lossScale(Float32Array.from([2, 2, 2]))).toEqual({ lo: 1.5, hi: 2.5, log: false });
+  it("give flat losses one colour, the middle one, with no invented range; empty ones a linear scale", () => {
+    const flat = lossScale(Float32Array.from([2, 2, 2]));
+    expect(flat).toEqual({ lo: 2, hi: 2, log: false });
+    expect(scaleLoss(2, flat)).toBe(0.5);
     expect(lossScale(new Float32Array([Number.NaN]))).toEqual({ lo: 0, hi: 1, log: false });
+  });
+
+  it("start the colormap above viridis' darkest purple on a dark background", () => {
+    const light = lossColormap(5);
+    const dark = lossColormap(5, true);
+    expect(light[0]).toBe("#440154");
+    expect(dark[4]).toBe(light[4]);
+    const lum = (hex: string) => luminance(parseColor(hex)!);
+    expect(lum(dark[0]!)).toBeGreaterThan(lum(light[0]!) * 2);
   });
 });
