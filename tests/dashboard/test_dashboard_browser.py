@@ -1666,3 +1666,43 @@ def test_low_losses_stay_visible_on_a_dark_background(browser_context, server_ur
         assert luminance(first) > 0.12, f"the colormap's low end {first} must stand out from a dark panel"
     finally:
         h.page.close()
+
+
+LAYOUT_CHECK_JS = """() => {
+  const root = document.querySelector('.onthefly-root');
+  const r = root.getBoundingClientRect();
+  const out = {sideways: document.documentElement.scrollWidth - window.innerWidth, clipped: [], narrow: []};
+  for (const el of root.querySelectorAll('button, select, input, .onthefly-panel')) {
+    if (el.closest('[hidden]') || el.getClientRects().length === 0) continue;
+    const b = el.getBoundingClientRect();
+    const panel = el.parentElement.closest('.onthefly-panel') || root;
+    const p = panel.getBoundingClientRect();
+    const text = (el.textContent || el.getAttribute('aria-label') || '').trim().slice(0, 30);
+    const name = (el.className || el.tagName) + ' ' + text;
+    if (b.left < p.left - 1 || b.right > p.right + 1 || b.left < r.left - 1 || b.right > r.right + 1) {
+      const where = Math.round(b.left) + '..' + Math.round(b.right);
+      out.clipped.push(name + ' ' + where + ' in ' + Math.round(p.left) + '..' + Math.round(p.right));
+    }
+    if (el.matches('button') && b.width < 16) out.narrow.push(name);
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("width", [360, 800, 1400, 2000])
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_layout_holds_from_a_phone_to_a_wide_screen(browser_context, server_url, width, theme):
+    h = _open(browser_context, server_url, f"?demo&theme={theme}")
+    try:
+        h.page.set_viewport_size({"width": width, "height": 900})
+        wait_drawn(h, 3)
+        h.next_frame()
+        found = h.page.evaluate(LAYOUT_CHECK_JS)
+        assert found["sideways"] <= 0, f"the page scrolls sideways by {found['sideways']} px at {width} px"
+        assert found["clipped"] == [], f"controls outside their panel at {width} px: {found['clipped'][:8]}"
+        assert found["narrow"] == [], f"squeezed buttons at {width} px: {found['narrow']}"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        h.page.screenshot(path=str(ARTIFACTS / f"layout-{width}-{theme}.png"), full_page=True)
+    finally:
+        h.page.close()
+    h.assert_no_console_errors()
