@@ -72,6 +72,9 @@ ELEMENTWISE = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss,
 
 def sample_loss(loss_fn: Any) -> SampleLoss:
     """Split ``loss_fn`` into what is trained and what gives per-sample values."""
+    if isinstance(loss_fn, type) and issubclass(loss_fn, nn.Module):
+        raise ConfigurationError(f"loss_fn is the class {loss_fn.__name__}, not a loss: pass an instance, "
+                                 f"{loss_fn.__name__}()")
     if isinstance(loss_fn, nn.Module) and hasattr(loss_fn, "reduction"):
         clone = copy.copy(loss_fn)
         clone.reduction = "none"

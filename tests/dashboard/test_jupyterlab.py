@@ -136,9 +136,9 @@ def open_and_run_all(page: sync_api.Page, lab: LabServer, app: str, name: str | 
     assert notebook.cells[-1].source == "session.wait()"
     del notebook.cells[-2:]  # the demo ends waiting for its run; here the kernel must be free after Run All
     source = nbformat.writes(notebook)
-    assert "max_epochs=40," in source
+    assert "max_epochs=800," in source
     # the demo's run ends in about a minute; this one must outlast the test
-    (lab.root_dir / name).write_text(source.replace("max_epochs=40,", "max_epochs=400,"))
+    (lab.root_dir / name).write_text(source.replace("max_epochs=800,", "max_epochs=8000,"))
     # JupyterLab restores the tabs an earlier test left open; ?reset starts from an empty workspace
     reset = "&reset" if app == "jupyterlab" else ""
     page.goto(f"{lab.url}/{prefix}/{name}?token={lab.token}{reset}", timeout=APP_LOAD_MS)
@@ -149,7 +149,7 @@ def open_and_run_all(page: sync_api.Page, lab: LabServer, app: str, name: str | 
     # every cell ran: the last one is `%onthefly status`, and the kernel is free again,
     # so the dashboard's comm messages are handled at once
     last_output = page.locator(".jp-Notebook .jp-Cell").last.locator(".jp-OutputArea-output")
-    sync_api.expect(last_output).to_contain_text("mnist-demo/baseline", timeout=STATE_MS)
+    sync_api.expect(last_output).to_contain_text("digits-demo/baseline", timeout=STATE_MS)
     page.wait_for_function(kernel_idle_js(name), timeout=STATE_MS)
     return name
 

@@ -73,6 +73,9 @@ def test_unbatched_loader_and_non_loader_are_refused():
 def test_loss_must_be_callable_and_settings_sane():
     with pytest.raises(ConfigurationError, match="loss_fn must be callable"):
         Session(**args(loss_fn="cross_entropy"))
+    with pytest.raises(ConfigurationError, match=r"loss_fn is the class CrossEntropyLoss, not a loss: pass an "
+                                                 r"instance, CrossEntropyLoss\(\)"):
+        Session(**args(loss_fn=nn.CrossEntropyLoss))
     with pytest.raises(ConfigurationError, match="max_epochs must be None or a whole number"):
         Session(**args(), max_epochs=0)
     with pytest.raises(ConfigurationError, match="scheduler_interval"):

@@ -103,14 +103,14 @@ def test_quickstart_notebook_runs_and_steers_the_session():
     assert "gradients" in health and "learning rate" in health, health[:500]
 
     magic_cell = find_cell(original, "%onthefly status")
-    assert "mnist-demo/baseline" in output_text(magic_cell), output_text(magic_cell)
+    assert "digits-demo/baseline" in output_text(magic_cell), output_text(magic_cell)
 
     states = nb.metadata["widgets"][WIDGET_STATE]["state"]
     dashboards = [m["state"] for m in states.values()
                   if str(m.get("state", {}).get("_anywidget_id", "")).endswith("Dashboard")]
     assert len(dashboards) == 1, f"expected one Dashboard model in the saved widget state, got {len(dashboards)}"
     run = dashboards[0]["run"]
-    assert isinstance(run, dict) and run["project"] == "mnist-demo", run
+    assert isinstance(run, dict) and run["project"] == "digits-demo", run
     assert run["run_name"] == "baseline", run
     assert run["state"] == "finished", f"saved dashboard state is not the final one: {run['state']}"
 
