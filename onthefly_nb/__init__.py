@@ -17,6 +17,7 @@ from .integrations.huggingface import attach_huggingface
 from .integrations.lightning import attach_lightning
 from .integrations.magics import load_ipython_extension
 from .integrations.reference import Trainer, in_kernel, quickstart
+from .persist.opened import SavedRun, open_saved
 from .run.control import RunState
 from .session import Session
 
@@ -33,6 +34,7 @@ __all__ = [
     "PlanError",
     "ProtocolError",
     "RunState",
+    "SavedRun",
     "Session",
     "SliceQueryError",
     "StateError",
@@ -41,5 +43,6 @@ __all__ = [
     "attach_lightning",
     "in_kernel",
     "load_ipython_extension",
+    "open_saved",
     "quickstart",
 ]

@@ -39,8 +39,7 @@ SUPERSEDE_SECONDS = 60.0  # how long a new session on the same model waits for t
 
 
 class Session:
-    """One training run you pause, step, resume, stop and inspect; every control call takes effect at
-    a step boundary, never mid-step. ``session.parts`` holds the components that do the work."""
+    """A training run you steer; every control takes effect at a step boundary (parts: the components)."""
 
     _current: ClassVar[Session | None] = None
     _live: ClassVar[weakref.WeakSet[Session]] = weakref.WeakSet()
@@ -92,7 +91,8 @@ class Session:
     comparison = property(lambda self: self.parts.workshop.table, doc="The latest compare() table, or None.")
     experts = property(lambda self: dict(self.parts.workshop.experts), doc="The specialists forked, by name.")
     selection = property(lambda self: self.parts.records.selection.astype("int64"), doc="Lassoed dataset indices.")
-
+    lineage = property(lambda self: self.parts.lineage(), doc="The run, its forks and merges, as tree nodes.")
+    clusters = property(lambda self: self.parts.records.cluster_summary(), doc="The latest clustering's summary.")
     current = classmethod(lambda cls: cls._current)  # the most recently created session, if any
 
     def start(self, paused: bool = False) -> Session:
@@ -173,11 +173,13 @@ class Session:
         """Chart scalars by name at the current step: the metrics panel, ``session.scalars``, a saved session."""
         self.parts.run.scalars.log(self.global_step, values)
 
+    def overlay(self, other: Any, name: str | None = None) -> str | None:
+        """Draw another run's median loss on this loss chart: a Session, a SavedRun or a saved path (None clears)."""
+        return self.parts.overlay(other, name)
+
     def select(self, indices: Any) -> Any:
         """Set the selection (what a lasso on the sample map does); every dashboard shows it."""
         return self.parts.select(indices)
-
-    lineage = property(lambda self: self.parts.lineage(), doc="The run, its forks and merges, as tree nodes.")
 
     def fork(self, slice: Selection, budget: int = 300, lr: float | None = None, name: str | None = None,
              fresh_optimizer: bool = False, general_share: float = 0.0, seed: int = 0,
@@ -245,8 +247,6 @@ class Session:
         """Cluster the hard samples now on a worker thread; ``session.clusters`` is its summary."""
         job = self.parts.clusters.cluster(k)
         return job.result() if wait else job
-
-    clusters = property(lambda self: self.parts.records.cluster_summary(), doc="The latest clustering's summary.")
 
     def export(self, path: str | os.PathLike[str], wait: bool = True) -> str | Future:
         """Save the session to ``path`` (.zip, else a folder) at the next boundary; ``Session.load`` continues it."""

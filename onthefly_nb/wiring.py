@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from .dashboard.commands import Steerable
+from .dashboard.contract import MAX_OVERLAY_ROWS
 from .dashboard.hosting import Hosting
 from .dashboard.publisher import Publisher
 from .dashboard.state import DashboardState
@@ -25,6 +26,7 @@ from .experts.merges import Merges
 from .experts.workshop import Workshop
 from .outputs.summary import summary_html
 from .persist import saving
+from .persist.opened import SavedRun
 from .records.clustering import ClusterSchedule
 from .records.clusters import Clustering
 from .records.records import Records
@@ -74,6 +76,35 @@ class Parts:
         if not self.run.lead:
             raise ConfigurationError(f"this is rank {self.run.ranks.rank} of a torchrun launch; rank 0 hosts it")
         return self.hosting.widget()
+
+    def overlay(self, other: Any, name: str | None) -> str | None:
+        """Overlay another run on the loss chart: a Session (live), a SavedRun or a saved session's
+        path; None removes ``name`` (or every overlay). Returns the overlay's name."""
+        view = self.view
+        if other is None:
+            for shown in [name] if name else list(view.overlays()):
+                view.overlay(shown, None)
+            self.changed.set()
+            return None
+        if isinstance(other, str | os.PathLike):
+            other = SavedRun(other)
+        if isinstance(other, SavedRun):
+            rows = other.steps.downsampled(MAX_OVERLAY_ROWS)
+            label, source = name or other.name, lambda: rows
+        elif hasattr(other, "parts") and hasattr(other.parts, "records"):
+            records = other.parts.records
+
+            def source() -> np.ndarray:
+                with records.lock:
+                    return records.history.downsampled(MAX_OVERLAY_ROWS)
+
+            label = name or f"{other.project}/{other.run_name}"
+        else:
+            raise ConfigurationError(f"overlay takes a Session, a SavedRun (onthefly_nb.open_saved) or the path of a "
+                                     f"saved session, got {type(other).__name__}")
+        view.overlay(label, source)
+        self.changed.set()
+        return label
 
     def select(self, indices: Any) -> np.ndarray:
         """Set the selection (a lasso on the sample map does); an event says how many."""

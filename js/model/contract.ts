@@ -6,7 +6,7 @@ export const MAX_STEPS = 10000000;
 export const MAX_SELECTION = 50000000;
 export const MAX_MARKERS = 2000;
 export const MAX_SCALAR_POINTS = 300;
-export const TRAIT_NAMES = ["run", "curve", "val_curve", "events", "markers", "clusters", "histogram", "points", "selection", "plans", "lineage", "health", "compare", "scalars", "output", "hyperparameters"] as const;
+export const TRAIT_NAMES = ["run", "curve", "val_curve", "events", "markers", "clusters", "histogram", "points", "selection", "plans", "lineage", "health", "compare", "scalars", "output", "hyperparameters", "overlays"] as const;
 export const RUN_STATES = ["idle", "running", "paused", "stopping", "finished", "stopped", "failed"] as const;
 export const COMMAND_NAMES = ["pause", "resume", "stop", "step", "validate", "test", "health", "compare", "determinism", "export"] as const;
 export const EVENT_KINDS = ["started", "paused", "resumed", "stopping", "finished", "stopped", "failed", "interrupted", "superseded", "epoch_end", "validation", "test", "clustered", "selected", "health", "determinism", "lr_changed", "clipping", "reweighted", "plan_proposed", "plan_approved", "plan_rejected", "plan_executed", "plan_failed", "plan_expired", "rejected_message", "command_failed", "forked", "fork_trained", "merged", "merge_committed", "merge_discarded", "gated", "exported", "export_failed", "imported", "per_sample_off", "amp_overflow", "nonfinite_skipped", "hyperparameters"] as const;
@@ -191,6 +191,11 @@ export interface HyperparametersTrait {
   grad_clip_norm: number | null;
 }
 
+export interface Overlay {
+  name: string;
+  points: [number, number][];
+}
+
 export interface ChannelTrait {
   target: string;
   key: string;
@@ -249,6 +254,7 @@ export interface Traits {
   scalars: ScalarSeries[];
   output: OutputLine[];
   hyperparameters: HyperparametersTrait | null;
+  overlays: Overlay[];
 }
 
 /** The anywidget's own traits. */

@@ -8,9 +8,10 @@ import { normalizeEvents, normalizeRun, normalizeValCurve } from "../model/norma
 import type { EvalResult, RunInfo } from "../model/types";
 import { h } from "../ui/dom";
 import { fmtCount, fmtNum, fmtPercent } from "../ui/format";
-import { LossChart } from "./loss/chart";
+import { isObject } from "../model/guards";
+import { LossChart, type Overlay } from "./loss/chart";
 import { GROUP_LABELS, type Marker, groupsPresent, toMarkers } from "./loss/markers";
-import { WINDOWS, lastSteps, smoothed, stepRange, zoomOf } from "./loss/view";
+import { WINDOWS, lastSteps, overlaysIn, smoothed, stepRange, zoomOf } from "./loss/view";
 import { type PanelDef, panelFrame } from "./panel";
 
 const HEIGHT = 220;
@@ -22,9 +23,20 @@ function evalText(label: string, r: EvalResult): string {
   return `${label} loss ${fmtNum(r.loss)}${acc} @ ${r.step}`;
 }
 
+/** The `overlays` trait: each run's finite [step, median] points. */
+function normalizeOverlays(v: unknown): Overlay[] {
+  if (!Array.isArray(v)) return [];
+  return v.filter(isObject).filter((o) => typeof o.name === "string" && Array.isArray(o.points)).map((o) => {
+    const points = (o.points as unknown[]).filter(
+      (p): p is [number, number] => Array.isArray(p) && Number.isFinite(p[0]) && Number.isFinite(p[1]));
+    return { name: String(o.name), steps: Float32Array.from(points, (p) => p[0]),
+      median: Float32Array.from(points, (p) => p[1]) };
+  });
+}
+
 export const lossPanel: PanelDef = {
   name: "loss",
-  traits: ["run", "curve", "val_curve", "markers"],
+  traits: ["run", "curve", "val_curve", "markers", "overlays"],
   create(ctx) {
     const { doc, signal } = ctx;
     const frame = panelFrame(doc, "loss", "Training loss", "onthefly-panel-wide onthefly-chart");
@@ -47,6 +59,7 @@ export const lossPanel: PanelDef = {
       title: "smoothing: the weight of an exponential moving average, as in TensorBoard", "aria-label": "Smoothing",
     });
     const markerLegend = h(doc, "span", { class: "onthefly-marker-legend" });
+    const overlayLegend = h(doc, "span", { class: "onthefly-marker-legend" });
     const resetZoom = h(doc, "button", { type: "button", class: "onthefly-zoom-reset", title: "show every step again (or double-click the chart)", hidden: true }, "reset zoom");
     frame.tools.append(
       h(doc, "div", { class: "onthefly-legend" },
@@ -55,6 +68,7 @@ export const lossPanel: PanelDef = {
         swatch("onthefly-swatch-inner", "p25–p75"),
         swatch("onthefly-swatch-outer", "p5–p95"),
         valLegend,
+        overlayLegend,
         markerLegend),
       resetZoom,
       windowSelect,
@@ -72,6 +86,7 @@ export const lossPanel: PanelDef = {
     let curve: Curve = EMPTY_CURVE; // what the chart shows: the window, smoothed
     let val: Array<[number, number]> = [];
     let markers: Marker[] = [];
+    let overlays: Overlay[] = [];
     let width = 0;
     let hoverRow = -1;
     let zoom: readonly [number, number] | null = null; // the steps a drag chose
@@ -179,6 +194,11 @@ export const lossPanel: PanelDef = {
           val = normalizeValCurve(ctx.model.get("val_curve"));
           valLegend.hidden = val.length === 0;
         }
+        if (changed.has("overlays")) {
+          overlays = normalizeOverlays(ctx.model.get("overlays"));
+          overlayLegend.replaceChildren(...overlays.map((o, i) => h(doc, "span", { class: "onthefly-legend-item" },
+            h(doc, "span", { class: "onthefly-swatch onthefly-swatch-overlay", "data-series": i % 4 }), o.name)));
+        }
         if (changed.has("markers")) {
           markers = toMarkers(normalizeEvents(ctx.model.get("markers")));
           renderMarkerLegend();
@@ -187,8 +207,12 @@ export const lossPanel: PanelDef = {
         const from = zoom ? zoom[0] : curve.n < recorded.n ? curve.cols.step[0]! : -Infinity;
         const to = zoom ? zoom[1] : Infinity;
         const shownVal = val.filter(([step]) => step >= from && step <= to);
+        // the whole of each overlaid run over all steps; within a window, the steps the window shows
+        const windowed = !zoom && curve.n > 0 && curve.n < recorded.n;
+        const shownOverlays = overlaysIn(overlays, from, windowed ? curve.cols.step[curve.n - 1]! : to);
         const hasData = chart.draw({
           curve, val: shownVal, markers, log: logBox.checked, width: w, height: HEIGHT, domain: zoom,
+          overlays: shownOverlays,
         });
         ctx.root.classList.toggle("onthefly-empty", !hasData);
         empty.hidden = hasData;

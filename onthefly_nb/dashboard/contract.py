@@ -47,6 +47,7 @@ MARKER_GROUPS: Mapping[str, tuple[str, ...]] = {
 MARKER_KINDS = tuple(kind for kinds in MARKER_GROUPS.values() for kind in kinds)
 MAX_MARKERS = 2_000  # the markers trait holds the run's latest this many
 MAX_SCALAR_POINTS = 300  # points of each scalar series the scalars trait carries (spread over the run)
+MAX_OVERLAY_ROWS = 500  # steps of each overlaid run's median the overlays trait carries
 # cluster k's colour on the map and in session.figure("map"): Tableau 10, distinct on light and dark
 CLUSTER_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                   "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
@@ -98,6 +99,7 @@ HYPER_GROUP = Obj({k: Opt(Num()) for k in ("lr", "weight_decay", "momentum", "be
                   name="HyperparameterGroup", optional=frozenset({"weight_decay", "momentum", "beta1", "beta2"}))
 HYPERPARAMETERS = Obj({"groups": Arr(HYPER_GROUP), "grad_clip_norm": Opt(Num())}, name="HyperparametersTrait")
 HYPER_KEYS = ("lr", "weight_decay", "momentum", "beta1", "beta2", "grad_clip_norm")  # what a message may set
+OVERLAY = Obj({"name": Str(1), "points": Arr(Tup((Num(), Num())))}, name="Overlay")  # [step, median loss]
 HEALTH = Obj({"step": Int(0), "time": Num(), "results": Arr(HEALTH_RESULT)}, name="HealthTrait")
 
 TRAITS: Mapping[str, Schema] = {
@@ -117,6 +119,7 @@ TRAITS: Mapping[str, Schema] = {
     "scalars": Arr(SCALAR_SERIES),
     "output": Arr(OUTPUT_LINE),
     "hyperparameters": Opt(HYPERPARAMETERS),
+    "overlays": Arr(OVERLAY),
 }
 
 # The anywidget's own trait: the comm target and key its front end opens a command comm with (a comm

@@ -43,6 +43,7 @@ class DashboardState:
         self._points: dict[str, Any] | None = None
         self._selection: tuple[int, dict[str, Any]] | None = None
         self._scalars: tuple[int, float, list[dict[str, Any]]] = (-1, 0.0, [])  # (version, when, payload)
+        self._overlays: dict[str, Callable[[], np.ndarray]] = {}  # other runs' per-step rows, by name
 
     def snapshot(self, max_rows: int = 1000) -> dict[str, Any]:
         """A consistent copy of what the dashboard shows (the curve as per-step rows)."""
@@ -78,7 +79,20 @@ class DashboardState:
             "scalars": self._scalar_series(),
             "output": run.output.lines(),
             "hyperparameters": hyperparameter_values(run),
+            "overlays": [overlay_payload(name, rows()) for name, rows in self._overlays.items()],
         }
+
+    def overlays(self) -> list[str]:
+        """The names of the runs overlaid on the loss chart."""
+        return list(self._overlays)
+
+    def overlay(self, name: str, rows: Callable[[], np.ndarray] | None) -> None:
+        """Draw another run's median loss (``rows()``: its downsampled per-step rows) on the loss chart;
+        None removes it."""
+        if rows is None:
+            self._overlays.pop(name, None)
+        else:
+            self._overlays[name] = rows
 
     def _scalar_series(self) -> list[dict[str, Any]]:
         """The scalars trait: rebuilt when a scalar was added, at most every second while running."""
@@ -177,3 +191,10 @@ def hyperparameter_values(run: Run) -> dict[str, Any] | None:
             values["beta1"], values["beta2"] = (finite(b) for b in group["betas"])
         groups.append(values)
     return {"groups": groups, "grad_clip_norm": run.loop.clip_norm}
+
+
+def overlay_payload(name: str, rows: np.ndarray) -> dict[str, Any]:
+    """An overlaid run as the overlays trait carries it: [step, median loss] of its finite rows."""
+    step, median = STEP_COLUMNS.index("step"), STEP_COLUMNS.index("p50")
+    kept = rows[np.isfinite(rows[:, median])]
+    return {"name": name, "points": kept[:, [step, median]].tolist()}

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..persist.opened import open_saved
 from ..session import Session
 from ..steering.plans import PLAN_FIELDS
 
@@ -32,15 +33,27 @@ Steers the most recently created onthefly session.
   %onthefly determinism        replay the last step twice and compare it bit for bit
   %onthefly save [PATH]        save the whole session (.zip); Session.load(PATH, ...) continues it
   %onthefly report [PATH]      write a self-contained HTML report (default run.html)
+  %onthefly load PATH          open a saved session read-only (its history, events, metrics)
+  %onthefly overlay PATH|off   draw a saved session's median loss on this dashboard's loss chart
 """
 
 
 def onthefly_magic(line: str) -> Any:
+    words = shlex.split(line)
+    command, args = (words[0], words[1:]) if words else ("dashboard", [])
+    if command == "load":
+        if len(args) != 1:
+            raise ValueError("usage: %onthefly load PATH   (a .zip or folder session.export wrote)")
+        return open_saved(args[0])
     session = Session.current()
     if session is None:
         raise RuntimeError("no onthefly session yet: start one with onthefly.Trainer(...).fit(...)")
-    words = shlex.split(line)
-    command, args = (words[0], words[1:]) if words else ("dashboard", [])
+    if command == "overlay":
+        if len(args) != 1:
+            raise ValueError("usage: %onthefly overlay PATH   (or: %onthefly overlay off)")
+        name = session.overlay(None if args[0] == "off" else args[0])
+        print(f"overlaid {name}" if name else "overlays removed")
+        return None
     if command == "dashboard":
         return session.dashboard()
     if command == "slice":

@@ -557,9 +557,9 @@ def test_cleanup_and_two_mounts(bare_harness):
     expect(page.locator(".onthefly-root")).to_have_count(2)
     per_mount = page.evaluate("() => window.fakeModel.listenerCount()") // 2
     # run, curve, val_curve, events, markers, clusters, histogram, points, selection, plans, lineage, compare,
-    # health, scalars, output, hyperparameters, and two for the connection: custom messages (the kernel's
-    # "alive") and a transport's close
-    assert per_mount == 18
+    # health, scalars, output, hyperparameters, overlays, and two for the connection: custom messages (the
+    # kernel's "alive") and a transport's close
+    assert per_mount == 19
 
     h.update("run", running_run(step=77))
     for i in (0, 1):
@@ -1706,3 +1706,26 @@ def test_the_layout_holds_from_a_phone_to_a_wide_screen(browser_context, server_
     finally:
         h.page.close()
     h.assert_no_console_errors()
+
+
+def test_other_runs_are_overlaid_on_the_loss_chart_with_a_legend_entry_each(harness):
+    harness.set_curve(curve_rows(50))  # steps 10 .. 500
+    harness.update("overlays", [
+        {"name": "default/slow", "points": [[10 * i, 2.0 - 0.01 * i] for i in range(1, 80)]},  # a longer run
+        {"name": "default/fast", "points": [[10 * i, 1.0 - 0.005 * i] for i in range(1, 40)]},
+    ])
+    root = harness.root()
+    lines = root.locator("svg.onthefly-svg path.onthefly-overlay")
+    expect(lines).to_have_count(2)
+    assert [lines.nth(i).get_attribute("data-name") for i in range(2)] == ["default/slow", "default/fast"]
+    assert lines.nth(0).get_attribute("d").count("L") == 78, "over all steps, the whole of the longer run"
+    legend = root.locator(".onthefly-legend-item:has(.onthefly-swatch-overlay)")
+    expect(legend).to_have_text(["default/slow", "default/fast"])
+    colours = {lines.nth(i).evaluate("p => getComputedStyle(p).stroke") for i in range(2)}
+    assert len(colours) == 2
+    root.locator("select.onthefly-window").select_option("100")
+    harness.page.wait_for_timeout(200)
+    assert lines.nth(0).get_attribute("d").count("L") + 1 == 10, "the last 100 steps of the live run: 410 .. 500"
+    harness.update("overlays", [])
+    expect(lines).to_have_count(0)
+    harness.assert_no_console_errors()

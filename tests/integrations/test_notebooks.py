@@ -183,6 +183,8 @@ def test_magics_steer_slice_and_export_in_a_kernel(tmp_path):
         "%onthefly determinism",
         f"%onthefly save {tmp_path / 'magic.zip'}",
         f"%onthefly report {tmp_path / 'magic.html'}",
+        f"%onthefly load {tmp_path / 'magic.zip'}",
+        f"%onthefly overlay {tmp_path / 'magic.zip'}",
         "%onthefly stop",
         "%onthefly nonsense",
     ]
@@ -208,7 +210,10 @@ def test_magics_steer_slice_and_export_in_a_kernel(tmp_path):
     assert output_text(nb.cells[10]).startswith("deterministic: step replayed twice")
     assert f"wrote {tmp_path / 'magic.zip'}" in output_text(nb.cells[11]) and (tmp_path / "magic.zip").stat().st_size
     assert "magic / m" in (tmp_path / "magic.html").read_text() and "wrote" in output_text(nb.cells[12])
-    assert "magic/m: stopped" in output_text(nb.cells[13])
+    loaded = json.dumps(nb.cells[13].outputs)
+    assert "SavedRun magic/m" in loaded and "read-only" in loaded, loaded[:500]
+    assert "overlaid magic/m" in output_text(nb.cells[14])
+    assert "magic/m: stopped" in output_text(nb.cells[15])
     errors = error_outputs(nb)
     assert len(errors) == 1 and "unknown %onthefly command 'nonsense'" in errors[0], errors
 

@@ -7,8 +7,16 @@ import { fmtCount, fmtNum } from "../../ui/format";
 import { type Scale, linearScale, logScale, r1 } from "../../ui/scale";
 import type { Marker } from "./markers";
 
+/** Another run's median loss drawn for comparison (`overlays` trait). */
+export interface Overlay {
+  name: string;
+  steps: Float32Array;
+  median: Float32Array;
+}
+
 export interface ChartInput {
   curve: Curve;
+  overlays?: readonly Overlay[];
   val: ReadonlyArray<readonly [number, number]>;
   markers: readonly Marker[];
   log: boolean;
@@ -94,12 +102,14 @@ function* yValues(input: ChartInput): Generator<number> {
     yield c.mean[i]!;
   }
   for (const p of val) yield p[1];
+  for (const o of input.overlays ?? []) yield* o.median;
 }
 
 function* xValues(input: ChartInput): Generator<number> {
   const s = input.curve.cols.step;
   for (let i = 0; i < input.curve.n; i++) yield s[i]!;
   for (const p of input.val) yield p[0];
+  for (const o of input.overlays ?? []) yield* o.steps;
 }
 
 // --- the chart -------------------------------------------------------------------
@@ -232,6 +242,15 @@ export class LossChart {
       s(doc, "path", { class: "onthefly-line onthefly-mean", d: linePath(c.step, c.mean, n, L) }, this.gSeries);
       s(doc, "path", { class: "onthefly-line onthefly-median", d: linePath(c.step, c.p50, n, L) }, this.gSeries);
     }
+
+    // Other runs' medians, for comparison.
+    (input.overlays ?? []).forEach((o, i) => {
+      const path = s(doc, "path", {
+        class: "onthefly-line onthefly-overlay", "data-series": i % 4, "data-name": o.name,
+        d: linePath(o.steps, o.median, o.steps.length, L),
+      }, this.gSeries);
+      s(doc, "title", {}, path).textContent = `${o.name}: median loss`;
+    });
 
     // Event markers inside the x domain.
     for (const m of markers) {

@@ -67,3 +67,16 @@ export function smoothed(curve: Curve, weight: number): Curve {
   }
   return { n: curve.n, cols };
 }
+
+/** The overlays' points with a step in [from, to] (the chart's window or zoom). */
+export function overlaysIn<T extends { steps: Float32Array; median: Float32Array }>(
+  overlays: readonly T[], from: number, to: number,
+): T[] {
+  return overlays.map((o) => {
+    let start = 0;
+    while (start < o.steps.length && o.steps[start]! < from) start++;
+    let end = start;
+    while (end < o.steps.length && o.steps[end]! <= to) end++;
+    return { ...o, steps: o.steps.subarray(start, end), median: o.median.subarray(start, end) };
+  });
+}
