@@ -219,6 +219,11 @@ export interface PlanMessage {
   params?: Record<string, number>;
 }
 
+export interface OverlayMessage {
+  type: "overlay";
+  path: string;
+}
+
 export interface HyperparametersMessage {
   type: "hyperparameters";
   values: Record<string, number>;
@@ -263,4 +268,4 @@ export interface WidgetTraits {
 }
 
 /** Every message the dashboard sends. */
-export type DashboardMessage = CommandMessage | SelectMessage | PlanMessage | HyperparametersMessage;
+export type DashboardMessage = CommandMessage | SelectMessage | PlanMessage | OverlayMessage | HyperparametersMessage;

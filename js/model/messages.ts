@@ -2,7 +2,9 @@
 // decisions, selections and hyperparameter edits, typed by the contract (contract.ts,
 // docs/protocol.md).
 
-import type { CommandMessage, HyperparametersMessage, PlanMessage, SelectMessage as SelectContent } from "./contract";
+import type {
+  CommandMessage, HyperparametersMessage, OverlayMessage, PlanMessage, SelectMessage as SelectContent,
+} from "./contract";
 import type { Plan } from "./types";
 
 export type { CommandName } from "./contract";
@@ -34,7 +36,7 @@ export function selectMessage(indices: Uint32Array): SelectMessage {
   return { content: { type: "select", n: indices.length }, buffers: [exact] };
 }
 
-export type { HyperparametersMessage };
+export type { HyperparametersMessage, OverlayMessage };
 
 /** The content of any message the dashboard sends. */
-export type Message = Command | PlanMessage | SelectContent | HyperparametersMessage;
+export type Message = Command | PlanMessage | SelectContent | HyperparametersMessage | OverlayMessage;

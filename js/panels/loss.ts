@@ -10,6 +10,7 @@ import { h } from "../ui/dom";
 import { fmtCount, fmtNum, fmtPercent } from "../ui/format";
 import { isObject } from "../model/guards";
 import { LossChart, type Overlay } from "./loss/chart";
+import { compareForm } from "./loss/compare-form";
 import { GROUP_LABELS, type Marker, groupsPresent, toMarkers } from "./loss/markers";
 import { WINDOWS, lastSteps, overlaysIn, smoothed, stepRange, zoomOf } from "./loss/view";
 import { type PanelDef, panelFrame } from "./panel";
@@ -36,7 +37,7 @@ function normalizeOverlays(v: unknown): Overlay[] {
 
 export const lossPanel: PanelDef = {
   name: "loss",
-  traits: ["run", "curve", "val_curve", "markers", "overlays"],
+  traits: ["run", "curve", "val_curve", "markers", "overlays", "events"],
   create(ctx) {
     const { doc, signal } = ctx;
     const frame = panelFrame(doc, "loss", "Training loss", "onthefly-panel-wide onthefly-chart");
@@ -79,7 +80,8 @@ export const lossPanel: PanelDef = {
     const empty = h(doc, "div", { class: "onthefly-chart-empty" }, "waiting for the first steps…");
     const plot = h(doc, "div", { class: "onthefly-plot" }, chart.svg, empty);
     const metrics = h(doc, "div", { class: "onthefly-metrics", hidden: true });
-    frame.body.append(h(doc, "div", { class: "onthefly-chart-bar" }, readout), plot, metrics);
+    const compare = compareForm(doc, (m) => ctx.send(m), signal);
+    frame.body.append(h(doc, "div", { class: "onthefly-chart-bar" }, readout), plot, metrics, compare.el);
 
     let run: RunInfo = normalizeRun(undefined);
     let recorded: Curve = EMPTY_CURVE; // as the kernel sent it
@@ -198,6 +200,10 @@ export const lossPanel: PanelDef = {
           overlays = normalizeOverlays(ctx.model.get("overlays"));
           overlayLegend.replaceChildren(...overlays.map((o, i) => h(doc, "span", { class: "onthefly-legend-item" },
             h(doc, "span", { class: "onthefly-swatch onthefly-swatch-overlay", "data-series": i % 4 }), o.name)));
+        }
+        if (changed.has("overlays") || changed.has("events")) {
+          compare.update(changed.has("events") ? normalizeEvents(ctx.model.get("events")) : null,
+            overlays.map((o) => o.name));
         }
         if (changed.has("markers")) {
           markers = toMarkers(normalizeEvents(ctx.model.get("markers")));

@@ -42,6 +42,7 @@ class Steerable(Protocol):
     def approve(self, plan_id: str, wait: bool = ..., **params: float) -> Any: ...
     def reject(self, plan_id: str) -> None: ...
     def set_hyperparameters(self, *, group: int | None = ..., wait: bool = ..., **values: Any) -> Any: ...
+    def overlay(self, other: Any, name: str | None = ...) -> Any: ...
 
 
 Command = Callable[[Steerable, Message], Any]
@@ -66,6 +67,8 @@ def receive(session: Steerable, content: Any, buffers: list[Any] | tuple[Any, ..
             COMMANDS[message.name](session, message)  # type: ignore[index]
         elif message.type == "select":
             session.select(message.indices)
+        elif message.type == "overlay":
+            session.overlay(message.name or None)
         elif message.type == "hyperparameters":
             set_hyperparameters(session, message.params, message.n)
         elif message.decision == "approve":

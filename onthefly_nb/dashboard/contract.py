@@ -21,6 +21,7 @@ MAX_STEPS = 10_000_000  # a step command asks for at most this many steps
 MAX_SELECTION = 50_000_000  # indices in one selection (200 MB of uint32)
 MAX_PLAN_PARAMS = 16
 MAX_TEXT = 200  # characters of a plan id or parameter name
+MAX_PATH = 4096  # characters of a path an overlay message names
 
 RUN_STATES = ("idle", "running", "paused", "stopping", "finished", "stopped", "failed")
 COMMAND_NAMES = ("pause", "resume", "stop", "step", "validate", "test", "health", "compare", "determinism",
@@ -138,6 +139,8 @@ MESSAGES: Mapping[str, Obj] = {
     "plan": Obj({"type": Lit("plan"), "id": Str(1, MAX_TEXT), "decision": Enum(("approve", "reject")),
                  "params": Map(Num(), MAX_PLAN_PARAMS)}, name="PlanMessage", label="a plan message",
                 optional=frozenset({"params"})),
+    "overlay": Obj({"type": Lit("overlay"), "path": Str(0, MAX_PATH)}, name="OverlayMessage",
+                   label="an overlay message"),  # a saved session's path on the kernel's machine; "" removes all
     "hyperparameters": Obj({"type": Lit("hyperparameters"), "values": Map(Num(), len(HYPER_KEYS)), "group": Int(0)},
                            name="HyperparametersMessage", label="a hyperparameters message",
                            optional=frozenset({"group"})),

@@ -19,8 +19,8 @@ from .contract import HYPER_KEYS, MESSAGES
 @dataclass(frozen=True)
 class Message:
     """A checked message: a command (``name``, ``n`` steps), a selection (``indices``), a plan
-    decision (``plan_id``, ``decision``, ``params``) or hyperparameters to set (``params``, ``n``
-    the parameter group or None for every one)."""
+    decision (``plan_id``, ``decision``, ``params``), hyperparameters to set (``params``, ``n``
+    the parameter group or None for every one) or a saved session to overlay (``name`` its path)."""
 
     type: str
     name: str | None = None
@@ -48,6 +48,8 @@ def decode(content: Any, buffers: list[Any] | tuple[Any, ...] = ()) -> Message:
         if name != "step" and "n" in content:
             raise ProtocolError(f"only a step command carries n, not {name!r}")
         return Message("command", name, content.get("n", 1) if name == "step" else None)
+    if kind == "overlay":
+        return Message("overlay", name=content["path"])
     if kind == "hyperparameters":
         values = content["values"]
         unknown = sorted(set(values) - set(HYPER_KEYS))

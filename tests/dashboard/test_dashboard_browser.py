@@ -1729,3 +1729,28 @@ def test_other_runs_are_overlaid_on_the_loss_chart_with_a_legend_entry_each(harn
     harness.update("overlays", [])
     expect(lines).to_have_count(0)
     harness.assert_no_console_errors()
+
+
+def test_the_compare_form_asks_the_kernel_to_overlay_a_saved_run_and_shows_why_not(harness):
+    harness.set_curve(curve_rows(50))
+    root = harness.root()
+    root.locator("details.onthefly-compare-details summary").click()
+    field = root.locator("input.onthefly-compare-path")
+    field.fill("runs/missing.zip")
+    root.locator(".onthefly-compare-form button[type=submit]").click()
+    assert harness.sent()[-1] == {"type": "overlay", "path": "runs/missing.zip"}
+    status = root.locator(".onthefly-compare-form .onthefly-hp-status")
+    expect(status).to_have_text("opening…")
+    harness.update("events", [{"seq": 3, "time": 1_700_000_000, "step": 50, "kind": "rejected_message",
+                               "message": "overlay", "reason": "ArchiveError: No session archive at runs/missing.zip"}])
+    expect(status).to_have_text("ArchiveError: No session archive at runs/missing.zip")
+    field.fill("runs/baseline.zip")
+    root.locator(".onthefly-compare-form button[type=submit]").click()
+    harness.update("overlays", [{"name": "default/baseline", "points": [[10, 2.0], [500, 0.5]]}])
+    expect(status).to_have_text("overlaid: default/baseline")
+    expect(field).to_have_value("")
+    remove = root.locator(".onthefly-compare-form button", has_text="Remove overlays")
+    expect(remove).to_be_visible()
+    remove.click()
+    assert harness.sent()[-1] == {"type": "overlay", "path": ""}
+    harness.assert_no_console_errors()

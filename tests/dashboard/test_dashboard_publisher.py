@@ -342,3 +342,21 @@ def test_hyperparameters_edited_in_the_dashboard_reach_the_optimizer_at_a_step_b
     refused = [e for e in session.events if e["kind"] == "rejected_message"][-1]
     assert refused["message"] == "hyperparameters" and "AdamW has no 'momentum'" in refused["reason"]
     session.stop()
+
+
+def test_a_saved_run_named_in_the_dashboard_is_overlaid_or_refused_with_the_reason(session_factory, recording_comm,
+                                                                                    tmp_path):
+    saved = session_factory(n=128, max_epochs=1, run_name="before")
+    saved.run()
+    saved.export(tmp_path / "before.zip")
+    session = session_factory(n=128, max_epochs=3, run_name="now")
+    dashboard = session.dashboard()
+    session.start(paused=True)
+    dashboard.handle_message({"type": "overlay", "path": str(tmp_path / "before.zip")}, [])
+    assert [o["name"] for o in session.parts.view.values()["overlays"]] == ["default/before"]
+    dashboard.handle_message({"type": "overlay", "path": str(tmp_path / "missing.zip")}, [])
+    refused = [e for e in session.events if e["kind"] == "rejected_message"][-1]
+    assert refused["message"] == "overlay" and "ArchiveError: No session archive at" in refused["reason"]
+    dashboard.handle_message({"type": "overlay", "path": ""}, [])
+    assert session.parts.view.values()["overlays"] == []
+    session.stop()

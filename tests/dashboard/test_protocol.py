@@ -27,6 +27,7 @@ def test_each_well_formed_message_decodes():
     edit = decode({"type": "hyperparameters", "values": {"lr": 0.01, "beta2": 0.99}, "group": 1})
     assert (edit.type, edit.n, edit.params) == ("hyperparameters", 1, {"lr": 0.01, "beta2": 0.99})
     assert decode({"type": "hyperparameters", "values": {"grad_clip_norm": 1}}).n is None
+    assert decode({"type": "overlay", "path": "runs/a.zip"}) == Message("overlay", "runs/a.zip")
 
 
 @pytest.mark.parametrize(("content", "buffers", "reason"), [
@@ -47,6 +48,8 @@ def test_each_well_formed_message_decodes():
     ({"type": "plan", "id": "p", "decision": "approve", "params": {"budget": "all"}}, [], "must be a number"),
     ({"type": "plan", "id": "p", "decision": "approve", "params": [1]}, [], "params is an object"),
     ({"type": "plan", "id": "p", "decision": "reject", "params": {"x": 1}}, [], "a reject decision carries no"),
+    ({"type": "overlay", "path": 3}, [], "path must be a string"),
+    ({"type": "overlay", "path": "x" * 5000}, [], "path must be a string of 0 to 4096"),
     ({"type": "hyperparameters", "values": {"eval": 1}}, [], "sets some of lr, weight_decay.*got eval"),
     ({"type": "hyperparameters", "values": {}}, [], "got none"),
     ({"type": "hyperparameters", "values": {"lr": "high"}}, [], "must be a number"),
@@ -67,6 +70,7 @@ messages = st.one_of(
                           optional={"name": st.sampled_from(sorted(COMMAND_NAMES)) | st.text(max_size=10),
                                     "n": json_values, "id": json_values, "decision": json_values,
                                     "params": json_values, "values": json_values, "group": json_values,
+                                    "path": json_values,
                                     "extra": json_values}),
 )
 buffer_lists = st.lists(st.binary(max_size=64), max_size=2)
