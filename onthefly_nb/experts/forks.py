@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from ..data.batches import Unpack, to_device
 from ..data.losses import reduce_to_samples
 from ..errors import ConfigurationError
+from ..run.optimizers import same_kind
 
 FORK_MODES = ("wait", "alternate")
 
@@ -147,7 +148,7 @@ def copy_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, source: n
     of ``optimizer`` copied unless ``fresh``; ``lr`` replaces every group's learning rate."""
     if [p.shape for p in model.parameters()] != [p.shape for p in source.parameters()]:
         raise ConfigurationError("the forked model's parameters do not match the run's")
-    clone = type(optimizer)(model.parameters(), **optimizer.defaults)
+    clone = same_kind(optimizer, model.parameters())
     if not fresh:
         clone.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     if lr is not None:

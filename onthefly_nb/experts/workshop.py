@@ -20,6 +20,7 @@ from ..data.batches import to_device
 from ..errors import ConfigurationError
 from ..persist.weights import cloned, load_weights
 from ..run.control import TERMINAL
+from ..run.optimizers import same_kind
 from ..run.training import Run
 from ..steering.plans import PlanBook
 from .adapters import with_adapters
@@ -130,8 +131,8 @@ class Workshop:
             model = copy.deepcopy(run.model)
             return model, copy_optimizer(run.optimizer, model, run.model, options.fresh_optimizer, options.lr)
         model = with_adapters(run.model, options.adapter_rank, options.adapter_layers)
-        defaults = {**run.optimizer.defaults, **({"lr": options.lr} if options.lr is not None else {})}
-        return model, type(run.optimizer)([p for p in model.parameters() if p.requires_grad], **defaults)
+        lr = {"lr": options.lr} if options.lr is not None else {}
+        return model, same_kind(run.optimizer, [p for p in model.parameters() if p.requires_grad], **lr)
 
     def _trained(self, expert: Expert) -> None:
         """Log the finished fork, refresh the comparison and tell whoever listens (a merge card)."""

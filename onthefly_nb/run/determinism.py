@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .optimizers import same_kind
+
 CUBLAS_WORKSPACE = ":4096:8"
 _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _SHOWN = 5  # differing tensors named in a summary
@@ -120,7 +122,7 @@ def _replay(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callabl
     memo: dict[int, Any] = {}
     replica = copy.deepcopy(model, memo)
     groups = copy.deepcopy(optimizer.param_groups, memo)  # the memo maps each parameter to its copy in the replica
-    replica_optimizer = type(optimizer)(groups, **optimizer.defaults)
+    replica_optimizer = same_kind(optimizer, groups)
     replica_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     if not replica.training:  # a model left in eval mode steps in train mode; submodules frozen in eval stay so
         replica.train()
