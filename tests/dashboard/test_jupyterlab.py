@@ -423,8 +423,9 @@ print(json.dumps(_exported[-1] if _exported else None))"""
 RELOAD = """
 import copy
 from onthefly_nb import Session
+from onthefly_nb.run.optimizers import same_kind  # the notebook's AdamW, over the copy
 _model = copy.deepcopy(session.model)
-_loaded = Session.load({path!r}, _model, type(session.optimizer)(_model.parameters(), **session.optimizer.defaults),
+_loaded = Session.load({path!r}, _model, same_kind(session.optimizer, _model.parameters()),
                        session.loss_fn, session.train_loader, run_name="reloaded")
 print(json.dumps({{"step": _loaded.global_step, "same_weights": all(
     torch.equal(v, session.model.state_dict()[k]) for k, v in _loaded.model.state_dict().items()),
