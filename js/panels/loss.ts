@@ -18,6 +18,7 @@ import { type PanelDef, panelFrame } from "./panel";
 const HEIGHT = 220;
 const DRAG_PX = 4; // a shorter drag is a click, not a zoom
 const MIN_ZOOM_STEPS = 2;
+const DEFAULT_SMOOTHING = 0.6; // TensorBoard's default; the recorded median stays drawn faintly behind
 
 function evalText(label: string, r: EvalResult): string {
   const acc = r.accuracy != null ? ` · acc ${fmtPercent(r.accuracy)}` : "";
@@ -56,7 +57,7 @@ export const lossPanel: PanelDef = {
       ...WINDOWS.map((w) => h(doc, "option", { value: w }, w ? `last ${fmtCount(w)}` : "all steps")),
     );
     const smoothing = h(doc, "input", {
-      type: "range", class: "onthefly-smooth", min: 0, max: 0.99, step: 0.01, value: 0,
+      type: "range", class: "onthefly-smooth", min: 0, max: 0.99, step: 0.01, value: DEFAULT_SMOOTHING,
       title: "smoothing: the weight of an exponential moving average, as in TensorBoard", "aria-label": "Smoothing",
     });
     const markerLegend = h(doc, "span", { class: "onthefly-marker-legend" });
@@ -190,8 +191,10 @@ export const lossPanel: PanelDef = {
       update(changed) {
         if (changed.has("run")) run = normalizeRun(ctx.model.get("run"));
         if (changed.has("curve")) recorded = decodeCurve(ctx.model.get("curve"));
-        const whole = smoothed(recorded, Number(smoothing.value)); // smoothed over the run, then cut: a view
-        curve = zoom ? stepRange(whole, zoom[0], zoom[1]) : lastSteps(whole, Number(windowSelect.value));
+        const cut = (c: Curve) => (zoom ? stepRange(c, zoom[0], zoom[1]) : lastSteps(c, Number(windowSelect.value)));
+        const weight = Number(smoothing.value);
+        curve = cut(smoothed(recorded, weight)); // smoothed over the run, then cut: a view
+        const raw = weight > 0 ? cut(recorded) : null;
         if (changed.has("val_curve")) {
           val = normalizeValCurve(ctx.model.get("val_curve"));
           valLegend.hidden = val.length === 0;
@@ -218,7 +221,7 @@ export const lossPanel: PanelDef = {
         const shownOverlays = overlaysIn(overlays, from, windowed ? curve.cols.step[curve.n - 1]! : to);
         const hasData = chart.draw({
           curve, val: shownVal, markers, log: logBox.checked, width: w, height: HEIGHT, domain: zoom,
-          overlays: shownOverlays,
+          overlays: shownOverlays, raw,
         });
         ctx.root.classList.toggle("onthefly-empty", !hasData);
         empty.hidden = hasData;

@@ -272,6 +272,7 @@ def test_the_loss_chart_shows_the_last_steps_and_smooths_them(harness):
     root = harness.root()
     median = root.locator("svg.onthefly-svg path.onthefly-median")
     expect(median).to_have_count(1)
+    assert root.locator("input.onthefly-smooth").input_value() == "0.6", "TensorBoard's default smoothing"
 
     def points() -> int:
         return median.get_attribute("d").count("L") + 1
@@ -285,6 +286,12 @@ def test_the_loss_chart_shows_the_last_steps_and_smooths_them(harness):
         "e => { e.value = '0.9'; e.dispatchEvent(new Event('input', {bubbles: true})); }")
     harness.page.wait_for_timeout(200)
     assert points() == 10 and median.get_attribute("d") != raw, "smoothing redraws the same rows"
+    recorded = root.locator("svg.onthefly-svg path.onthefly-raw")
+    expect(recorded).to_have_count(1)  # the recorded median stays, faint, behind the smoothed one
+    assert recorded.get_attribute("d").count("L") + 1 == 10
+    root.locator("input.onthefly-smooth").evaluate(
+        "e => { e.value = '0'; e.dispatchEvent(new Event('input', {bubbles: true})); }")
+    expect(recorded).to_have_count(0)
     root.locator("select.onthefly-window").select_option("0")
     harness.page.wait_for_timeout(200)
     assert points() == 50

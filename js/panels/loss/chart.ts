@@ -22,6 +22,8 @@ export interface ChartInput {
   log: boolean;
   width: number;
   height: number;
+  /** The recorded curve behind a smoothed one: its median is drawn faintly. */
+  raw?: Curve | null;
   /** The steps shown (a zoom); else the extent of the data. */
   domain?: readonly [number, number] | null;
 }
@@ -103,6 +105,7 @@ function* yValues(input: ChartInput): Generator<number> {
   }
   for (const p of val) yield p[1];
   for (const o of input.overlays ?? []) yield* o.median;
+  if (input.raw) yield* input.raw.cols.p50.subarray(0, input.raw.n);
 }
 
 function* xValues(input: ChartInput): Generator<number> {
@@ -239,6 +242,11 @@ export class LossChart {
     if (n > 0) {
       s(doc, "path", { class: "onthefly-fan onthefly-fan-outer", d: bandPath(c.step, c.p5, c.p95, n, L) }, this.gSeries);
       s(doc, "path", { class: "onthefly-fan onthefly-fan-inner", d: bandPath(c.step, c.p25, c.p75, n, L) }, this.gSeries);
+      const raw = input.raw;
+      if (raw && raw.n > 0) {
+        s(doc, "path", { class: "onthefly-line onthefly-raw", d: linePath(raw.cols.step, raw.cols.p50, raw.n, L) },
+          this.gSeries);
+      }
       s(doc, "path", { class: "onthefly-line onthefly-mean", d: linePath(c.step, c.mean, n, L) }, this.gSeries);
       s(doc, "path", { class: "onthefly-line onthefly-median", d: linePath(c.step, c.p50, n, L) }, this.gSeries);
     }
