@@ -44,20 +44,23 @@ def test_a_live_session_publishes_every_trait_as_declared():
     publisher = session.parts.publisher
     check_traits(publisher.current())  # before the first step
     session.start(paused=True)
-    print("a line printed while the run is live")  # the output trait
-    session.step(60)
-    session.cluster()
-    session.select([1, 5, 9])
-    session.fork("cluster == 0", budget=20)
-    session.merge()
-    session.compare()
-    session.validate()
-    values = publisher.publish_now([])
-    values = {**publisher.current(), **values}
-    check_traits(values)
-    filled = {name for name in TRAITS if values[name] not in (None, [], {})}
-    assert filled == set(TRAITS), f"traits left empty, so not checked: {set(TRAITS) - filled}"
-    session.stop()
+    try:
+        print("a line printed while the run is live")  # the output trait
+        session.step(60)
+        session.cluster()
+        session.select([1, 5, 9])
+        session.fork("cluster == 0", budget=20)
+        session.merge()
+        session.compare()
+        session.validate()
+        session.overlay(session, name="itself")  # the overlays trait
+        values = publisher.publish_now([])
+        values = {**publisher.current(), **values}
+        check_traits(values)
+        filled = {name for name in TRAITS if values[name] not in (None, [], {})}
+        assert filled == set(TRAITS), f"traits left empty, so not checked: {set(TRAITS) - filled}"
+    finally:
+        session.stop()
 
 
 def test_a_value_that_breaks_the_contract_is_named():
