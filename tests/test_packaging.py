@@ -1,10 +1,12 @@
 """The sdist and the wheel carry the built front end: both build and install with no npm on PATH,
-and the package imported from the install finds its bundle."""
+as does ``pip install .`` from a checkout whose bundle is built, and the package imported from the
+install finds its bundle."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -47,9 +49,21 @@ def test_the_sdist_and_the_wheel_carry_the_bundle(artefacts):
         assert {f"onthefly_nb/static/{name}" for name in BUNDLE} <= set(archive.namelist())
 
 
-@pytest.mark.parametrize("which", ["sdist", "wheel"])
-def test_each_installs_without_npm_and_the_installed_package_finds_its_bundle(artefacts, which, tmp_path):
-    artefact = artefacts[0] if which == "sdist" else artefacts[1]
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A copy of this checkout's tracked files and its built bundle: a clone after ``npm run build``."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
+    dest = tmp_path_factory.mktemp("clone") / "onthefly-nb"
+    for name in [*tracked.stdout.splitlines(), *(f"onthefly_nb/static/{n}" for n in BUNDLE)]:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+@pytest.mark.parametrize("which", ["sdist", "wheel", "checkout"])
+def test_each_installs_without_npm_and_the_installed_package_finds_its_bundle(artefacts, checkout, which, tmp_path):
+    artefact = {"sdist": artefacts[0], "wheel": artefacts[1], "checkout": checkout}[which]
     target = tmp_path / "site"
     env = without_npm()
     run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
