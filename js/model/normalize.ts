@@ -75,6 +75,11 @@ export function normalizeRun(v: unknown): RunInfo {
 
 /** `val_curve`: array of [step, loss]; non-finite points are dropped. */
 export function normalizeValCurve(v: unknown): Array<[number, number]> {
+  return finitePairs(v);
+}
+
+/** The ``[number, number]`` pairs of ``v`` whose two values are finite (others are dropped). */
+export function finitePairs(v: unknown): Array<[number, number]> {
   if (!Array.isArray(v)) return [];
   const out: Array<[number, number]> = [];
   for (const p of v) {
@@ -86,6 +91,12 @@ export function normalizeValCurve(v: unknown): Array<[number, number]> {
     }
   }
   return out;
+}
+
+/** The kernel's refusal of a message of type ``message`` logged after event ``seq`` (a
+ * `rejected_message` event), if any: what a form that sent one shows. */
+export function rejectionAfter(events: readonly RunEvent[], seq: number, message: string): RunEvent | undefined {
+  return events.find((e) => e.seq > seq && e.kind === "rejected_message" && e.message === message);
 }
 
 /** `events`: events of a kind the contract does not declare are dropped. */

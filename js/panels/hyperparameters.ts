@@ -5,7 +5,7 @@
 // the trait shows the new values, or why the kernel refused them (a `rejected_message` event).
 
 import { isObject } from "../model/guards";
-import { normalizeEvents } from "../model/normalize";
+import { normalizeEvents, rejectionAfter } from "../model/normalize";
 import { h } from "../ui/dom";
 import { fmtNum } from "../ui/format";
 import { type PanelDef, emptyState, panelFrame } from "./panel";
@@ -68,7 +68,7 @@ export const hyperparametersPanel: PanelDef = {
     frame.body.append(empty, form);
     const inputs = new Map<Key, HTMLInputElement>();
     let trait: Hyper | null = null;
-    let pending: { group: number; asked: Partial<Record<Key, number>>; sentAt: number; seq: number } | null = null;
+    let pending: { group: number; asked: Partial<Record<Key, number>>; seq: number } | null = null;
     let lastSeq = -1;
 
     const edited = (): Partial<Record<Key, number>> => {
@@ -115,7 +115,7 @@ export const hyperparametersPanel: PanelDef = {
       if (!Object.keys(asked).length || pending) return;
       const group = Number(groupSelect.value);
       ctx.send({ type: "hyperparameters", values: asked, ...(group >= 0 ? { group } : {}) });
-      pending = { group, asked, sentAt: Date.now(), seq: lastSeq };
+      pending = { group, asked, seq: lastSeq };
       status.textContent = "applying at the next step…";
       status.dataset.state = "pending";
       refreshApply();
@@ -143,8 +143,7 @@ export const hyperparametersPanel: PanelDef = {
           pending = null;
           fill(true);
         } else if (pending) {
-          const refusal = events.find((e) => e.seq > pending!.seq && e.kind === "rejected_message"
-            && e.message === "hyperparameters");
+          const refusal = rejectionAfter(events, pending.seq, "hyperparameters");
           if (refusal) {
             status.textContent = String(refusal.reason ?? "refused");
             status.dataset.state = "refused";

@@ -4,7 +4,7 @@
 // validation and test metrics (`run`).
 
 import { type Curve, EMPTY_CURVE, decodeCurve } from "../model/curve";
-import { normalizeEvents, normalizeRun, normalizeValCurve } from "../model/normalize";
+import { finitePairs, normalizeEvents, normalizeRun, normalizeValCurve } from "../model/normalize";
 import type { EvalResult, RunInfo } from "../model/types";
 import { h } from "../ui/dom";
 import { fmtCount, fmtNum, fmtPercent } from "../ui/format";
@@ -28,9 +28,8 @@ function evalText(label: string, r: EvalResult): string {
 /** The `overlays` trait: each run's finite [step, median] points. */
 function normalizeOverlays(v: unknown): Overlay[] {
   if (!Array.isArray(v)) return [];
-  return v.filter(isObject).filter((o) => typeof o.name === "string" && Array.isArray(o.points)).map((o) => {
-    const points = (o.points as unknown[]).filter(
-      (p): p is [number, number] => Array.isArray(p) && Number.isFinite(p[0]) && Number.isFinite(p[1]));
+  return v.filter(isObject).filter((o) => typeof o.name === "string").map((o) => {
+    const points = finitePairs(o.points);
     return { name: String(o.name), steps: Float32Array.from(points, (p) => p[0]),
       median: Float32Array.from(points, (p) => p[1]) };
   });
@@ -189,6 +188,8 @@ export const lossPanel: PanelDef = {
     return {
       el: frame.el,
       update(changed) {
+        if (changed.has("events")) compare.update(normalizeEvents(ctx.model.get("events")), overlays.map((o) => o.name));
+        if (changed.size === 1 && changed.has("events")) return; // only the compare form reads events
         if (changed.has("run")) run = normalizeRun(ctx.model.get("run"));
         if (changed.has("curve")) recorded = decodeCurve(ctx.model.get("curve"));
         const cut = (c: Curve) => (zoom ? stepRange(c, zoom[0], zoom[1]) : lastSteps(c, Number(windowSelect.value)));
@@ -204,10 +205,7 @@ export const lossPanel: PanelDef = {
           overlayLegend.replaceChildren(...overlays.map((o, i) => h(doc, "span", { class: "onthefly-legend-item" },
             h(doc, "span", { class: "onthefly-swatch onthefly-swatch-overlay", "data-series": i % 4 }), o.name)));
         }
-        if (changed.has("overlays") || changed.has("events")) {
-          compare.update(changed.has("events") ? normalizeEvents(ctx.model.get("events")) : null,
-            overlays.map((o) => o.name));
-        }
+        if (changed.has("overlays")) compare.update(null, overlays.map((o) => o.name));
         if (changed.has("markers")) {
           markers = toMarkers(normalizeEvents(ctx.model.get("markers")));
           renderMarkerLegend();

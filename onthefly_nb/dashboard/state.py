@@ -15,6 +15,7 @@ from ..experts.workshop import Workshop
 from ..records.clusters import Clustering
 from ..records.store import STEP_COLUMNS
 from ..run.control import RunState
+from ..run.hyperparameters import OPTIMIZER_KEYS
 from ..run.metrics import finite
 from ..run.training import Run
 from ..steering.checkup import Checkup
@@ -185,7 +186,7 @@ def hyperparameter_values(run: Run) -> dict[str, Any] | None:
         return None
     groups = []
     for group in run.optimizer.param_groups:
-        values = {key: finite(group[key]) for key in ("lr", "weight_decay", "momentum") if key in group}
+        values = {key: finite(group[key]) for key in OPTIMIZER_KEYS if key != "betas" and key in group}
         values.setdefault("lr", None)
         if "betas" in group:
             values["beta1"], values["beta2"] = (finite(b) for b in group["betas"])

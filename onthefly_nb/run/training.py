@@ -6,7 +6,6 @@ through this object's public attributes; it knows none of them, only the hooks t
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -229,8 +228,7 @@ class Run:
 
     def gradient_norm(self) -> float | None:
         """The total gradient norm of the last step (on the trainer thread, where it is still in .grad)."""
-        norms = [p.grad.detach().norm().item() for p in self.model.parameters() if p.grad is not None]
-        return math.sqrt(sum(n * n for n in norms)) if norms else None
+        return self.gauges.gradient_norm()
 
     def lr(self) -> float | None:
         """The first parameter group's learning rate."""

@@ -3,6 +3,7 @@
 // trait). The form says why the kernel refused a path (a `rejected_message` event).
 
 import type { Message } from "../../model/messages";
+import { rejectionAfter } from "../../model/normalize";
 import type { RunEvent } from "../../model/types";
 import { h } from "../../ui/dom";
 
@@ -42,8 +43,7 @@ export function compareForm(doc: Document, send: (m: Message) => void, signal: A
     update(events, overlays) {
       clear.hidden = overlays.length === 0;
       if (events) {
-        const refusal = sentAfter === null ? undefined
-          : events.find((e) => e.seq > sentAfter! && e.kind === "rejected_message" && e.message === "overlay");
+        const refusal = sentAfter === null ? undefined : rejectionAfter(events, sentAfter, "overlay");
         if (refusal) {
           status.textContent = String(refusal.reason ?? "refused");
           status.dataset.state = "refused";

@@ -14,19 +14,25 @@ export function lastSteps(curve: Curve, steps: number): Curve {
   const from = step[curve.n - 1]! - steps;
   let start = 0;
   while (start < curve.n && !(step[start]! > from)) start++;
-  if (start === 0) return curve;
-  const cols = {} as Record<CurveColumn, Float32Array>;
-  for (const c of CURVE_COLUMNS) cols[c] = curve.cols[c].subarray(start);
-  return { n: curve.n - start, cols };
+  return rows(curve, start, curve.n);
 }
 
 /** The rows whose step lies in [from, to] (a zoom). */
 export function stepRange(curve: Curve, from: number, to: number): Curve {
-  const step = curve.cols.step;
+  return rows(curve, ...within(curve.cols.step, curve.n, from, to));
+}
+
+/** [start, end) of the first ``n`` ascending ``steps`` that lie in [from, to]. */
+function within(steps: Float32Array, n: number, from: number, to: number): [number, number] {
   let start = 0;
-  while (start < curve.n && step[start]! < from) start++;
+  while (start < n && steps[start]! < from) start++;
   let end = start;
-  while (end < curve.n && step[end]! <= to) end++;
+  while (end < n && steps[end]! <= to) end++;
+  return [start, end];
+}
+
+/** Rows [start, end) of the curve (the curve itself when that is all of it). */
+function rows(curve: Curve, start: number, end: number): Curve {
   if (start === 0 && end === curve.n) return curve;
   const cols = {} as Record<CurveColumn, Float32Array>;
   for (const c of CURVE_COLUMNS) cols[c] = curve.cols[c].subarray(start, end);
@@ -73,10 +79,7 @@ export function overlaysIn<T extends { steps: Float32Array; median: Float32Array
   overlays: readonly T[], from: number, to: number,
 ): T[] {
   return overlays.map((o) => {
-    let start = 0;
-    while (start < o.steps.length && o.steps[start]! < from) start++;
-    let end = start;
-    while (end < o.steps.length && o.steps[end]! <= to) end++;
+    const [start, end] = within(o.steps, o.steps.length, from, to);
     return { ...o, steps: o.steps.subarray(start, end), median: o.median.subarray(start, end) };
   });
 }

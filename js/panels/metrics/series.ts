@@ -4,6 +4,7 @@
 
 import type { ScalarSeries } from "../../model/contract";
 import { isObject } from "../../model/guards";
+import { finitePairs } from "../../model/normalize";
 
 export interface Series {
   name: string;
@@ -23,9 +24,7 @@ export function normalizeScalars(v: unknown): Series[] {
   const out: Series[] = [];
   for (const raw of v) {
     if (!isObject(raw) || typeof raw.name !== "string" || !Array.isArray(raw.points)) continue;
-    const points = (raw.points as unknown[]).filter(
-      (p): p is [number, number] => Array.isArray(p) && Number.isFinite(p[0]) && Number.isFinite(p[1]),
-    );
+    const points = finitePairs(raw.points);
     out.push({
       name: raw.name,
       logged: (raw as Partial<ScalarSeries>).group === "logged",
